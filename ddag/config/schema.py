@@ -1,0 +1,89 @@
+"""Dataclass schema of the fixed top-level keys, registered in Hydra's ConfigStore.
+
+Component subtrees (dataset, model, loss, optimizer, schedule, logger) are typed `Any`: their
+keys are checked against the `_target_` signatures by `ddag/config/validate.py`.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+
+from ddag.data.loader import LoaderSettings
+from ddag.engine.runtime import RuntimeSettings
+
+SCHEMA_NAME = "ddag_schema"
+
+
+@dataclass
+class TaskConfig:
+    """What `run.py` does. Keys not used by a task are ignored by it.
+
+    Attributes:
+        name: task module under ddag/tasks (train, eval).
+        epochs: training epochs.
+        eval_every: evaluate on the selection split every N epochs.
+        selection: which model is tested at the end: "last", "val" (best on the validation
+            identities) or "test" (best on the test set, as the reference code does; flagged).
+        selection_metric: metric maximised by the selection ("rank1" or "mAP").
+        checkpoint: checkpoint to evaluate (task=eval).
+        resume: checkpoint to continue training from, or "auto" for this run dir's last.ckpt.
+        log_every: progress line every N steps.
+        save_every: write last.ckpt every N epochs.
+        max_steps_per_epoch: cut epochs short (smoke runs); null runs full epochs.
+    """
+
+    name: str = "train"
+    epochs: int = 12
+    eval_every: int = 2
+    selection: str = "val"
+    selection_metric: str = "rank1"
+    checkpoint: Optional[str] = None
+    resume: Optional[str] = None
+    log_every: int = 10
+    save_every: int = 1
+    max_steps_per_epoch: Optional[int] = None
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation options.
+
+    Attributes:
+        protocols: protocol nodes (`_target_`); empty means the dataset's default protocols.
+        flip: average features of each image and its mirror (tagged in results).
+    """
+
+    protocols: List[Any] = field(default_factory=list)
+    flip: bool = False
+
+
+@dataclass
+class PathsConfig:
+    """Where things go. `output_dir` is the Hydra run directory unless overridden."""
+
+    output_dir: str = "${hydra:runtime.output_dir}"
+    data_root: str = "${oc.env:DDAG_DATA,data}"
+
+
+@dataclass
+class Config:
+    """Top-level configuration."""
+
+    task: TaskConfig = field(default_factory=TaskConfig)
+    seed: int = 0
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    loader: LoaderSettings = field(default_factory=LoaderSettings)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    dataset: Any = None
+    model: Any = None
+    loss: Any = None
+    optimizer: Any = None
+    schedule: Any = None
+    logger: Any = None
+
+
+def register_configs() -> None:
+    """Put the schema into Hydra's ConfigStore under `ddag_schema` (idempotent)."""
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=Config)

@@ -1,0 +1,167 @@
+"""Start-up check of every `_target_` node: importable, known keys, primitive types.
+
+Hydra reports a bad key only when the node is instantiated (for an evaluation protocol, after
+training) and accepts a wrong primitive type silently; this walks the composed config first and
+raises ConfigError with the key path, the target and the accepted names.
+"""
+
+import collections.abc
+import difflib
+import importlib
+import inspect
+import typing
+from typing import Any, Iterator, Tuple
+
+from ddag.errors import ConfigError
+
+
+def locate(path: str) -> Any:
+    """Import `package.module.Attribute` and return the attribute; ConfigError if impossible."""
+    module_path, _, attribute = path.rpartition(".")
+    if not module_path:
+        raise ConfigError(f"_target_ {path!r} is not a dotted path like package.module.Class")
+    try:
+        module = importlib.import_module(module_path)
+    except ModuleNotFoundError as err:
+        if err.name and module_path.startswith(err.name):
+            raise ConfigError(f"_target_ {path!r}: no module named {err.name!r}") from err
+        raise ConfigError(f"_target_ {path!r}: importing {module_path} failed: {err}") from err
+    if not hasattr(module, attribute):
+        choices = [n for n in dir(module) if not n.startswith("_")]
+        hint = difflib.get_close_matches(attribute, choices, n=1)
+        raise ConfigError(
+            f"_target_ {path!r}: {module_path} has no attribute {attribute!r}"
+            + (f"; did you mean {hint[0]!r}?" if hint else "")
+        )
+    return getattr(module, attribute)
+
+
+def _target_nodes(node: Any, path: str) -> Iterator[Tuple[str, dict]]:
+    if isinstance(node, dict):
+        if "_target_" in node:
+            yield path, node
+        for key, value in node.items():
+            if not str(key).startswith("_"):
+                yield from _target_nodes(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _target_nodes(value, f"{path}[{i}]")
+
+
+def _accepts(annotation: Any, value: Any) -> bool:
+    """Whether `value` fits a primitive-ish annotation; unknown annotations accept anything."""
+    if annotation is inspect.Parameter.empty or annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union:
+        return any(_accepts(arg, value) for arg in typing.get_args(annotation))
+    if origin is typing.Literal:
+        return value in typing.get_args(annotation)
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, collections.abc.Sequence) or annotation in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+        return len(args) != 1 or all(_accepts(args[0], v) for v in value)
+    return True
+
+
+def _describe(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def check_node(path: str, node: dict) -> None:
+    """Validate one `_target_` node against the target's signature."""
+    target = locate(str(node["_target_"]))
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return
+    params = signature.parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    try:
+        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+    except Exception:
+        hints = {}
+    for key, value in node.items():
+        if str(key).startswith("_"):
+            continue
+        full_key = f"{path}.{key}" if path else str(key)
+        if key not in params:
+            hint = difflib.get_close_matches(str(key), accepted, n=1)
+            raise ConfigError(
+                f"unknown key {full_key!r}: {node['_target_']} accepts {accepted}"
+                + (f"; did you mean {path + '.' if path else ''}{hint[0]}?" if hint else "")
+            )
+        annotation = hints.get(key, params[key].annotation)
+        if isinstance(value, dict):
+            continue  # a nested node: checked on its own
+        if not _accepts(annotation, value):
+            raise ConfigError(
+                f"wrong type for {full_key!r}: {node['_target_']} expects {_describe(annotation)}, "
+                f"got {value!r} ({type(value).__name__})"
+            )
+
+
+CHOICES = {
+    ("task", "selection"): ("last", "val", "test"),
+    ("task", "selection_metric"): ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP"),
+    ("runtime", "device_target"): ("CPU", "GPU", "Ascend"),
+    ("runtime", "mode"): ("graph", "pynative"),
+}
+
+
+def _check_choices(container: dict) -> None:
+    for (section, key), choices in CHOICES.items():
+        value = container.get(section, {}).get(key)
+        if value is not None and value not in choices:
+            raise ConfigError(
+                f"{section}.{key}={value!r} is not valid; choose one of {list(choices)}"
+            )
+    task = container.get("task", {}).get("name")
+    if task is not None:
+        try:
+            importlib.import_module(f"ddag.tasks.{task}")
+        except ModuleNotFoundError as err:
+            raise ConfigError(
+                f"task={task!r} does not exist; see conf/task/ for the tasks"
+            ) from err
+
+
+def _check_fixed_sections(container: dict) -> None:
+    """Keys added with "+" to a schema section (task, runtime, ...) are typos: name them."""
+    import dataclasses
+
+    from ddag.config.schema import Config
+
+    for section in dataclasses.fields(Config):
+        schema = section.default_factory
+        if not (isinstance(schema, type) and dataclasses.is_dataclass(schema)):
+            continue
+        known = [f.name for f in dataclasses.fields(schema)]
+        for key in container.get(section.name) or {}:
+            if key not in known:
+                hint = difflib.get_close_matches(str(key), known, n=1)
+                raise ConfigError(
+                    f"unknown key '{section.name}.{key}'; {section.name} accepts {known}"
+                    + (f"; did you mean {section.name}.{hint[0]}?" if hint else "")
+                )
+
+
+def validate_config(container: dict) -> None:
+    """Check fixed sections, choices and every `_target_` node of a resolved config."""
+    _check_fixed_sections(container)
+    _check_choices(container)
+    for path, node in _target_nodes(container, ""):
+        check_node(path, node)

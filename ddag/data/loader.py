@@ -1,0 +1,105 @@
+"""`GeneratorDataset` pipelines: paired training batches and single-modality test batches."""
+
+from dataclasses import dataclass
+
+import mindspore.dataset as ds
+import numpy as np
+
+from ddag.data.datasets.base import ImageSet
+from ddag.data.sampler import IdentitySampler
+from ddag.data.transforms import test_transforms, train_transforms
+
+
+@dataclass
+class LoaderSettings:
+    """Batching and image settings shared by the train and test pipelines.
+
+    Attributes:
+        num_ids: P, identities per training batch (paper 8).
+        num_instances: K, images per identity and modality (paper 4).
+        height: network input height (paper 288).
+        width: network input width (paper 144).
+        padding: zero padding before the random crop (paper 10).
+        flip: random horizontal flip.
+        test_batch_size: images per inference batch.
+        num_workers: parallel workers of the dataset pipeline.
+    """
+
+    num_ids: int = 8
+    num_instances: int = 4
+    height: int = 288
+    width: int = 144
+    padding: int = 10
+    flip: bool = True
+    test_batch_size: int = 64
+    num_workers: int = 1
+
+
+class _PairSource:
+    """Random access to (visible, thermal, visible_label, thermal_label) by pair code."""
+
+    def __init__(self, visible: ImageSet, thermal: ImageSet):
+        self.visible, self.thermal = visible, thermal
+
+    def __len__(self):
+        return len(self.visible) * len(self.thermal)
+
+    def __getitem__(self, code):
+        v, t = divmod(int(code), len(self.thermal))
+        return (
+            self.visible.load(v),
+            self.thermal.load(t),
+            np.int32(self.visible.ids[v]),
+            np.int32(self.thermal.ids[t]),
+        )
+
+
+class _SingleSource:
+    def __init__(self, images: ImageSet):
+        self.images = images
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return (self.images.load(int(index)),)
+
+
+def train_pipeline(
+    visible: ImageSet, thermal: ImageSet, sampler: IdentitySampler, settings: LoaderSettings
+) -> ds.Dataset:
+    """Batches of (visible (B,3,H,W), thermal (B,3,H,W), visible labels (B,), thermal labels (B,)).
+
+    B is the sampler's batch size (P x K pairs).
+    """
+    dataset = ds.GeneratorDataset(
+        _PairSource(visible, thermal),
+        column_names=["visible", "thermal", "visible_label", "thermal_label"],
+        sampler=sampler,
+        num_parallel_workers=settings.num_workers,
+        python_multiprocessing=False,
+    )
+    for column in ("visible", "thermal"):
+        dataset = dataset.map(
+            train_transforms(settings.height, settings.width, settings.padding, settings.flip),
+            input_columns=[column],
+            num_parallel_workers=settings.num_workers,
+        )
+    return dataset.batch(sampler.batch_size, drop_remainder=True)
+
+
+def test_pipeline(images: ImageSet, settings: LoaderSettings) -> ds.Dataset:
+    """Batches of (images (B,3,H,W),) in set order; the last batch may be smaller."""
+    dataset = ds.GeneratorDataset(
+        _SingleSource(images),
+        column_names=["image"],
+        shuffle=False,
+        num_parallel_workers=settings.num_workers,
+        python_multiprocessing=False,
+    )
+    dataset = dataset.map(
+        test_transforms(settings.height, settings.width),
+        input_columns=["image"],
+        num_parallel_workers=settings.num_workers,
+    )
+    return dataset.batch(settings.test_batch_size, drop_remainder=False)

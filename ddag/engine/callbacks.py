@@ -1,0 +1,157 @@
+"""Callbacks of the training loop: progress, TensorBoard, checkpoints, periodic evaluation."""
+
+from pathlib import Path
+from typing import Callable, List, Optional
+
+from ddag.engine.checkpoint import save_checkpoint
+from ddag.engine.trainer import Callback, StepTimer
+from ddag.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class ProgressLogger(Callback):
+    """A log line every `every_n_steps` steps and at each epoch end: losses, lr, w_G, images/s."""
+
+    def __init__(self, every_n_steps: int = 10):
+        self.every_n_steps = max(1, every_n_steps)
+        self.timer = StepTimer()
+
+    def on_train_start(self, trainer, state):
+        log.info(
+            "training %d epochs x %d steps, %d images per step",
+            trainer.epochs,
+            trainer.steps_per_epoch,
+            trainer.images_per_step,
+        )
+        self.timer = StepTimer()
+
+    def on_step_end(self, trainer, state, losses):
+        self.timer.add(trainer.images_per_step)
+        in_epoch = (state.step - 1) % trainer.steps_per_epoch + 1
+        if in_epoch % self.every_n_steps == 0 or in_epoch == trainer.steps_per_epoch:
+            terms = " ".join(f"{k}={v:.4f}" for k, v in losses.items())
+            log.info(
+                "epoch %d step %d/%d  %s  lr=%.2e  w_G=%.3f  %.1f img/s",
+                state.epoch,
+                in_epoch,
+                trainer.steps_per_epoch,
+                terms,
+                trainer.lr_at(state.step - 1),
+                state.graph_weight.value,
+                self.timer.rate(),
+            )
+
+    def on_epoch_end(self, trainer, state):
+        self.timer = StepTimer()  # evaluation and checkpointing are not training throughput
+
+
+class TensorBoardLogger(Callback):
+    """TensorBoard scalars via tensorboardX: loss terms, lr and graph weight per step, metrics."""
+
+    def __init__(self, log_dir: str, flush_secs: int = 30):
+        from tensorboardX import SummaryWriter
+
+        self.writer = SummaryWriter(logdir=str(log_dir), flush_secs=flush_secs)
+
+    def on_step_end(self, trainer, state, losses):
+        for name, value in losses.items():
+            self.writer.add_scalar(f"loss/{name}", value, state.step)
+        self.writer.add_scalar("train/lr", trainer.lr_at(state.step - 1), state.step)
+        self.writer.add_scalar("train/graph_weight", state.graph_weight.value, state.step)
+
+    def log_metrics(self, prefix: str, metrics: dict, step: int) -> None:
+        for name, value in metrics.items():
+            self.writer.add_scalar(f"{prefix}/{name}", value, step)
+        self.writer.flush()
+
+    def on_train_end(self, trainer, state):
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class CheckpointSaver(Callback):
+    """Writes `last.ckpt` (network, optimiser, loop state) every `every_n_epochs` and at the end."""
+
+    def __init__(
+        self,
+        directory: str,
+        network,
+        optimizer,
+        meta_extra: Optional[dict] = None,
+        every_n_epochs: int = 1,
+    ):
+        self.directory = Path(directory)
+        self.network, self.optimizer = network, optimizer
+        self.meta_extra = dict(meta_extra or {})
+        self.every_n_epochs = max(1, every_n_epochs)
+
+    def save(self, state, name: str) -> Path:
+        path = save_checkpoint(
+            self.directory / name,
+            self.network,
+            self.optimizer,
+            {**self.meta_extra, "state": state.to_meta()},
+        )
+        return path
+
+    def on_epoch_end(self, trainer, state):
+        if state.epoch % self.every_n_epochs == 0 or state.epoch == trainer.epochs:
+            state.last_checkpoint = str(self.save(state, "last.ckpt"))
+            log.info("saved %s (epoch %d)", state.last_checkpoint, state.epoch)
+
+
+class PeriodicEvaluation(Callback):
+    """Every `every_n_epochs`, score the model with `evaluate_fn` and keep the best as best.ckpt.
+
+    Args:
+        evaluate_fn: `() -> dict` of metrics (fractions) on the selection split.
+        metric: key of the metric to maximise (e.g. "rank1").
+        saver: writes best.ckpt when the metric improves.
+        tensorboard: optional logger for the metrics.
+        prefix: TensorBoard tag prefix ("val" or "test").
+    """
+
+    def __init__(
+        self,
+        evaluate_fn: Callable[[], dict],
+        every_n_epochs: int,
+        metric: str,
+        saver: Optional[CheckpointSaver],
+        tensorboard: Optional[TensorBoardLogger] = None,
+        prefix: str = "val",
+    ):
+        self.evaluate_fn, self.every_n_epochs, self.metric = (
+            evaluate_fn,
+            max(1, every_n_epochs),
+            metric,
+        )
+        self.saver, self.tensorboard, self.prefix = saver, tensorboard, prefix
+        self.history: List[dict] = []
+
+    def on_epoch_end(self, trainer, state):
+        if state.epoch % self.every_n_epochs and state.epoch != trainer.epochs:
+            return
+        metrics = self.evaluate_fn()
+        self.history.append({"epoch": state.epoch, **metrics})
+        log.info(
+            "%s after epoch %d: %s",
+            self.prefix,
+            state.epoch,
+            "  ".join(f"{k}={100 * v:.2f}" for k, v in metrics.items()),
+        )
+        if self.tensorboard is not None:
+            self.tensorboard.log_metrics(self.prefix, metrics, state.step)
+        if metrics[self.metric] > state.best_metric:
+            state.best_metric, state.best_epoch = metrics[self.metric], state.epoch
+            if self.saver is not None:
+                self.saver.save(state, "best.ckpt")
+                log.info(
+                    "new best %s %s=%.2f at epoch %d",
+                    self.prefix,
+                    self.metric,
+                    100 * state.best_metric,
+                    state.epoch,
+                )

@@ -1,0 +1,168 @@
+"""Checkpoints: atomic save with metadata inside the file, load with a readable report.
+
+Checkpoint names are API: the table `MS_ZOO_PREFIXES` maps the MindSpore model-zoo DDAG names
+(shared/reference/ms_param_manifest_*.json) onto ours, for both stem layouts.
+"""
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import mindspore as ms
+import numpy as np
+
+from ddag.errors import CheckpointError
+
+META_KEY = "ddag_meta"
+
+_COMMON_PREFIXES = (
+    ("bottleneck.", "bottleneck."),
+    ("classifier.", "classifier."),
+    ("wpa.", "part_attention."),
+    ("graph_att.out_attention.", "graph_attention.out_attention."),
+)
+# (model-zoo prefix, ddag prefix), first match wins.
+MS_ZOO_PREFIXES = {
+    "two_stream": (
+        ("visible_module.visible.", "visible_stem."),
+        ("thermal_module.thermal.", "thermal_stem."),
+        ("base_resnet.base.", "trunk."),
+    )
+    + _COMMON_PREFIXES,
+    "shared": (
+        ("resnet50.layer", "trunk.layer"),
+        ("resnet50.", "shared_stem."),
+    )
+    + _COMMON_PREFIXES,
+}
+
+
+def ms_zoo_to_ddag(name: str, stems: str) -> Optional[str]:
+    """Our parameter name for a model-zoo DDAG name, or None if our layout does not use it."""
+    for theirs, ours in MS_ZOO_PREFIXES[stems]:
+        if name.startswith(theirs):
+            return ours + name[len(theirs) :]
+    return None
+
+
+@dataclass
+class LoadReport:
+    """What a checkpoint load matched. Names are the network's."""
+
+    loaded: List[str] = field(default_factory=list)
+    missing: List[str] = field(default_factory=list)
+    unexpected: List[str] = field(default_factory=list)
+    mismatched: List[Tuple[str, tuple, tuple]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def summary(self, limit: int = 8) -> str:
+        def head(items):
+            shown = ", ".join(str(i) for i in items[:limit])
+            return shown + (f" ... (+{len(items) - limit} more)" if len(items) > limit else "")
+
+        lines = [f"loaded {len(self.loaded)} parameters"]
+        if self.missing:
+            lines.append(f"missing from checkpoint ({len(self.missing)}): {head(self.missing)}")
+        if self.unexpected:
+            lines.append(
+                f"unexpected in checkpoint ({len(self.unexpected)}): {head(self.unexpected)}"
+            )
+        if self.mismatched:
+            shapes = [f"{n} checkpoint {c} vs model {m}" for n, c, m in self.mismatched]
+            lines.append(f"shape mismatch ({len(self.mismatched)}): {head(shapes)}")
+        return "; ".join(lines)
+
+
+def save_checkpoint(path, network, optimizer=None, meta: Optional[dict] = None) -> Path:
+    """Write network (+ optimiser state) and JSON metadata atomically: temp file, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entries = [{"name": p.name, "data": p} for p in network.get_parameters()]
+    if optimizer is not None:
+        seen = {e["name"] for e in entries}
+        entries += [
+            {"name": f"optimizer.{p.name}", "data": p}
+            for p in optimizer.get_parameters()
+            if p.name not in seen
+        ]
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        ms.save_checkpoint(entries, tmp, append_dict={META_KEY: json.dumps(meta or {})})
+        # MindSpore appends ".ckpt" to names that lack it.
+        written = tmp if os.path.exists(tmp) and os.path.getsize(tmp) else tmp + ".ckpt"
+        os.replace(written, path)
+    finally:
+        for leftover in (tmp, tmp + ".ckpt"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+    return path
+
+
+def read_checkpoint(path) -> Tuple[Dict[str, ms.Parameter], dict]:
+    """(parameters by name, metadata dict) of a checkpoint file; CheckpointError if unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        params = ms.load_checkpoint(str(path))
+    except Exception as err:  # MindSpore raises ValueError/RuntimeError for corrupt files
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: it is truncated or not a MindSpore checkpoint ({err})"
+        ) from err
+    meta = params.pop(META_KEY, None)
+    if isinstance(meta, ms.Parameter):
+        meta = None
+    return params, json.loads(meta) if isinstance(meta, str) else {}
+
+
+def load_into(
+    network, params: Dict[str, ms.Parameter], strict: bool = True, rename=None, optimizer=None
+) -> LoadReport:
+    """Copy `params` into `network` (and optimiser state) and report what matched.
+
+    Nothing is copied when `strict` and the checkpoint does not fit, so a failed load leaves the
+    network untouched.
+
+    Args:
+        rename: optional function checkpoint name -> network name (None drops the entry).
+        strict: raise CheckpointError unless every network parameter is loaded with its shape.
+        optimizer: also restore the optimiser state saved under "optimizer.*".
+    """
+    report = LoadReport()
+    model_params = {p.name: p for p in network.get_parameters()}
+    optimizer_params = (
+        {f"optimizer.{p.name}": p for p in optimizer.get_parameters()} if optimizer else {}
+    )
+    to_copy = []
+    for name, value in params.items():
+        if name.startswith("optimizer."):
+            target = optimizer_params.get(name)
+            if target is not None and tuple(target.shape) == tuple(value.shape):
+                to_copy.append((target, value))
+            continue
+        ours = rename(name) if rename else name
+        if ours is None:
+            continue
+        target = model_params.get(ours)
+        if target is None:
+            report.unexpected.append(name)
+        elif tuple(target.shape) != tuple(value.shape):
+            report.mismatched.append((ours, tuple(value.shape), tuple(target.shape)))
+        else:
+            report.loaded.append(ours)
+            to_copy.append((target, value))
+    report.missing = sorted(
+        set(model_params) - set(report.loaded) - {m[0] for m in report.mismatched}
+    )
+    if strict and not report.ok:
+        raise CheckpointError(f"checkpoint does not fit the model: {report.summary()}")
+    for target, value in to_copy:
+        target.set_data(ms.Tensor(np.asarray(value.asnumpy()), dtype=target.dtype))
+    return report

@@ -1,0 +1,77 @@
+"""Device, execution mode and seeds, set once per run from the `runtime` config."""
+
+import os
+import random
+from dataclasses import dataclass
+
+import mindspore as ms
+import mindspore.dataset as ds
+import numpy as np
+
+from ddag.errors import DeviceError
+
+DEVICE_TARGETS = ("CPU", "GPU", "Ascend")
+MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
+
+
+@dataclass
+class RuntimeSettings:
+    """Where and how MindSpore runs.
+
+    Attributes:
+        device_target: "CPU", "GPU" or "Ascend".
+        device_id: device index on the machine.
+        mode: "graph" (compiled, default) or "pynative" (eager, for debugging).
+        jit_step: compile the train step with `ms.jit`; False runs it eagerly (debugging).
+        deterministic: ask MindSpore for deterministic kernels.
+    """
+
+    device_target: str = "CPU"
+    device_id: int = 0
+    mode: str = "graph"
+    jit_step: bool = True
+    deterministic: bool = False
+
+
+def device_available(target: str) -> bool:
+    """Whether MindSpore can use `target` on this machine."""
+    if target == "CPU":
+        return True
+    from mindspore import device_context
+
+    module = {"GPU": device_context.gpu, "Ascend": device_context.ascend}[target]
+    try:
+        return bool(module.is_available())
+    except Exception:  # a missing plugin library reports itself as an exception
+        return False
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy, MindSpore and the dataset pipeline."""
+    random.seed(seed)
+    np.random.seed(seed)
+    ms.set_seed(seed)
+    ds.config.set_seed(seed)
+
+
+def setup_runtime(settings: RuntimeSettings, seed: int) -> None:
+    """Apply device, mode, determinism and seeds. Raises DeviceError if absent."""
+    if settings.device_target not in DEVICE_TARGETS:
+        raise DeviceError(
+            f"runtime.device_target={settings.device_target!r}; must be one of {DEVICE_TARGETS}"
+        )
+    if settings.mode not in MODES:
+        raise DeviceError(f"runtime.mode={settings.mode!r}; must be one of {tuple(MODES)}")
+    if not device_available(settings.device_target):
+        raise DeviceError(
+            f"runtime.device_target={settings.device_target} but no {settings.device_target} "
+            f"device (or MindSpore build for it) is available on this machine. Use runtime=cpu, "
+            f"or install "
+            f"the MindSpore {settings.device_target} package on a machine that has the device."
+        )
+    os.environ.setdefault("GLOG_v", "3")
+    ms.set_context(mode=MODES[settings.mode])
+    ms.set_device(settings.device_target, settings.device_id)
+    if settings.deterministic:
+        ms.set_context(deterministic="ON")
+    seed_everything(seed)

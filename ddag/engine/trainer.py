@@ -1,0 +1,176 @@
+"""The epoch loop: sampler batches -> compiled step -> callbacks; dynamic weight per epoch."""
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import mindspore as ms
+import numpy as np
+
+from ddag.errors import TrainingError
+from ddag.losses.dynamic_weight import DynamicGraphWeight
+
+
+@dataclass
+class TrainState:
+    """Everything that changes during training and must survive a resume.
+
+    Attributes:
+        epoch: number of completed epochs (the next epoch to run).
+        step: number of completed optimiser steps.
+        graph_weight: DDAG's dynamic weight of the graph term.
+        best_metric: best model-selection metric so far (-inf before the first evaluation).
+        best_epoch: epoch at which `best_metric` was reached.
+        last_checkpoint: path of the newest complete checkpoint, if any.
+        epoch_losses: mean of every loss term per finished epoch.
+    """
+
+    epoch: int = 0
+    step: int = 0
+    graph_weight: DynamicGraphWeight = field(default_factory=DynamicGraphWeight)
+    best_metric: float = -math.inf
+    best_epoch: int = -1
+    last_checkpoint: Optional[str] = None
+    epoch_losses: List[Dict[str, float]] = field(default_factory=list)
+
+    def to_meta(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "graph_weight": self.graph_weight.state_dict(),
+            "best_metric": self.best_metric if math.isfinite(self.best_metric) else None,
+            "best_epoch": self.best_epoch,
+            "epoch_losses": self.epoch_losses,
+        }
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "TrainState":
+        state = cls(
+            epoch=int(meta["epoch"]),
+            step=int(meta["step"]),
+            best_epoch=int(meta.get("best_epoch", -1)),
+        )
+        state.graph_weight.load_state_dict(meta["graph_weight"])
+        best = meta.get("best_metric")
+        state.best_metric = -math.inf if best is None else float(best)
+        state.epoch_losses = list(meta.get("epoch_losses", []))
+        return state
+
+
+class Callback:
+    """Hook points of the loop; override what you need."""
+
+    def on_train_start(self, trainer: "Trainer", state: TrainState) -> None: ...
+
+    def on_step_end(
+        self, trainer: "Trainer", state: TrainState, losses: Dict[str, float]
+    ) -> None: ...
+
+    def on_epoch_end(self, trainer: "Trainer", state: TrainState) -> None: ...
+
+    def on_train_end(self, trainer: "Trainer", state: TrainState) -> None: ...
+
+
+class Trainer:
+    """Runs `step_fn` over `pipeline` for `epochs` epochs.
+
+    Args:
+        step_fn: `(visible, thermal, visible_labels, thermal_labels, graph_weight)`
+            -> `(total, terms)`.
+        objective: the Objective (for `term_names` and train mode).
+        pipeline: batches of (visible, thermal, visible_labels, thermal_labels).
+        sampler: the identity sampler feeding the pipeline (re-positioned on resume).
+        epochs: total number of epochs.
+        lr_per_step: learning rate of the head group at every step (for logging).
+        callbacks: hooks called in order.
+        max_steps_per_epoch: cut epochs short (smoke runs); None runs full epochs.
+    """
+
+    def __init__(
+        self,
+        step_fn,
+        objective,
+        pipeline,
+        sampler,
+        epochs: int,
+        lr_per_step: np.ndarray,
+        callbacks: List[Callback],
+        max_steps_per_epoch: Optional[int] = None,
+    ):
+        self.step_fn, self.objective, self.pipeline, self.sampler = (
+            step_fn,
+            objective,
+            pipeline,
+            sampler,
+        )
+        self.epochs, self.lr_per_step, self.callbacks = epochs, lr_per_step, callbacks
+        self.steps_per_epoch = sampler.batches_per_epoch
+        if max_steps_per_epoch:
+            self.steps_per_epoch = min(self.steps_per_epoch, max_steps_per_epoch)
+        self.images_per_step = 2 * sampler.batch_size
+        self._instance = np.array(objective.instance_term_mask)
+
+    def lr_at(self, step: int) -> float:
+        return float(self.lr_per_step[min(step, len(self.lr_per_step) - 1)])
+
+    def fit(self, state: TrainState) -> TrainState:
+        """Train from `state` to `self.epochs`; returns the final state."""
+        for cb in self.callbacks:
+            cb.on_train_start(self, state)
+        if state.epoch >= self.epochs:
+            return state
+        self.sampler.set_epoch(state.epoch)
+        iterator = self.pipeline.create_tuple_iterator(num_epochs=self.epochs - state.epoch)
+        names = ("total",) + self.objective.term_names
+        for epoch in range(state.epoch, self.epochs):
+            self.objective.set_train(True)
+            sums = np.zeros(len(names))
+            weight = ms.Tensor(state.graph_weight.value, ms.float32)
+            count = 0
+            for index, (visible, thermal, visible_labels, thermal_labels) in enumerate(iterator):
+                if index >= self.steps_per_epoch:
+                    continue  # drain the rest of a shortened epoch so the next starts cleanly
+                total, terms = self.step_fn(
+                    visible, thermal, visible_labels, thermal_labels, weight
+                )
+                values = np.array([float(total.asnumpy())] + [float(t.asnumpy()) for t in terms])
+                if not np.all(np.isfinite(values)):
+                    raise TrainingError(
+                        f"the loss became non-finite at epoch {epoch}, step {state.step} "
+                        f"({dict(zip(names, values.round(4).tolist()))}). Last good checkpoint: "
+                        f"{state.last_checkpoint or 'none written yet'}. Lower optimizer.lr or "
+                        f"check "
+                        f"the data; resume with task.resume=<checkpoint>."
+                    )
+                state.graph_weight.accumulate(values[1:][self._instance].sum())
+                state.step += 1
+                sums += values
+                count += 1
+                losses = dict(zip(names, values.tolist()))
+                for cb in self.callbacks:
+                    cb.on_step_end(self, state, losses)
+            state.epoch = epoch + 1
+            state.epoch_losses.append(dict(zip(names, (sums / max(count, 1)).tolist())))
+            state.graph_weight.end_epoch()
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, state)
+        for cb in self.callbacks:
+            cb.on_train_end(self, state)
+        return state
+
+
+class StepTimer:
+    """Images per second over the steps since the last `rate()` call."""
+
+    def __init__(self):
+        self._start, self._images = time.perf_counter(), 0
+
+    def add(self, images: int) -> None:
+        self._images += images
+
+    def rate(self) -> float:
+        now = time.perf_counter()
+        value = self._images / max(now - self._start, 1e-9)
+        self._start, self._images = now, 0
+        return value

@@ -1,0 +1,74 @@
+"""Features once -> every protocol and trial -> ResultRecords."""
+
+from typing import Dict, List, Optional
+
+from ddag.evaluation.features import FeatureExtractor
+from ddag.evaluation.metrics import cosine_distance, rank_metrics
+from ddag.evaluation.results import ResultRecord
+
+FEATURES = ("FC", "FC_att")
+
+
+def evaluate_features(
+    features: Dict,
+    split,
+    protocols: List,
+    flags: Optional[Dict] = None,
+    identity: Optional[Dict] = None,
+) -> List[ResultRecord]:
+    """Score precomputed split features (see `FeatureExtractor.split_features`) on protocols."""
+    records = []
+    for protocol in protocols:
+        per_feature = {name: [] for name in FEATURES}
+        cmcs = {name: [] for name in FEATURES}
+        for trial in range(protocol.trials):
+            q_mod, q_idx, g_mod, g_idx = protocol.select(split, trial)
+            q_set, g_set = split.modality(q_mod), split.modality(g_mod)
+            for name in FEATURES:
+                distmat = cosine_distance(
+                    features[q_mod][name][q_idx], features[g_mod][name][g_idx]
+                )
+                result = rank_metrics(
+                    distmat,
+                    q_set.ids[q_idx],
+                    g_set.ids[g_idx],
+                    q_set.cams[q_idx],
+                    g_set.cams[g_idx],
+                    protocol=protocol.metric,
+                )
+                per_feature[name].append(result.as_dict())
+                cmcs[name].append(result.cmc)
+        for name in FEATURES:
+            mean_cmc = [
+                float(sum(c[k] for c in cmcs[name]) / len(cmcs[name]))
+                for k in range(len(cmcs[name][0]))
+            ]
+            records.append(
+                ResultRecord(
+                    protocol=protocol.name,
+                    fingerprint=protocol.fingerprint(),
+                    feature=name,
+                    flags=dict(flags or {}),
+                    identity=dict(identity or {}),
+                    trials=per_feature[name],
+                    cmc=mean_cmc,
+                )
+            )
+    return records
+
+
+def evaluate(
+    extractor: FeatureExtractor,
+    split,
+    protocols: List,
+    flags: Optional[Dict] = None,
+    identity: Optional[Dict] = None,
+) -> List[ResultRecord]:
+    """Extract the split's features once and score every protocol.
+
+    Reuse one `FeatureExtractor` per network: its compiled inference graphs are kept.
+    """
+    features = extractor.split_features(split)
+    return evaluate_features(
+        features, split, protocols, {**(flags or {}), "flip": extractor.flip}, identity
+    )

@@ -1,0 +1,76 @@
+"""Test-time feature extraction: every image of a set once, in fixed-size batches."""
+
+from typing import Dict, Tuple
+
+import mindspore as ms
+import numpy as np
+
+from ddag.data.datasets.base import ImageSet
+from ddag.data.loader import LoaderSettings, test_pipeline
+from ddag.models.ddag import THERMAL, VISIBLE, EmbeddingNet
+from ddag.utils.logging import get_logger
+
+log = get_logger(__name__)
+MODALITY_CODES = {"visible": VISIBLE, "thermal": THERMAL}
+
+
+class FeatureExtractor:
+    """Computes (FC, FC_att) features of image sets with a network in inference mode.
+
+    Batches are padded to `settings.test_batch_size` so one compiled graph serves every batch.
+    `forward_passes` counts network calls (tests use it to check features are extracted once).
+
+    Args:
+        network: a DDAG network.
+        settings: image size, batch size and workers.
+        flip: average the features of each image and its horizontal mirror.
+    """
+
+    def __init__(self, network, settings: LoaderSettings, flip: bool = False):
+        self.settings = settings
+        self.flip = flip
+        self.forward_passes = 0
+        self._nets = {name: EmbeddingNet(network, code) for name, code in MODALITY_CODES.items()}
+
+    def __call__(self, images: ImageSet, modality: str) -> Tuple[np.ndarray, np.ndarray]:
+        """(FC, FC_att), each (N, C) float32 and L2-normalised, for every image of the set."""
+        net = self._nets[modality]
+        net.set_train(False)
+        batch = self.settings.test_batch_size
+        fc, fc_att = [], []
+        for (images_batch,) in test_pipeline(images, self.settings).create_tuple_iterator(
+            output_numpy=True
+        ):
+            count = len(images_batch)
+            if count < batch:
+                pad = np.repeat(images_batch[-1:], batch - count, axis=0)
+                images_batch = np.concatenate([images_batch, pad])
+            a, b = self._embed(net, images_batch)
+            fc.append(a[:count])
+            fc_att.append(b[:count])
+        return np.concatenate(fc), np.concatenate(fc_att)
+
+    def _embed(self, net, images_batch):
+        self.forward_passes += 1
+        a, b = (t.asnumpy() for t in net(ms.Tensor(images_batch)))
+        if self.flip:
+            self.forward_passes += 1
+            fa, fb = (
+                t.asnumpy() for t in net(ms.Tensor(np.ascontiguousarray(images_batch[..., ::-1])))
+            )
+            a, b = _normalise(a + fa), _normalise(b + fb)
+        return a, b
+
+    def split_features(self, split) -> Dict[str, Dict[str, np.ndarray]]:
+        """{"visible"|"thermal": {"FC": array, "FC_att": array}} for a test split."""
+        out = {}
+        for modality in MODALITY_CODES:
+            images = split.modality(modality)
+            log.info("extracting %s features of %d images", modality, len(images))
+            fc, fc_att = self(images, modality)
+            out[modality] = {"FC": fc, "FC_att": fc_att}
+        return out
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

@@ -1,0 +1,70 @@
+"""Loss terms. Each reads one named network output and the batch labels and returns a scalar.
+
+The objective (`ddag/losses/objective.py`) multiplies every term by its weight and sums them; a
+`dynamic` term is multiplied instead by DDAG's per-epoch graph weight (see `dynamic_weight.py`).
+References: mangye16/DDAG `train_ddag.py` (criterion) and `loss.py` (TripletLoss).
+"""
+
+from mindspore import nn, ops
+from mindspore.common import dtype as mstype
+
+
+class LossTerm(nn.Cell):
+    """Common fields of a term.
+
+    Args:
+        output: name of the network output the term reads (see `DDAG.output_names`).
+        weight: constant factor in the total loss.
+        dynamic: scale by the dynamic graph weight instead of `weight` (DDAG's graph term).
+    """
+
+    def __init__(self, output: str, weight: float = 1.0, dynamic: bool = False):
+        super().__init__()
+        self.output = output
+        self.weight = float(weight)
+        self.dynamic = bool(dynamic)
+
+
+class CrossEntropy(LossTerm):
+    """Identity cross-entropy on logits (N, classes)."""
+
+    def construct(self, logits, labels):
+        return ops.cross_entropy(logits, labels)
+
+
+class NegativeLogLikelihood(LossTerm):
+    """NLL of log-probabilities (N, classes), as used for the graph-attention branch."""
+
+    def construct(self, log_probs, labels):
+        picked = ops.gather_elements(log_probs, 1, labels.reshape(-1, 1).astype(mstype.int32))
+        return -picked.mean()
+
+
+class BatchHardTriplet(LossTerm):
+    """Batch-hard triplet loss on features (N, D) with Euclidean distance.
+
+    For each anchor: hardest positive (farthest same-identity sample, itself included) and
+    hardest negative (closest other identity) over the whole two-modality batch;
+    mean of max(0, d_ap - d_an + margin). Distances are clamped at 1e-12 before the square root.
+
+    Args:
+        margin: triplet margin (paper 0.3).
+    """
+
+    def __init__(
+        self, output: str, weight: float = 1.0, dynamic: bool = False, margin: float = 0.3
+    ):
+        super().__init__(output, weight, dynamic)
+        self.margin = float(margin)
+
+    def construct(self, features, labels):
+        squared = (features * features).sum(axis=1, keepdims=True)
+        dist = (
+            squared + squared.transpose(1, 0) - 2.0 * ops.matmul(features, features.transpose(1, 0))
+        )
+        dist = ops.sqrt(ops.clamp(dist, min=1e-12))
+        same = ops.equal(labels.reshape(-1, 1), labels.reshape(1, -1))
+        hardest_positive = ops.where(same, dist, ops.zeros_like(dist)).max(axis=1)
+        far = ops.full_like(dist, 1e12)
+        hardest_negative = ops.where(same, far, dist).min(axis=1)
+        return ops.relu(hardest_positive - hardest_negative + self.margin).mean()

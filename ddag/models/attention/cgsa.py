@@ -1,0 +1,104 @@
+"""CGSA: cross-modality graph-structured attention (training-only branch).
+
+DDAG paper section 3.3: a graph over the two-modality batch whose edges join samples of the same
+identity; multi-head graph attention (GAT) propagates features along it and its class
+log-probabilities are trained with an NLL loss. Reference: mangye16/DDAG `attention.py`
+(GraphAttentionLayer, pyGAT) and `model_main.py` (GAT with 4 heads). Unlike the MindSpore port,
+the heads are registered, trained and saved.
+"""
+
+from mindspore import Parameter, Tensor, nn, ops
+from mindspore.common import dtype as mstype
+from mindspore.common.initializer import XavierUniform, initializer
+
+_MASKED = -9e15
+
+
+class GraphAttentionLayer(nn.Cell):
+    """One GAT layer: h = xW, e_ij = LeakyReLU(a^T [h_i || h_j]) over edges, softmax over j.
+
+    Args:
+        in_features: input width.
+        out_features: output width.
+        dropout: dropout rate applied to the attention coefficients.
+        alpha: negative slope of the LeakyReLU.
+        concat: apply ELU to the output (hidden layers) or not (output layer).
+    """
+
+    def __init__(
+        self, in_features: int, out_features: int, dropout: float, alpha: float, concat: bool
+    ):
+        super().__init__()
+        self.out_features = out_features
+        self.concat = concat
+        self.W = Parameter(
+            initializer(XavierUniform(gain=1.414), (in_features, out_features)), name="W"
+        )
+        self.a = Parameter(initializer(XavierUniform(gain=1.414), (2 * out_features, 1)), name="a")
+        self.leaky_relu = nn.LeakyReLU(alpha)
+        self.dropout = nn.Dropout(p=dropout)
+
+    def construct(self, x, adjacency):
+        """(N, in) features and (N, N) adjacency -> (N, out)."""
+        h = ops.matmul(x, self.W)
+        # a^T [h_i || h_j] = h_i . a_left + h_j . a_right, without building the N^2 x 2F tensor.
+        left = ops.matmul(h, self.a[: self.out_features])
+        right = ops.matmul(h, self.a[self.out_features :])
+        scores = self.leaky_relu(left + right.transpose(1, 0))
+        scores = ops.where(adjacency > 0, scores, ops.full_like(scores, _MASKED))
+        attention = self.dropout(ops.softmax(scores, axis=1))
+        out = ops.matmul(attention, h)
+        if self.concat:
+            out = ops.elu(out)
+        return out
+
+
+class GraphStructuredAttention(nn.Cell):
+    """Multi-head GAT over the batch graph: (N, C) pooled features -> (N, classes) log-probs.
+
+    Args:
+        in_features: width of the pooled backbone feature.
+        num_classes: number of training identities.
+        low_dim: width of each hidden head (paper 512).
+        num_heads: hidden heads, concatenated (paper 4).
+        dropout: dropout on the inputs, the hidden output and the attention (paper 0.2).
+        alpha: LeakyReLU slope (paper 0.2).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        low_dim: int = 512,
+        num_heads: int = 4,
+        dropout: float = 0.2,
+        alpha: float = 0.2,
+    ):
+        super().__init__()
+        self.heads = nn.CellList(
+            [
+                GraphAttentionLayer(in_features, low_dim, dropout, alpha, True)
+                for _ in range(num_heads)
+            ]
+        )
+        self.out_attention = GraphAttentionLayer(
+            low_dim * num_heads, num_classes, dropout, alpha, False
+        )
+        self.dropout = nn.Dropout(p=dropout)
+
+    def construct(self, features, adjacency):
+        x = self.dropout(features)
+        x = ops.cat([head(x, adjacency) for head in self.heads], axis=1)
+        x = self.dropout(x)
+        x = ops.elu(self.out_attention(x, adjacency))
+        return ops.log_softmax(x, axis=1)
+
+
+def identity_adjacency(labels: Tensor) -> Tensor:
+    """Same-identity graph of a batch: A = [y_i == y_j] + I, rows divided by their L2 norm.
+
+    (N,) labels -> (N, N) float32; the diagonal is 2 before normalisation, as in the reference.
+    """
+    same = ops.equal(labels.reshape(-1, 1), labels.reshape(1, -1)).astype(mstype.float32)
+    adjacency = same + ops.eye(labels.shape[0], labels.shape[0], mstype.float32)
+    return adjacency / ops.norm(adjacency, dim=1, keepdim=True)

@@ -1,0 +1,45 @@
+"""IWPA: intra-modality weighted-part attention.
+
+DDAG paper section 3.2 (part features, cross-part attention, learnable part weights, residual BN);
+reference: mangye16/DDAG `attention.py` class IWPA. The unused "W" block of the reference is left
+out. Pooling is adaptive (the MindSpore port's fixed AvgPool2d only fits some map sizes).
+"""
+
+from mindspore import Parameter, Tensor, nn, ops
+
+from ddag.models.heads import frozen_shift_batchnorm
+
+
+class WeightedPartAttention(nn.Cell):
+    """Refines p horizontal part features with cross-part attention and a learned part weighting.
+
+    Args:
+        in_channels: channels C of the backbone map.
+        num_parts: number of horizontal parts p (paper: 3).
+        conv_bias: bias on the three 1x1 convolutions (reference True; the MindSpore port False).
+    """
+
+    def __init__(self, in_channels: int, num_parts: int = 3, conv_bias: bool = True):
+        super().__init__()
+        if num_parts < 1:
+            raise ValueError(f"num_parts must be >= 1, got {num_parts}")
+        self.num_parts = num_parts
+        self.out_features = in_channels
+        self.pool = nn.AdaptiveAvgPool2d((num_parts, 1))
+        self.fc1 = nn.Conv2d(in_channels, in_channels, 1, has_bias=conv_bias)
+        self.fc2 = nn.Conv2d(in_channels, in_channels, 1, has_bias=conv_bias)
+        self.fc3 = nn.Conv2d(in_channels, in_channels, 1, has_bias=conv_bias)
+        self.gate = Parameter(Tensor([1.0 / num_parts] * num_parts), name="gate")
+        self.bottleneck = frozen_shift_batchnorm(in_channels)
+
+    def construct(self, feature_map, global_feature):
+        """(N, C, H, W) map and (N, C) BN feature -> (N, C) attended feature."""
+        parts = self.pool(feature_map)  # (N, C, p, 1)
+        query = self.fc1(parts).squeeze(-1).transpose(0, 2, 1)  # (N, p, C)
+        key = self.fc2(parts).squeeze(-1)  # (N, C, p)
+        value = self.fc3(parts).squeeze(-1).transpose(0, 2, 1)  # (N, p, C)
+        attention = ops.softmax(ops.bmm(query, key), axis=-1)  # (N, p, p), unscaled as in the paper
+        refined = ops.bmm(attention, value)  # (N, p, C)
+        weights = ops.softmax(self.gate, axis=-1)
+        weighted = (refined * weights.reshape(1, -1, 1)).sum(axis=1)
+        return self.bottleneck(weighted + global_feature)

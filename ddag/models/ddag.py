@@ -1,0 +1,124 @@
+"""DDAG network: modality stems -> shared trunk -> BN neck / classifier, IWPA and CGSA branches.
+
+DDAG paper section 3 (figure 2); reference: mangye16/DDAG `model_main.py` (class embed_net) and,
+for the `shared` stem layout, mindspore-ai/models research/cv/DDAG `src/models/ddag.py`.
+"""
+
+from typing import Callable, Optional
+
+from mindspore import nn, ops
+
+from ddag.models.heads import frozen_shift_batchnorm, identity_classifier
+
+STEM_LAYOUTS = ("two_stream", "shared")
+VISIBLE, THERMAL = 1, 2
+
+
+class DDAG(nn.Cell):
+    """Dynamic dual-attentive aggregation network.
+
+    Args:
+        backbone: a backbone recipe with `make_stem()`, `make_trunk()` and `out_channels`.
+        num_classes: number of training identities.
+        part_attention: factory `(in_channels) -> Cell` for the IWPA branch, or None.
+        graph_attention: factory `(in_features, num_classes, low_dim) -> Cell` for CGSA, or None.
+        stems: "two_stream" (paper: a visible and a thermal stem before the shared layers) or
+            "shared" (the MindSpore port: both modalities through one stem).
+        low_dim: width of each graph-attention head (paper 512).
+
+    In training, `construct(visible, thermal, adjacency)` returns a tuple whose entries are named
+    by `output_names`: pooled feature, BN feature, logits, [part logits], [graph log-probs].
+    """
+
+    def __init__(
+        self,
+        backbone,
+        num_classes: int,
+        part_attention: Optional[Callable] = None,
+        graph_attention: Optional[Callable] = None,
+        stems: str = "two_stream",
+        low_dim: int = 512,
+    ):
+        super().__init__()
+        if stems not in STEM_LAYOUTS:
+            raise ValueError(f"stems must be one of {STEM_LAYOUTS}, got {stems!r}")
+        self.two_stream = stems == "two_stream"
+        if self.two_stream:
+            self.visible_stem = backbone.make_stem()
+            self.thermal_stem = backbone.make_stem()
+        else:
+            self.shared_stem = backbone.make_stem()
+        self.trunk = backbone.make_trunk()
+        channels = backbone.out_channels
+        self.out_channels = channels
+        self.bottleneck = frozen_shift_batchnorm(channels)
+        self.classifier = identity_classifier(channels, num_classes)
+        self.has_part_attention = part_attention is not None
+        self.has_graph_attention = graph_attention is not None
+        if self.has_part_attention:
+            self.part_attention = part_attention(in_channels=channels)
+        if self.has_graph_attention:
+            self.graph_attention = graph_attention(
+                in_features=channels, num_classes=num_classes, low_dim=low_dim
+            )
+        names = ["pool", "feat", "logits"]
+        if self.has_part_attention:
+            names.append("logits_att")
+        if self.has_graph_attention:
+            names.append("graph_log_probs")
+        self.output_names = tuple(names)
+
+    def _trunk_features(self, feature_map):
+        pooled = feature_map.mean(axis=(2, 3))
+        return pooled, self.bottleneck(pooled)
+
+    def construct(self, visible, thermal, adjacency):
+        """Training forward of a paired batch, (B, 3, H, W) each; adjacency (2B, 2B)."""
+        if self.two_stream:
+            x = ops.cat((self.visible_stem(visible), self.thermal_stem(thermal)), axis=0)
+        else:
+            x = self.shared_stem(ops.cat((visible, thermal), axis=0))
+        feature_map = self.trunk(x)
+        pooled, feat = self._trunk_features(feature_map)
+        outputs = (pooled, feat, self.classifier(feat))
+        if self.has_part_attention:
+            outputs = outputs + (self.classifier(self.part_attention(feature_map, feat)),)
+        if self.has_graph_attention:
+            outputs = outputs + (self.graph_attention(pooled, adjacency),)
+        return outputs
+
+    def embed(self, images, modality: int):
+        """Test-time features of one modality: (B, 3, H, W) -> (FC, FC_att), each (B, C), L2-normed.
+
+        Without part attention FC_att equals FC. `modality` is VISIBLE (1) or THERMAL (2).
+        """
+        if not self.two_stream:
+            x = self.shared_stem(images)
+        elif modality == VISIBLE:
+            x = self.visible_stem(images)
+        else:
+            x = self.thermal_stem(images)
+        feature_map = self.trunk(x)
+        _, feat = self._trunk_features(feature_map)
+        feat_att = feat
+        if self.has_part_attention:
+            feat_att = self.part_attention(feature_map, feat)
+        return _l2_normalise(feat), _l2_normalise(feat_att)
+
+
+class EmbeddingNet(nn.Cell):
+    """Inference graph for one modality: images (B, 3, H, W) -> (FC, FC_att)."""
+
+    def __init__(self, network: DDAG, modality: int):
+        super().__init__(auto_prefix=False)  # keep the network's parameter names
+        if modality not in (VISIBLE, THERMAL):
+            raise ValueError(f"modality must be {VISIBLE} (visible) or {THERMAL} (thermal)")
+        self.network = network
+        self.modality = modality
+
+    def construct(self, images):
+        return self.network.embed(images, self.modality)
+
+
+def _l2_normalise(x):
+    return x / ops.clamp(ops.norm(x, dim=1, keepdim=True), min=1e-12)

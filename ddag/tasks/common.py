@@ -1,0 +1,86 @@
+"""Builders shared by the tasks: the only place (with run.py) that turns config into objects."""
+
+import hashlib
+import json
+from pathlib import Path
+from typing import List
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ddag.config.validate import check_node
+from ddag.data.loader import LoaderSettings
+from ddag.engine.runtime import RuntimeSettings, setup_runtime
+from ddag.errors import ConfigError
+
+PROTOCOL_DIR = Path(__file__).resolve().parents[2] / "conf" / "eval" / "protocol"
+
+
+def to_dict(node) -> dict:
+    """Resolved plain-Python copy of a config node."""
+    return (
+        OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    )
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Short stable hash of the resolved config (excluding paths), recorded with results."""
+    data = {k: v for k, v in to_dict(cfg).items() if k not in ("paths", "hydra")}
+    return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def setup(cfg: DictConfig) -> None:
+    """Device, mode and seeds from `cfg.runtime` and `cfg.seed`."""
+    setup_runtime(RuntimeSettings(**to_dict(cfg.runtime)), int(cfg.seed))
+
+
+def loader_settings(cfg: DictConfig) -> LoaderSettings:
+    return LoaderSettings(**to_dict(cfg.loader))
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    path = Path(str(cfg.paths.output_dir))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def build_dataset(cfg: DictConfig):
+    return instantiate(cfg.dataset)
+
+
+def build_network(cfg: DictConfig, num_classes: int):
+    """The DDAG network of `cfg.model`; "none" attention options come through as absent keys."""
+    model = to_dict(cfg.model)
+    for branch in ("part_attention", "graph_attention"):
+        if not model.get(branch):
+            model[branch] = None
+    return instantiate(model, num_classes=num_classes, _convert_="all")
+
+
+def build_loss_terms(cfg: DictConfig) -> dict:
+    return {name: instantiate(node) for name, node in to_dict(cfg.loss)["terms"].items()}
+
+
+def build_protocols(cfg: DictConfig, dataset) -> List:
+    """Protocols named in `eval.protocols` (file names of conf/eval/protocol or inline nodes)."""
+    entries = to_dict(cfg.eval).get("protocols") or []
+    if not entries:
+        return dataset.default_protocols()
+    protocols = []
+    for entry in entries:
+        if isinstance(entry, str):
+            path = PROTOCOL_DIR / f"{entry}.yaml"
+            if not path.is_file():
+                available = sorted(p.stem for p in PROTOCOL_DIR.glob("*.yaml"))
+                raise ConfigError(f"unknown evaluation protocol {entry!r}; available: {available}")
+            entry = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+            check_node(f"eval.protocols.{path.stem}", entry)
+        protocols.append(instantiate(entry))
+    return protocols
+
+
+def build_logger(cfg: DictConfig):
+    node = cfg.get("logger")
+    if not node or "_target_" not in node:
+        return None
+    return instantiate(node)

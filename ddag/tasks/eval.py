@@ -1,0 +1,67 @@
+"""task=eval: evaluate a checkpoint on the configured dataset's test protocols."""
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from ddag.engine.checkpoint import load_into, read_checkpoint
+from ddag.errors import CheckpointError
+from ddag.evaluation.evaluator import evaluate
+from ddag.evaluation.features import FeatureExtractor
+from ddag.evaluation.results import markdown_table, write_records
+from ddag.tasks import common
+from ddag.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def num_classes_of(params: dict, path) -> int:
+    weight = params.get("classifier.weight")
+    if weight is None:
+        raise CheckpointError(f"{path} has no classifier.weight: it is not a ddag/DDAG checkpoint")
+    return int(weight.shape[0])
+
+
+def test_and_report(
+    extractor: FeatureExtractor,
+    dataset,
+    cfg: DictConfig,
+    identity: dict,
+    flags: dict,
+    out_dir: Path,
+    tensorboard=None,
+    step: int = 0,
+) -> dict:
+    """Evaluate on the test split, write results.json, log the table; returns the means."""
+    records = evaluate(
+        extractor,
+        dataset.test_split(),
+        common.build_protocols(cfg, dataset),
+        flags=flags,
+        identity=identity,
+    )
+    path = write_records(records, out_dir / "results.json")
+    table = markdown_table(records)
+    log.info("test results (%s), written to %s\n%s", dataset.name, path, table)
+    summary = {f"{r.protocol}/{r.feature}/{m}": v for r in records for m, v in r.mean.items()}
+    if tensorboard is not None:
+        tensorboard.log_metrics("test", summary, step)
+    return summary
+
+
+def run(cfg: DictConfig) -> dict:
+    common.setup(cfg)
+    path = Path(str(cfg.task.checkpoint))
+    params, meta = read_checkpoint(path)
+    dataset = common.build_dataset(cfg)
+    network = common.build_network(cfg, num_classes_of(params, path))
+    report = load_into(network, params, strict=True)
+    log.info("loaded %s: %s", path, report.summary())
+    identity = {
+        "checkpoint": str(path),
+        "epoch": meta.get("state", {}).get("epoch"),
+        "config_hash": common.config_hash(cfg),
+        "dataset": dataset.name,
+    }
+    extractor = FeatureExtractor(network, common.loader_settings(cfg), flip=bool(cfg.eval.flip))
+    return test_and_report(extractor, dataset, cfg, identity, {}, common.output_dir(cfg))

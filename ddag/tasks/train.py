@@ -1,0 +1,173 @@
+"""task=train: train DDAG, select a model, evaluate it on the test protocols."""
+
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from ddag.data.loader import train_pipeline
+from ddag.data.sampler import IdentitySampler
+from ddag.engine.callbacks import CheckpointSaver, PeriodicEvaluation, ProgressLogger
+from ddag.engine.checkpoint import load_into, read_checkpoint
+from ddag.engine.step import make_train_step
+from ddag.engine.trainer import Trainer, TrainState
+from ddag.errors import ConfigError, Interrupted
+from ddag.evaluation.evaluator import evaluate
+from ddag.evaluation.features import FeatureExtractor
+from ddag.losses.objective import Objective
+from ddag.tasks import common
+from ddag.tasks.eval import test_and_report
+from ddag.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def _selection_split(cfg: DictConfig, dataset):
+    """(split, prefix) scored during training for model selection, or (None, None) for "last"."""
+    selection = cfg.task.selection
+    if selection == "test":
+        log.warning(
+            "task.selection=test picks the model on the test set (reference behaviour); "
+            "results are flagged test_set_selection=true"
+        )
+        return dataset.test_split(), "test"
+    if selection == "val":
+        split = dataset.val_split()
+        if split is None:
+            log.warning(
+                "dataset %s has no validation identities; selecting the last epoch", dataset.name
+            )
+            return None, None
+        return split, "val"
+    return None, None
+
+
+def _resume(cfg: DictConfig, out_dir: Path, network, optimizer) -> TrainState:
+    resume = cfg.task.resume
+    if not resume:
+        return TrainState()
+    path = out_dir / "last.ckpt" if resume == "auto" else Path(str(resume))
+    if resume == "auto" and not path.is_file():
+        log.info("task.resume=auto: no %s yet, starting from scratch", path)
+        return TrainState()
+    params, meta = read_checkpoint(path)
+    if "state" not in meta:
+        raise ConfigError(f"task.resume={path}: the checkpoint has no training state to resume")
+    load_into(network, params, strict=True, optimizer=optimizer)
+    state = TrainState.from_meta(meta["state"])
+    state.last_checkpoint = str(path)
+    log.info("resumed from %s at epoch %d, step %d", path, state.epoch, state.step)
+    return state
+
+
+def run(cfg: DictConfig) -> dict:
+    common.setup(cfg)
+    out_dir = common.output_dir(cfg)
+    dataset = common.build_dataset(cfg)
+    train = dataset.train_split()
+    settings = common.loader_settings(cfg)
+    sampler = IdentitySampler(
+        train.visible.ids,
+        train.thermal.ids,
+        settings.num_ids,
+        settings.num_instances,
+        seed=int(cfg.seed),
+    )
+    pipeline = train_pipeline(train.visible, train.thermal, sampler, settings)
+    network = common.build_network(cfg, dataset.num_train_ids)
+    objective = Objective(network, common.build_loss_terms(cfg))
+
+    epochs = int(cfg.task.epochs)
+    steps = sampler.batches_per_epoch
+    if cfg.task.max_steps_per_epoch:
+        steps = min(steps, int(cfg.task.max_steps_per_epoch))
+    lr_factors = instantiate(cfg.schedule).per_step(1.0, epochs, steps)
+    recipe = instantiate(cfg.optimizer)
+    optimizer = recipe.build(network, lr_factors)
+    step_fn = make_train_step(objective, optimizer, jit=bool(cfg.runtime.jit_step))
+    state = _resume(cfg, out_dir, network, optimizer)
+
+    tensorboard = common.build_logger(cfg)
+    saver = CheckpointSaver(
+        out_dir / "checkpoints",
+        network,
+        optimizer,
+        {"config_hash": common.config_hash(cfg), "dataset": dataset.name},
+        every_n_epochs=int(cfg.task.save_every),
+    )
+    callbacks = [ProgressLogger(int(cfg.task.log_every)), saver]
+    if tensorboard is not None:
+        callbacks.insert(1, tensorboard)
+    extractor = FeatureExtractor(network, settings, flip=bool(cfg.eval.flip))
+    split, prefix = _selection_split(cfg, dataset)
+    if split is not None:
+        protocols = dataset.default_protocols()
+        feature = "FC_att" if network.has_part_attention else "FC"
+
+        def score() -> dict:
+            records = [r for r in evaluate(extractor, split, protocols) if r.feature == feature]
+            return {k: sum(r.mean[k] for r in records) / len(records) for k in records[0].mean}
+
+        callbacks.append(
+            PeriodicEvaluation(
+                score,
+                int(cfg.task.eval_every),
+                cfg.task.selection_metric,
+                saver,
+                tensorboard,
+                prefix,
+            )
+        )
+
+    trainer = Trainer(
+        step_fn,
+        objective,
+        pipeline,
+        sampler,
+        epochs,
+        lr_factors * recipe.lr,
+        callbacks,
+        cfg.task.max_steps_per_epoch,
+    )
+    try:
+        state = trainer.fit(state)
+    except KeyboardInterrupt as err:
+        raise Interrupted(
+            f"training interrupted at epoch {state.epoch}, step {state.step}. The last complete "
+            f"checkpoint is {state.last_checkpoint or 'not written yet'}; continue with "
+            f"task.resume={state.last_checkpoint or 'auto'} "
+            f"(same run directory: hydra.run.dir={out_dir})."
+        ) from err
+
+    flags = {"selection": cfg.task.selection, "selected_epoch": state.epoch}
+    best = out_dir / "checkpoints" / "best.ckpt"
+    if prefix is not None and best.is_file():
+        params, _ = read_checkpoint(best)
+        load_into(network, params, strict=True)
+        flags["selected_epoch"] = state.best_epoch
+        log.info(
+            "testing the best %s model (epoch %d, %s=%.2f)",
+            prefix,
+            state.best_epoch,
+            cfg.task.selection_metric,
+            100 * state.best_metric,
+        )
+    flags["test_set_selection"] = cfg.task.selection == "test"
+    identity = {
+        "checkpoint": str(best if prefix and best.is_file() else state.last_checkpoint),
+        "config_hash": common.config_hash(cfg),
+        "dataset": dataset.name,
+        "seed": int(cfg.seed),
+    }
+    summary = test_and_report(
+        extractor, dataset, cfg, identity, flags, out_dir, tensorboard, state.step
+    )
+    if tensorboard is not None:
+        tensorboard.close()
+    summary["train/final_loss"] = (
+        state.epoch_losses[-1]["total"] if state.epoch_losses else float("nan")
+    )
+    summary["train/first_loss"] = (
+        state.epoch_losses[0]["total"] if state.epoch_losses else float("nan")
+    )
+    return summary

@@ -1,0 +1,54 @@
+"""Shared fixtures: composed configs with tiny overrides and the reference files."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from ddag.config.schema import register_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+SHARED = ROOT.parent / "shared" / "reference"
+
+# Small enough for a CPU test, big enough to learn: 8 train ids, 4 images per id and modality.
+TINY = [
+    "logger=none",
+    "dataset.num_train_ids=8",
+    "dataset.num_val_ids=4",
+    "dataset.num_test_ids=6",
+    "dataset.images_per_id=4",
+    "loader.num_ids=4",
+    "loader.num_instances=2",
+    "loader.height=32",
+    "loader.width=16",
+    "loader.padding=2",
+    "loader.num_workers=1",
+    "loader.test_batch_size=32",
+]
+
+
+def compose_config(overrides=(), output_dir=None):
+    """The composed config as run.py would see it, with `paths.output_dir` set."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        extra = [f"paths.output_dir={output_dir}"] if output_dir else ["paths.output_dir=unused"]
+        return compose("config", overrides=list(overrides) + extra)
+
+
+@pytest.fixture
+def tiny_overrides():
+    return list(TINY)
+
+
+def shared_reference(name: str) -> Path:
+    """Path of a file in shared/reference (beside the repository, or $DDAG_SHARED_REFERENCE)."""
+    path = Path(os.environ.get("DDAG_SHARED_REFERENCE", SHARED)) / name
+    assert path.is_file(), f"{path} is missing: the reference files must sit in ../shared/reference"
+    return path
+
+
+def load_json(path: Path):
+    return json.loads(path.read_text())

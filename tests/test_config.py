@@ -1,0 +1,117 @@
+"""Every config option composes and validates; typos and wrong types name the key."""
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError, ValidationError
+
+from ddag.config.validate import validate_config
+from ddag.errors import ConfigError
+from ddag.tasks import common
+from tests.conftest import CONF, compose_config
+
+GROUPS = [
+    "dataset",
+    "loader",
+    "model/backbone",
+    "model/part_attention",
+    "model/graph_attention",
+    "loss",
+    "optimizer",
+    "schedule",
+    "eval",
+    "runtime",
+    "logger",
+    "task",
+]
+
+
+def _options(group):
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def _resolved(cfg):
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
+def test_every_option_composes_and_validates(group, option, tmp_path):
+    overrides = [f"{group}={option}"]
+    if group == "task" and option == "eval":
+        overrides.append("task.checkpoint=some.ckpt")
+    cfg = compose_config(overrides, output_dir=tmp_path)
+    validate_config(_resolved(cfg))
+
+
+@pytest.mark.parametrize("name", _options("eval/protocol"))
+def test_every_protocol_file_builds(name, tmp_path):
+    cfg = compose_config([f"eval.protocols=[{name}]"], output_dir=tmp_path)
+    (protocol,) = common.build_protocols(cfg, dataset=None)
+    assert protocol.fingerprint()
+
+
+def test_unknown_protocol_lists_the_choices(tmp_path):
+    cfg = compose_config(["eval.protocols=[sysu_al]"], output_dir=tmp_path)
+    with pytest.raises(ConfigError, match="sysu_all"):
+        common.build_protocols(cfg, dataset=None)
+
+
+def test_typo_in_component_key_names_the_key_and_suggests(tmp_path):
+    cfg = compose_config(["+model.part_attention.num_partss=3"], output_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"model\.part_attention\.num_partss.*num_parts"):
+        validate_config(_resolved(cfg))
+
+
+def test_wrong_type_names_the_key(tmp_path):
+    cfg = compose_config(["model.low_dim=abc"], output_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"wrong type for 'model\.low_dim'.*int"):
+        validate_config(_resolved(cfg))
+
+
+def test_wrong_type_in_list_is_caught(tmp_path):
+    cfg = compose_config(["model.backbone.layers=[1,x,1,1]"], output_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"model\.backbone\.layers"):
+        validate_config(_resolved(cfg))
+
+
+def test_bad_target_is_reported(tmp_path):
+    cfg = compose_config(
+        ["model.backbone._target_=ddag.models.backbones.resnet.ResNett"], output_dir=tmp_path
+    )
+    with pytest.raises(ConfigError, match="did you mean 'ResNet'"):
+        validate_config(_resolved(cfg))
+
+
+def test_invalid_choice_of_fixed_key(tmp_path):
+    cfg = compose_config(["task.selection=best"], output_dir=tmp_path)
+    with pytest.raises(ConfigError, match="task.selection"):
+        validate_config(_resolved(cfg))
+
+
+def test_schema_rejects_unknown_and_mistyped_fixed_keys(tmp_path):
+    with pytest.raises(ConfigCompositionException, match="task.epochz") as err:
+        compose_config(["task.epochz=3"], output_dir=tmp_path)
+    assert isinstance(err.value.__cause__, ConfigAttributeError)
+    with pytest.raises(ConfigCompositionException, match="task.epochs=abc") as err:
+        compose_config(["task.epochs=abc"], output_dir=tmp_path)
+    assert isinstance(err.value.__cause__, ValidationError)
+    cfg = compose_config(["+task.epochz=3"], output_dir=tmp_path)  # "+" gets past Hydra's check
+    with pytest.raises(ConfigError, match=r"task\.epochz.*did you mean task\.epochs"):
+        validate_config(_resolved(cfg))
+
+
+def test_none_options_remove_the_branches(tmp_path):
+    cfg = compose_config(
+        ["model/part_attention=none", "model/graph_attention=none"], output_dir=tmp_path
+    )
+    network = common.build_network(cfg, num_classes=4)
+    assert network.output_names == ("pool", "feat", "logits")
+
+
+def test_conf_tree_is_the_documented_one():
+    assert (CONF / "config.yaml").is_file()
+    assert (
+        Path(CONF / "task" / "train.yaml").is_file() and Path(CONF / "task" / "eval.yaml").is_file()
+    )
