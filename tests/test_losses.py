@@ -102,8 +102,10 @@ def test_objective_applies_weights_and_dynamic_graph_weight():
     visible = Tensor(rng.normal(size=(4, 3, 32, 16)).astype(np.float32))
     thermal = Tensor(rng.normal(size=(4, 3, 32, 16)).astype(np.float32))
     labels = Tensor(np.array([0, 0, 1, 2], np.int32))
+    noise = Tensor(rng.random(objective.noise_size(4), dtype=np.float32))
     for graph_weight in (0.0, 0.7):
-        total, terms = objective(visible, thermal, labels, labels, Tensor(graph_weight, ms.float32))
+        weight = Tensor(graph_weight, ms.float32)
+        total, terms = objective(visible, thermal, labels, labels, weight, noise)
         values = [float(t) for t in terms]
         assert objective.term_names == ("id", "triplet", "part", "graph")
         expected = values[0] + 2.0 * values[1] + values[2] + graph_weight * values[3]

@@ -44,7 +44,8 @@ def test_training_outputs_and_test_features(stems):
     net.set_train(True)
     visible, thermal, labels = _batch()
     objective = Objective(net, {"id": CrossEntropy("logits")})
-    outputs = net(visible, thermal, ms.ops.eye(8, 8, ms.float32))
+    noise = Tensor(np.random.default_rng(0).random(net.noise_size(8), dtype=np.float32))
+    outputs = net(visible, thermal, ms.ops.eye(8, 8, ms.float32), noise)
     channels = net.out_channels
     shapes = [tuple(o.shape) for o in outputs]
     assert net.output_names == ("pool", "feat", "logits", "logits_att", "graph_log_probs")
@@ -94,11 +95,12 @@ def test_every_parameter_gets_a_gradient_in_training():
     visible, thermal, labels = _batch()
     params = objective.trainable_params()
 
-    def forward(v, t, lv, lt, w):
-        return objective(v, t, lv, lt, w)
+    def forward(v, t, lv, lt, w, noise):
+        return objective(v, t, lv, lt, w, noise)
 
+    noise = Tensor(np.random.default_rng(0).random(objective.noise_size(4), dtype=np.float32))
     grad_fn = ms.value_and_grad(forward, None, params, has_aux=True)
-    _, grads = grad_fn(visible, thermal, labels, labels, Tensor(1.0, ms.float32))
+    _, grads = grad_fn(visible, thermal, labels, labels, Tensor(1.0, ms.float32), noise)
     zero = [p.name for p, g in zip(params, grads) if not np.any(g.asnumpy() != 0)]
     assert not zero, f"parameters without gradient: {zero}"
     # The BN shifts of the neck and of IWPA stay frozen, as in the reference.
@@ -135,3 +137,24 @@ def test_resnet50_names_and_shapes_match_model_zoo_manifest(stems):
     assert uncovered and all(n.startswith("graph_attention.heads.") for n in uncovered)
     used_prefixes = {theirs for theirs, _ in MS_ZOO_PREFIXES[stems]}
     assert len(mapped) == sum(any(n.startswith(p) for p in used_prefixes) for n in zoo)
+
+
+def test_graph_dropout_follows_the_noise_input():
+    from ddag.models.attention.cgsa import identity_adjacency, noise_dropout
+
+    x = Tensor(np.ones((2, 4), np.float32))
+    noise = Tensor(np.array([[0.1, 0.5, 0.9, 0.2], [0.3, 0.0, 0.6, 0.25]], np.float32))
+    dropped = noise_dropout(x, noise, 0.25, True).asnumpy()
+    np.testing.assert_allclose(dropped, [[0, 4 / 3, 4 / 3, 0], [4 / 3, 0, 4 / 3, 4 / 3]], rtol=1e-6)
+    np.testing.assert_array_equal(noise_dropout(x, noise, 0.25, False).asnumpy(), np.ones((2, 4)))
+    # The same noise gives the same training forward; other noise a different one.
+    graph = GraphStructuredAttention(6, 3, low_dim=4, num_heads=2)
+    graph.set_train(True)
+    feats = Tensor(np.random.default_rng(1).random((4, 6), dtype=np.float32))
+    adjacency = identity_adjacency(Tensor(np.array([0, 1, 0, 1], np.int32)))
+    rng = np.random.default_rng(2)
+    first = Tensor(rng.random(graph.noise_size(4), dtype=np.float32))
+    second = Tensor(rng.random(graph.noise_size(4), dtype=np.float32))
+    a = graph(feats, adjacency, first).asnumpy()
+    np.testing.assert_array_equal(a, graph(feats, adjacency, first).asnumpy())
+    assert not np.allclose(a, graph(feats, adjacency, second).asnumpy())

@@ -130,6 +130,8 @@ def _check_choices(container: dict) -> None:
                 f"{section}.{key}={value!r} is not valid; choose one of {list(choices)}"
             )
     task = container.get("task", {}).get("name")
+    if task == "eval" and not container["task"].get("checkpoint"):
+        raise ConfigError("task=eval needs the checkpoint to evaluate: add task.checkpoint=PATH")
     if task is not None:
         try:
             importlib.import_module(f"ddag.tasks.{task}")

@@ -76,15 +76,16 @@ class Trainer:
     """Runs `step_fn` over `pipeline` for `epochs` epochs.
 
     Args:
-        step_fn: `(visible, thermal, visible_labels, thermal_labels, graph_weight)`
+        step_fn: `(visible, thermal, visible_labels, thermal_labels, graph_weight, noise)`
             -> `(total, terms)`.
-        objective: the Objective (for `term_names` and train mode).
+        objective: the Objective (term names, train mode, dropout noise size).
         pipeline: batches of (visible, thermal, visible_labels, thermal_labels).
         sampler: the identity sampler feeding the pipeline (re-positioned on resume).
         epochs: total number of epochs.
         lr_per_step: learning rate of the head group at every step (for logging).
         callbacks: hooks called in order.
         max_steps_per_epoch: cut epochs short (smoke runs); None runs full epochs.
+        seed: seed of the dropout noise; step s uses the generator seeded by (seed, s).
     """
 
     def __init__(
@@ -97,67 +98,72 @@ class Trainer:
         lr_per_step: np.ndarray,
         callbacks: List[Callback],
         max_steps_per_epoch: Optional[int] = None,
+        seed: int = 0,
     ):
-        self.step_fn, self.objective, self.pipeline, self.sampler = (
-            step_fn,
-            objective,
-            pipeline,
-            sampler,
-        )
+        self.step_fn, self.objective = step_fn, objective
+        self.pipeline, self.sampler = pipeline, sampler
         self.epochs, self.lr_per_step, self.callbacks = epochs, lr_per_step, callbacks
+        self.seed = seed
         self.steps_per_epoch = sampler.batches_per_epoch
         if max_steps_per_epoch:
             self.steps_per_epoch = min(self.steps_per_epoch, max_steps_per_epoch)
         self.images_per_step = 2 * sampler.batch_size
+        self.noise_size = objective.noise_size(sampler.batch_size)
+        self.term_names = ("total",) + objective.term_names
         self._instance = np.array(objective.instance_term_mask)
 
     def lr_at(self, step: int) -> float:
         return float(self.lr_per_step[min(step, len(self.lr_per_step) - 1)])
 
+    def noise_at(self, step: int) -> ms.Tensor:
+        """Dropout noise of `step`: a pure function of (seed, step), so resume repeats it."""
+        rng = np.random.default_rng((self.seed, step))
+        return ms.Tensor(rng.random(self.noise_size, dtype=np.float32))
+
     def fit(self, state: TrainState) -> TrainState:
         """Train from `state` to `self.epochs`; returns the final state."""
         for cb in self.callbacks:
             cb.on_train_start(self, state)
-        if state.epoch >= self.epochs:
-            return state
-        self.sampler.set_epoch(state.epoch)
-        iterator = self.pipeline.create_tuple_iterator(num_epochs=self.epochs - state.epoch)
-        names = ("total",) + self.objective.term_names
-        for epoch in range(state.epoch, self.epochs):
-            self.objective.set_train(True)
-            sums = np.zeros(len(names))
-            weight = ms.Tensor(state.graph_weight.value, ms.float32)
-            count = 0
-            for index, (visible, thermal, visible_labels, thermal_labels) in enumerate(iterator):
-                if index >= self.steps_per_epoch:
-                    continue  # drain the rest of a shortened epoch so the next starts cleanly
-                total, terms = self.step_fn(
-                    visible, thermal, visible_labels, thermal_labels, weight
-                )
-                values = np.array([float(total.asnumpy())] + [float(t.asnumpy()) for t in terms])
-                if not np.all(np.isfinite(values)):
-                    raise TrainingError(
-                        f"the loss became non-finite at epoch {epoch}, step {state.step} "
-                        f"({dict(zip(names, values.round(4).tolist()))}). Last good checkpoint: "
-                        f"{state.last_checkpoint or 'none written yet'}. Lower optimizer.lr or "
-                        f"check "
-                        f"the data; resume with task.resume=<checkpoint>."
-                    )
-                state.graph_weight.accumulate(values[1:][self._instance].sum())
-                state.step += 1
-                sums += values
-                count += 1
-                losses = dict(zip(names, values.tolist()))
+        if state.epoch < self.epochs:
+            self.sampler.set_epoch(state.epoch)
+            iterator = self.pipeline.create_tuple_iterator(num_epochs=self.epochs - state.epoch)
+            for epoch in range(state.epoch, self.epochs):
+                self._run_epoch(iterator, epoch, state)
                 for cb in self.callbacks:
-                    cb.on_step_end(self, state, losses)
-            state.epoch = epoch + 1
-            state.epoch_losses.append(dict(zip(names, (sums / max(count, 1)).tolist())))
-            state.graph_weight.end_epoch()
-            for cb in self.callbacks:
-                cb.on_epoch_end(self, state)
+                    cb.on_epoch_end(self, state)
         for cb in self.callbacks:
             cb.on_train_end(self, state)
         return state
+
+    def _run_epoch(self, iterator, epoch: int, state: TrainState) -> None:
+        self.objective.set_train(True)
+        weight = ms.Tensor(state.graph_weight.value, ms.float32)
+        sums, count = np.zeros(len(self.term_names)), 0
+        for index, batch in enumerate(iterator):
+            if index >= self.steps_per_epoch:
+                continue  # drain the rest of a shortened epoch so the next starts cleanly
+            total, terms = self.step_fn(*batch, weight, self.noise_at(state.step))
+            values = np.array([float(total.asnumpy())] + [float(t.asnumpy()) for t in terms])
+            self._check_finite(values, epoch, state)
+            state.graph_weight.accumulate(values[1:][self._instance].sum())
+            state.step += 1
+            sums, count = sums + values, count + 1
+            losses = dict(zip(self.term_names, values.tolist()))
+            for cb in self.callbacks:
+                cb.on_step_end(self, state, losses)
+        state.epoch = epoch + 1
+        state.epoch_losses.append(dict(zip(self.term_names, (sums / max(count, 1)).tolist())))
+        state.graph_weight.end_epoch()
+
+    def _check_finite(self, values: np.ndarray, epoch: int, state: TrainState) -> None:
+        if np.all(np.isfinite(values)):
+            return
+        raise TrainingError(
+            f"the loss became non-finite at epoch {epoch}, step {state.step} "
+            f"({dict(zip(self.term_names, values.round(4).tolist()))}). Last good checkpoint: "
+            f"{state.last_checkpoint or 'none written yet'}. Lower optimizer.lr or check the "
+            f"data, then continue with task.resume=<checkpoint>."
+        )
 
 
 class StepTimer:

@@ -53,9 +53,13 @@ class Objective(nn.Cell):
         """True for the terms whose epoch mean drives the dynamic weight (the non-dynamic ones)."""
         return tuple(m == 0.0 for m in self.dynamic_mask)
 
-    def construct(self, visible, thermal, visible_labels, thermal_labels, graph_weight):
+    def noise_size(self, batch_pairs: int) -> int:
+        """Length of the dropout noise one step over `batch_pairs` visible/thermal pairs needs."""
+        return self.network.noise_size(2 * batch_pairs)
+
+    def construct(self, visible, thermal, visible_labels, thermal_labels, graph_weight, noise):
         labels = ops.cat((visible_labels, thermal_labels), axis=0)
-        outputs = self.network(visible, thermal, identity_adjacency(labels))
+        outputs = self.network(visible, thermal, identity_adjacency(labels), noise)
         values = ()
         total = 0.0
         for i in range(len(self.terms)):

@@ -26,8 +26,9 @@ class DDAG(nn.Cell):
             "shared" (the MindSpore port: both modalities through one stem).
         low_dim: width of each graph-attention head (paper 512).
 
-    In training, `construct(visible, thermal, adjacency)` returns a tuple whose entries are named
-    by `output_names`: pooled feature, BN feature, logits, [part logits], [graph log-probs].
+    In training, `construct(visible, thermal, adjacency, noise)` returns a tuple whose entries are
+    named by `output_names`: pooled feature, BN feature, logits, [part logits], [graph log-probs].
+    `noise` is the uniform dropout noise of the graph branch (length `noise_size(2B)`).
     """
 
     def __init__(
@@ -68,11 +69,17 @@ class DDAG(nn.Cell):
             names.append("graph_log_probs")
         self.output_names = tuple(names)
 
+    def noise_size(self, num_samples: int) -> int:
+        """Length of the dropout noise a training forward over `num_samples` images needs."""
+        if self.has_graph_attention:
+            return self.graph_attention.noise_size(num_samples)
+        return 1
+
     def _trunk_features(self, feature_map):
         pooled = feature_map.mean(axis=(2, 3))
         return pooled, self.bottleneck(pooled)
 
-    def construct(self, visible, thermal, adjacency):
+    def construct(self, visible, thermal, adjacency, noise):
         """Training forward of a paired batch, (B, 3, H, W) each; adjacency (2B, 2B)."""
         if self.two_stream:
             x = ops.cat((self.visible_stem(visible), self.thermal_stem(thermal)), axis=0)
@@ -84,7 +91,7 @@ class DDAG(nn.Cell):
         if self.has_part_attention:
             outputs = outputs + (self.classifier(self.part_attention(feature_map, feat)),)
         if self.has_graph_attention:
-            outputs = outputs + (self.graph_attention(pooled, adjacency),)
+            outputs = outputs + (self.graph_attention(pooled, adjacency, noise),)
         return outputs
 
     def embed(self, images, modality: int):

@@ -1,5 +1,6 @@
 """task=train: train DDAG, select a model, evaluate it on the test protocols."""
 
+import json
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -34,9 +35,7 @@ def _selection_split(cfg: DictConfig, dataset):
     if selection == "val":
         split = dataset.val_split()
         if split is None:
-            log.warning(
-                "dataset %s has no validation identities; selecting the last epoch", dataset.name
-            )
+            log.warning("%s has no validation identities; selecting the last epoch", dataset.name)
             return None, None
         return split, "val"
     return None, None
@@ -46,7 +45,7 @@ def _resume(cfg: DictConfig, out_dir: Path, network, optimizer) -> TrainState:
     resume = cfg.task.resume
     if not resume:
         return TrainState()
-    path = out_dir / "last.ckpt" if resume == "auto" else Path(str(resume))
+    path = out_dir / "checkpoints" / "last.ckpt" if resume == "auto" else Path(str(resume))
     if resume == "auto" and not path.is_file():
         log.info("task.resume=auto: no %s yet, starting from scratch", path)
         return TrainState()
@@ -58,6 +57,39 @@ def _resume(cfg: DictConfig, out_dir: Path, network, optimizer) -> TrainState:
     state.last_checkpoint = str(path)
     log.info("resumed from %s at epoch %d, step %d", path, state.epoch, state.step)
     return state
+
+
+def _selection_callback(cfg, dataset, network, extractor, saver, tensorboard):
+    """PeriodicEvaluation on the selection split (mean over its protocols), or None."""
+    split, prefix = _selection_split(cfg, dataset)
+    if split is None:
+        return None
+    protocols = dataset.default_protocols()
+    feature = "FC_att" if network.has_part_attention else "FC"
+
+    def score() -> dict:
+        records = [r for r in evaluate(extractor, split, protocols) if r.feature == feature]
+        return {k: sum(r.mean[k] for r in records) / len(records) for k in records[0].mean}
+
+    every = int(cfg.task.eval_every)
+    metric = cfg.task.selection_metric
+    return PeriodicEvaluation(score, every, metric, saver, tensorboard, prefix)
+
+
+def _load_selected(cfg, out_dir: Path, network, state: TrainState, selecting: bool) -> dict:
+    """Load best.ckpt when a selection ran; returns the flags recorded with the results."""
+    flags = {
+        "selection": cfg.task.selection,
+        "selected_epoch": state.epoch,
+        "test_set_selection": cfg.task.selection == "test",
+        "checkpoint": state.last_checkpoint,
+    }
+    best = out_dir / "checkpoints" / "best.ckpt"
+    if selecting and best.is_file():
+        load_into(network, read_checkpoint(best)[0], strict=True)
+        flags.update(selected_epoch=state.best_epoch, checkpoint=str(best))
+        log.info("testing the model of epoch %d (best on %s)", state.best_epoch, cfg.task.selection)
+    return flags
 
 
 def run(cfg: DictConfig) -> dict:
@@ -88,36 +120,14 @@ def run(cfg: DictConfig) -> dict:
     state = _resume(cfg, out_dir, network, optimizer)
 
     tensorboard = common.build_logger(cfg)
+    meta = {"config_hash": common.config_hash(cfg), "dataset": dataset.name}
     saver = CheckpointSaver(
-        out_dir / "checkpoints",
-        network,
-        optimizer,
-        {"config_hash": common.config_hash(cfg), "dataset": dataset.name},
-        every_n_epochs=int(cfg.task.save_every),
+        out_dir / "checkpoints", network, optimizer, meta, every_n_epochs=int(cfg.task.save_every)
     )
-    callbacks = [ProgressLogger(int(cfg.task.log_every)), saver]
-    if tensorboard is not None:
-        callbacks.insert(1, tensorboard)
     extractor = FeatureExtractor(network, settings, flip=bool(cfg.eval.flip))
-    split, prefix = _selection_split(cfg, dataset)
-    if split is not None:
-        protocols = dataset.default_protocols()
-        feature = "FC_att" if network.has_part_attention else "FC"
-
-        def score() -> dict:
-            records = [r for r in evaluate(extractor, split, protocols) if r.feature == feature]
-            return {k: sum(r.mean[k] for r in records) / len(records) for k in records[0].mean}
-
-        callbacks.append(
-            PeriodicEvaluation(
-                score,
-                int(cfg.task.eval_every),
-                cfg.task.selection_metric,
-                saver,
-                tensorboard,
-                prefix,
-            )
-        )
+    selection = _selection_callback(cfg, dataset, network, extractor, saver, tensorboard)
+    callbacks = [ProgressLogger(int(cfg.task.log_every)), tensorboard, saver, selection]
+    callbacks = [cb for cb in callbacks if cb is not None]
 
     trainer = Trainer(
         step_fn,
@@ -128,6 +138,7 @@ def run(cfg: DictConfig) -> dict:
         lr_factors * recipe.lr,
         callbacks,
         cfg.task.max_steps_per_epoch,
+        seed=int(cfg.seed),
     )
     try:
         state = trainer.fit(state)
@@ -135,39 +146,20 @@ def run(cfg: DictConfig) -> dict:
         raise Interrupted(
             f"training interrupted at epoch {state.epoch}, step {state.step}. The last complete "
             f"checkpoint is {state.last_checkpoint or 'not written yet'}; continue with "
-            f"task.resume={state.last_checkpoint or 'auto'} "
-            f"(same run directory: hydra.run.dir={out_dir})."
+            f"task.resume={state.last_checkpoint or 'auto'} hydra.run.dir={out_dir}"
         ) from err
 
-    flags = {"selection": cfg.task.selection, "selected_epoch": state.epoch}
-    best = out_dir / "checkpoints" / "best.ckpt"
-    if prefix is not None and best.is_file():
-        params, _ = read_checkpoint(best)
-        load_into(network, params, strict=True)
-        flags["selected_epoch"] = state.best_epoch
-        log.info(
-            "testing the best %s model (epoch %d, %s=%.2f)",
-            prefix,
-            state.best_epoch,
-            cfg.task.selection_metric,
-            100 * state.best_metric,
-        )
-    flags["test_set_selection"] = cfg.task.selection == "test"
-    identity = {
-        "checkpoint": str(best if prefix and best.is_file() else state.last_checkpoint),
-        "config_hash": common.config_hash(cfg),
-        "dataset": dataset.name,
-        "seed": int(cfg.seed),
+    history = {
+        "term_names": list(objective.term_names),
+        "epoch_losses": state.epoch_losses,
+        "selection": selection.history if selection else [],
     }
+    (out_dir / "train_history.json").write_text(json.dumps(history, indent=2))
+    flags = _load_selected(cfg, out_dir, network, state, selection is not None)
+    identity = {"config_hash": meta["config_hash"], "dataset": dataset.name, "seed": int(cfg.seed)}
     summary = test_and_report(
         extractor, dataset, cfg, identity, flags, out_dir, tensorboard, state.step
     )
     if tensorboard is not None:
         tensorboard.close()
-    summary["train/final_loss"] = (
-        state.epoch_losses[-1]["total"] if state.epoch_losses else float("nan")
-    )
-    summary["train/first_loss"] = (
-        state.epoch_losses[0]["total"] if state.epoch_losses else float("nan")
-    )
     return summary

@@ -5,6 +5,10 @@ identity; multi-head graph attention (GAT) propagates features along it and its 
 log-probabilities are trained with an NLL loss. Reference: mangye16/DDAG `attention.py`
 (GraphAttentionLayer, pyGAT) and `model_main.py` (GAT with 4 heads). Unlike the MindSpore port,
 the heads are registered, trained and saved.
+
+Dropout here takes its randomness as an input: a flat uniform [0, 1) `noise` vector drawn on the
+host from (seed, step) by the trainer. MindSpore's in-graph dropout did not repeat between two
+runs with the same seed on CPU (measured with 2.8.0), and host noise also makes resume exact.
 """
 
 from mindspore import Parameter, Tensor, nn, ops
@@ -30,23 +34,23 @@ class GraphAttentionLayer(nn.Cell):
     ):
         super().__init__()
         self.out_features = out_features
+        self.dropout = dropout
         self.concat = concat
         self.W = Parameter(
             initializer(XavierUniform(gain=1.414), (in_features, out_features)), name="W"
         )
         self.a = Parameter(initializer(XavierUniform(gain=1.414), (2 * out_features, 1)), name="a")
         self.leaky_relu = nn.LeakyReLU(alpha)
-        self.dropout = nn.Dropout(p=dropout)
 
-    def construct(self, x, adjacency):
-        """(N, in) features and (N, N) adjacency -> (N, out)."""
+    def construct(self, x, adjacency, noise):
+        """(N, in) features, (N, N) adjacency, (N, N) uniform noise for dropout -> (N, out)."""
         h = ops.matmul(x, self.W)
         # a^T [h_i || h_j] = h_i . a_left + h_j . a_right, without building the N^2 x 2F tensor.
         left = ops.matmul(h, self.a[: self.out_features])
         right = ops.matmul(h, self.a[self.out_features :])
         scores = self.leaky_relu(left + right.transpose(1, 0))
         scores = ops.where(adjacency > 0, scores, ops.full_like(scores, _MASKED))
-        attention = self.dropout(ops.softmax(scores, axis=1))
+        attention = noise_dropout(ops.softmax(scores, axis=1), noise, self.dropout, self.training)
         out = ops.matmul(attention, h)
         if self.concat:
             out = ops.elu(out)
@@ -84,14 +88,38 @@ class GraphStructuredAttention(nn.Cell):
         self.out_attention = GraphAttentionLayer(
             low_dim * num_heads, num_classes, dropout, alpha, False
         )
-        self.dropout = nn.Dropout(p=dropout)
+        self.dropout = dropout
+        self.in_features = in_features
+        self.hidden_features = low_dim * num_heads
+        self.num_heads = num_heads
 
-    def construct(self, features, adjacency):
-        x = self.dropout(features)
-        x = ops.cat([head(x, adjacency) for head in self.heads], axis=1)
-        x = self.dropout(x)
-        x = ops.elu(self.out_attention(x, adjacency))
-        return ops.log_softmax(x, axis=1)
+    def noise_size(self, num_nodes: int) -> int:
+        """Length of the uniform noise vector one forward pass over `num_nodes` samples uses."""
+        n = num_nodes
+        return n * self.in_features + n * self.hidden_features + (self.num_heads + 1) * n * n
+
+    def construct(self, features, adjacency, noise):
+        """(N, C) pooled features, (N, N) adjacency, flat noise -> (N, classes) log-probs."""
+        n = features.shape[0]
+        cut = n * self.in_features
+        x = noise_dropout(features, noise[:cut].reshape(n, -1), self.dropout, self.training)
+        outputs = ()
+        for head in self.heads:
+            outputs = outputs + (head(x, adjacency, noise[cut : cut + n * n].reshape(n, n)),)
+            cut = cut + n * n
+        x = ops.cat(outputs, axis=1)
+        hidden = noise[cut : cut + n * self.hidden_features].reshape(n, -1)
+        x = noise_dropout(x, hidden, self.dropout, self.training)
+        cut = cut + n * self.hidden_features
+        x = self.out_attention(x, adjacency, noise[cut : cut + n * n].reshape(n, n))
+        return ops.log_softmax(ops.elu(x), axis=1)
+
+
+def noise_dropout(x, noise, rate: float, training: bool):
+    """Inverted dropout whose mask is `noise >= rate` (noise uniform in [0, 1), shaped like x)."""
+    if not training or rate == 0:
+        return x
+    return ops.where(noise >= rate, x / (1.0 - rate), ops.zeros_like(x))
 
 
 def identity_adjacency(labels: Tensor) -> Tensor:

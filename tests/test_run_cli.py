@@ -1,0 +1,103 @@
+"""run.py as a user runs it: the default job, evaluation of its checkpoint, errors, multirun."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT
+
+
+def run_cli(*args, cwd=ROOT, timeout=900):
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return subprocess.run(
+        [sys.executable, "run.py", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """`python run.py` with no arguments but the run directory: train + evaluate (~2 min)."""
+    out = tmp_path_factory.mktemp("default_run")
+    result = run_cli(f"hydra.run.dir={out}")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out, result.stdout + result.stderr
+
+
+def _records(path):
+    return {(r["protocol"], r["feature"]): r for r in json.loads(path.read_text())}
+
+
+def test_default_run_prints_the_results_table(default_run):
+    out, output = default_run
+    assert (
+        "| protocol | feature | trials | rank1 | rank5 | rank10 | rank20 | mAP | mINP |" in output
+    )
+    for protocol in ("v2t", "t2v"):
+        for feature in ("FC", "FC_att"):
+            assert f"| {protocol} | {feature} |" in output
+    for name in ("config.yaml", "overrides.yaml"):
+        assert (out / ".hydra" / name).is_file()
+    assert (out / "run.log").is_file()
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_default_run_learns(default_run):
+    out, _ = default_run
+    losses = [
+        e["total"] for e in json.loads((out / "train_history.json").read_text())["epoch_losses"]
+    ]
+    assert losses[-1] < 0.6 * losses[0], losses
+    records = _records(out / "results.json")
+    # 12 test identities with 8 images each per modality: a random ranking puts a true match first
+    # with probability 1/12. We require the trained model to reach 2.5x that on both directions.
+    chance = 1 / 12
+    for protocol in ("v2t", "t2v"):
+        rank1 = records[(protocol, "FC_att")]["mean"]["rank1"]
+        assert rank1 > 2.5 * chance, (protocol, rank1)
+
+
+def test_eval_task_reproduces_the_training_numbers(default_run, tmp_path):
+    out, _ = default_run
+    record = _records(out / "results.json")[("v2t", "FC_att")]
+    checkpoint = record["flags"]["checkpoint"]
+    result = run_cli("task=eval", f"task.checkpoint={checkpoint}", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    evaluated = _records(tmp_path / "results.json")
+    for key, trained in _records(out / "results.json").items():
+        np.testing.assert_allclose(evaluated[key]["cmc"], trained["cmc"], atol=1e-6)
+        assert evaluated[key]["mean"]["mAP"] == pytest.approx(trained["mean"]["mAP"], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["runtime=gpu"], "no GPU device"),
+        (["+model.part_attention.num_partss=3"], "did you mean model.part_attention.num_parts"),
+        (["model.low_dim=abc"], "wrong type for 'model.low_dim'"),
+        (["task=eval"], "task.checkpoint=PATH"),
+        (["task=eval", "task.checkpoint=missing.ckpt"], "checkpoint not found"),
+    ],
+)
+def test_user_errors_are_one_paragraph_without_traceback(args, message, tmp_path):
+    result = run_cli(*args, f"hydra.run.dir={tmp_path}", timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert message in output
+    assert "Traceback" not in output
+
+
+def test_multirun_over_seeds(tmp_path):
+    result = run_cli("-m", "seed=0,1", "+debug=fast", f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for job in ("0", "1"):
+        assert (tmp_path / job / "results.json").is_file()
