@@ -59,11 +59,11 @@ def test_default_run_learns(default_run):
     assert losses[-1] < 0.6 * losses[0], losses
     records = _records(out / "results.json")
     # 12 test identities with 8 images each per modality: a random ranking puts a true match first
-    # with probability 1/12. We require the trained model to reach 2.5x that on both directions.
+    # with probability 1/12. We require 3x that in both directions (measured: 44-52 % rank-1).
     chance = 1 / 12
     for protocol in ("v2t", "t2v"):
         rank1 = records[(protocol, "FC_att")]["mean"]["rank1"]
-        assert rank1 > 2.5 * chance, (protocol, rank1)
+        assert rank1 > 3 * chance, (protocol, rank1)
 
 
 def test_eval_task_reproduces_the_training_numbers(default_run, tmp_path):

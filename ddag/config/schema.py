@@ -31,10 +31,13 @@ class TaskConfig:
         log_every: progress line every N steps.
         save_every: write last.ckpt every N epochs.
         max_steps_per_epoch: cut epochs short (smoke runs); null runs full epochs.
+        mode: task=prepare: "check" (report only) or "prepare" (report, then pack SYSU arrays).
+        layout: task=synthesize: "regdb" or "sysu".
+        root: task=synthesize: folder to write.
     """
 
     name: str = "train"
-    epochs: int = 12
+    epochs: int = 20
     eval_every: int = 2
     selection: str = "val"
     selection_metric: str = "rank1"
@@ -43,6 +46,9 @@ class TaskConfig:
     log_every: int = 10
     save_every: int = 1
     max_steps_per_epoch: Optional[int] = None
+    mode: str = "prepare"
+    layout: str = "regdb"
+    root: Optional[str] = None
 
 
 @dataclass

@@ -119,6 +119,8 @@ CHOICES = {
     ("task", "selection_metric"): ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP"),
     ("runtime", "device_target"): ("CPU", "GPU", "Ascend"),
     ("runtime", "mode"): ("graph", "pynative"),
+    ("task", "mode"): ("prepare", "check"),
+    ("task", "layout"): ("regdb", "sysu"),
 }
 
 

@@ -76,7 +76,7 @@ def train_pipeline(
         _PairSource(visible, thermal),
         column_names=["visible", "thermal", "visible_label", "thermal_label"],
         sampler=sampler,
-        num_parallel_workers=settings.num_workers,
+        num_parallel_workers=1,
         python_multiprocessing=False,
     )
     for column in ("visible", "thermal"):
@@ -94,7 +94,7 @@ def test_pipeline(images: ImageSet, settings: LoaderSettings) -> ds.Dataset:
         _SingleSource(images),
         column_names=["image"],
         shuffle=False,
-        num_parallel_workers=settings.num_workers,
+        num_parallel_workers=1,
         python_multiprocessing=False,
     )
     dataset = dataset.map(

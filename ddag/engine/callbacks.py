@@ -65,6 +65,11 @@ class TensorBoardLogger(Callback):
             self.writer.add_scalar(f"{prefix}/{name}", value, step)
         self.writer.flush()
 
+    def log_image(self, tag: str, image, step: int) -> None:
+        """An (H, W, 3) uint8 image."""
+        self.writer.add_image(tag, image, step, dataformats="HWC")
+        self.writer.flush()
+
     def on_train_end(self, trainer, state):
         self.writer.flush()
 

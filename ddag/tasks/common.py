@@ -12,6 +12,9 @@ from ddag.config.validate import check_node
 from ddag.data.loader import LoaderSettings
 from ddag.engine.runtime import RuntimeSettings, setup_runtime
 from ddag.errors import ConfigError
+from ddag.utils.logging import get_logger
+
+log = get_logger(__name__)
 
 PROTOCOL_DIR = Path(__file__).resolve().parents[2] / "conf" / "eval" / "protocol"
 
@@ -44,8 +47,18 @@ def output_dir(cfg: DictConfig) -> Path:
     return path
 
 
-def build_dataset(cfg: DictConfig):
-    return instantiate(cfg.dataset)
+def build_dataset(cfg: DictConfig, check: bool = True):
+    """The dataset of `cfg.dataset`; with `check`, its quick doctor report must have no errors."""
+    dataset = instantiate(cfg.dataset)
+    report = dataset.check(decode=False) if check else None
+    if report is not None:
+        report.raise_on_errors()
+        if report.findings:
+            log.info(
+                "dataset check: %d warning(s); run task=prepare for the full report",
+                len(report.findings),
+            )
+    return dataset
 
 
 def build_network(cfg: DictConfig, num_classes: int):

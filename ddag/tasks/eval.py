@@ -8,6 +8,7 @@ from ddag.engine.checkpoint import load_into, read_checkpoint
 from ddag.errors import CheckpointError
 from ddag.evaluation.evaluator import evaluate
 from ddag.evaluation.features import FeatureExtractor
+from ddag.evaluation.plots import cmc_image, save_cmc_image
 from ddag.evaluation.results import markdown_table, write_records
 from ddag.tasks import common
 from ddag.utils.logging import get_logger
@@ -41,11 +42,13 @@ def test_and_report(
         identity=identity,
     )
     path = write_records(records, out_dir / "results.json")
+    save_cmc_image(records, out_dir / "cmc.png")
     table = markdown_table(records)
     log.info("test results (%s), written to %s\n%s", dataset.name, path, table)
     summary = {f"{r.protocol}/{r.feature}/{m}": v for r in records for m, v in r.mean.items()}
     if tensorboard is not None:
         tensorboard.log_metrics("test", summary, step)
+        tensorboard.log_image("test/cmc", cmc_image(records), step)
     return summary
 
 
@@ -64,4 +67,16 @@ def run(cfg: DictConfig) -> dict:
         "dataset": dataset.name,
     }
     extractor = FeatureExtractor(network, common.loader_settings(cfg), flip=bool(cfg.eval.flip))
-    return test_and_report(extractor, dataset, cfg, identity, {}, common.output_dir(cfg))
+    tensorboard = common.build_logger(cfg)
+    summary = test_and_report(
+        extractor,
+        dataset,
+        cfg,
+        identity,
+        {"checkpoint": str(path)},
+        common.output_dir(cfg),
+        tensorboard,
+    )
+    if tensorboard is not None:
+        tensorboard.close()
+    return summary

@@ -142,3 +142,7 @@ class VIReIDDataset:
     def default_protocols(self) -> list:
         """Evaluation protocols used when the config does not name any."""
         raise NotImplementedError
+
+    def check(self, decode: bool = False):
+        """A `ddag.data.doctor.DoctorReport` of the data; None when there is nothing to check."""
+        return None

@@ -38,7 +38,7 @@ class SyntheticDataset(VIReIDDataset):
 
     def __init__(
         self,
-        num_train_ids: int = 16,
+        num_train_ids: int = 32,
         num_val_ids: int = 6,
         num_test_ids: int = 12,
         images_per_id: int = 8,

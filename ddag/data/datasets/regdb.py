@@ -1,0 +1,151 @@
+"""RegDB reader (Nguyen et al. 2017), original layout.
+
+    <root>/Visible/<id>/*.bmp, <root>/Thermal/<id>/*.bmp
+    <root>/idx/{train,test}_{visible,thermal}_<trial>.txt   lines: "<relative path> <label>"
+
+412 identities with 10 visible and 10 thermal images each; every trial (1..10) splits them into
+206 training and 206 test identities. Reference: mangye16/DDAG `data_loader.py` (RegDBData) and
+`data_manager.py` (process_test_regdb). Training labels are relabelled to 0..N-1; test labels are
+kept. Visible images get camera 1, thermal images camera 2.
+"""
+
+from pathlib import Path
+from typing import List, Tuple
+
+import numpy as np
+
+from ddag.data.datasets.base import FileImageSet, Split, VIReIDDataset
+from ddag.data.doctor import DoctorReport, check_files, compare_count, expect_folders
+from ddag.errors import DatasetError
+
+TRIALS = range(1, 11)
+PUBLISHED = {"identities_per_split": 206, "images_per_identity": 10}
+PREPARE_HINT = (
+    "RegDB must be requested from its authors (licence form); unpack it so that <root> holds "
+    "Visible/, Thermal/ and idx/, then set dataset.root=<root>."
+)
+
+
+def read_index(path: Path) -> List[Tuple[str, int]]:
+    """(relative path, label) per line of an idx/*.txt file."""
+    if not path.is_file():
+        raise DatasetError(f"RegDB index file missing: {path}. {PREPARE_HINT}")
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise DatasetError(f"{path}:{number}: expected '<relative path> <label>', got {line!r}")
+        rows.append((parts[0], int(parts[1])))
+    if not rows:
+        raise DatasetError(f"RegDB index file is empty: {path}")
+    return rows
+
+
+def _relabel(labels: List[int]) -> List[int]:
+    mapping = {label: i for i, label in enumerate(sorted(set(labels)))}
+    return [mapping[label] for label in labels]
+
+
+class RegDBDataset(VIReIDDataset):
+    """RegDB for one trial.
+
+    Args:
+        root: folder holding Visible/, Thermal/ and idx/.
+        trial: split 1..10 of the idx files.
+        height: images are resized to this height when loaded.
+        width: images are resized to this width when loaded.
+    """
+
+    name = "regdb"
+
+    def __init__(self, root: str, trial: int = 1, height: int = 288, width: int = 144):
+        if trial not in TRIALS:
+            raise DatasetError(f"dataset.trial={trial}: RegDB trials are 1..10")
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DatasetError(f"RegDB root not found: {self.root}. {PREPARE_HINT}")
+        self.trial, self.height, self.width = trial, height, width
+        self._splits = {}
+
+    def index_path(self, split: str, modality: str) -> Path:
+        return self.root / "idx" / f"{split}_{modality}_{self.trial}.txt"
+
+    def _image_set(self, split: str, modality: str, relabel: bool) -> FileImageSet:
+        rows = read_index(self.index_path(split, modality))
+        paths = [self.root / rel for rel, _ in rows]
+        labels = [label for _, label in rows]
+        if relabel:
+            labels = _relabel(labels)
+        cam = 1 if modality == "visible" else 2
+        return FileImageSet(paths, labels, [cam] * len(rows), self.height, self.width)
+
+    def _split(self, split: str) -> Split:
+        if split not in self._splits:
+            relabel = split == "train"
+            self._splits[split] = Split(
+                visible=self._image_set(split, "visible", relabel),
+                thermal=self._image_set(split, "thermal", relabel),
+            )
+        return self._splits[split]
+
+    def train_split(self) -> Split:
+        return self._split("train")
+
+    def test_split(self) -> Split:
+        return self._split("test")
+
+    def default_protocols(self) -> list:
+        from ddag.evaluation.protocols import CrossModalProtocol
+
+        return [CrossModalProtocol("visible", "thermal"), CrossModalProtocol("thermal", "visible")]
+
+    def check(self, decode: bool = False) -> DoctorReport:
+        """Folders, index files of every trial, listed images (decoded with `decode`), counts."""
+        report = DoctorReport("RegDB", str(self.root))
+        if not expect_folders(report, self.root, ("Visible", "Thermal", "idx"), PREPARE_HINT):
+            return report
+        absent = [
+            f"idx/{s}_{m}_{t}.txt"
+            for t in TRIALS
+            for s in ("train", "test")
+            for m in ("visible", "thermal")
+            if not (self.root / "idx" / f"{s}_{m}_{t}.txt").is_file()
+        ]
+        if absent:
+            level = (
+                "error"
+                if any(name.endswith(f"_{self.trial}.txt") for name in absent)
+                else "warning"
+            )
+            report.add(level, f"{len(absent)} index file(s) missing", PREPARE_HINT, absent)
+            if level == "error":
+                return report
+        paths = []
+        for split in ("train", "test"):
+            for modality in ("visible", "thermal"):
+                images = self._split(split).modality(modality)
+                paths += [Path(n) for n in images.names]
+                ids, counts = np.unique(images.ids, return_counts=True)
+                compare_count(
+                    report,
+                    f"trial {self.trial} {split} {modality} identities",
+                    len(ids),
+                    PUBLISHED["identities_per_split"],
+                )
+                short = [
+                    f"identity {i}: {c} images"
+                    for i, c in zip(ids, counts)
+                    if c != PUBLISHED["images_per_identity"]
+                ]
+                if short:
+                    report.add(
+                        "warning",
+                        f"{split} {modality}: {len(short)} identities without "
+                        f"{PUBLISHED['images_per_identity']} images",
+                        "fine for a subset",
+                        short,
+                    )
+        check_files(report, paths, decode)
+        return report

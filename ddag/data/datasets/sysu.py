@@ -1,0 +1,206 @@
+"""SYSU-MM01 reader (Wu et al. 2017), original layout.
+
+    <root>/cam1 .. cam6/<4-digit id>/<image>.jpg     RGB cameras 1, 2, 4, 5; IR cameras 3, 6
+    <root>/exp/train_id.txt, val_id.txt, test_id.txt  comma-separated identity numbers
+
+Training uses train + val identities (395) as the reference does (`merge_val=True`); with
+`merge_val=False` the validation identities are held out for model selection. Files are
+listed per identity and camera in sorted order, as the reference's preprocessing and query and
+gallery builders do (mangye16/DDAG `pre_process_sysu.py`, `data_manager.py`).
+
+`task=prepare` packs the training images into the reference's arrays
+(`train_{rgb,ir}_resized_{img,label}.npy`); training reads them when present and when their image
+size matches, and decodes the JPEGs otherwise.
+"""
+
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ddag.data.datasets.base import ArrayImageSet, FileImageSet, ImageSet, Split, VIReIDDataset
+from ddag.data.doctor import DoctorReport, check_files, compare_count, expect_folders
+from ddag.errors import DatasetError
+
+RGB_CAMERAS = (1, 2, 4, 5)
+IR_CAMERAS = (3, 6)
+PUBLISHED = {"train_ids": 395, "test_ids": 96, "train_visible": 22258, "train_thermal": 11909}
+PREPARE_HINT = (
+    "SYSU-MM01 must be requested from its authors (licence form); unpack it so that <root> "
+    "holds cam1..cam6/ and exp/, then set dataset.root=<root>."
+)
+
+
+def read_ids(path: Path) -> List[int]:
+    """Identity numbers of an exp/*_id.txt file (comma separated, possibly over several lines)."""
+    if not path.is_file():
+        raise DatasetError(f"SYSU-MM01 split file missing: {path}. {PREPARE_HINT}")
+    tokens = [t.strip() for t in path.read_text().replace("\n", ",").split(",") if t.strip()]
+    try:
+        return sorted({int(t) for t in tokens})
+    except ValueError as err:
+        raise DatasetError(f"{path}: expected comma-separated identity numbers ({err})") from err
+
+
+def list_images(root: Path, identities: List[int], cameras: Tuple[int, ...]):
+    """(paths, ids, cams) of every image of `identities` in `cameras`, sorted per id and camera."""
+    paths, ids, cams = [], [], []
+    for identity in identities:
+        for cam in cameras:
+            folder = root / f"cam{cam}" / f"{identity:04d}"
+            if folder.is_dir():
+                for path in sorted(p for p in folder.iterdir() if p.is_file()):
+                    paths.append(path)
+                    ids.append(identity)
+                    cams.append(cam)
+    return paths, ids, cams
+
+
+def prepared_paths(root: Path, merge_val: bool) -> Dict[str, Path]:
+    """Where `task=prepare` writes the packed training arrays (reference names when merged)."""
+    suffix = "" if merge_val else "_trainonly"
+    return {
+        f"{mod}_{kind}": root / f"train_{mod}_resized_{kind}{suffix}.npy"
+        for mod in ("rgb", "ir")
+        for kind in ("img", "label")
+    }
+
+
+class SYSUDataset(VIReIDDataset):
+    """SYSU-MM01.
+
+    Args:
+        root: folder holding cam1..cam6/ and exp/.
+        height: image height used for training and test.
+        width: image width used for training and test.
+        merge_val: train on train + val identities (reference) or hold val out for selection.
+        use_prepared: read the packed training arrays when they exist.
+    """
+
+    name = "sysu"
+
+    def __init__(
+        self,
+        root: str,
+        height: int = 288,
+        width: int = 144,
+        merge_val: bool = True,
+        use_prepared: bool = True,
+    ):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DatasetError(f"SYSU-MM01 root not found: {self.root}. {PREPARE_HINT}")
+        self.height, self.width = height, width
+        self.merge_val, self.use_prepared = merge_val, use_prepared
+        self._cache: Dict[str, Split] = {}
+
+    def split_ids(self, name: str) -> List[int]:
+        return read_ids(self.root / "exp" / f"{name}_id.txt")
+
+    def train_ids(self) -> List[int]:
+        ids = self.split_ids("train")
+        if self.merge_val:
+            ids = sorted(set(ids) | set(self.split_ids("val")))
+        return ids
+
+    def _file_split(self, identities: List[int], relabel: bool) -> Split:
+        sets = []
+        for cameras in (RGB_CAMERAS, IR_CAMERAS):
+            paths, ids, cams = list_images(self.root, identities, cameras)
+            if relabel:
+                mapping = {identity: i for i, identity in enumerate(identities)}
+                ids = [mapping[i] for i in ids]
+            sets.append(FileImageSet(paths, ids, cams, self.height, self.width))
+        return Split(visible=sets[0], thermal=sets[1])
+
+    def _prepared_split(self) -> Optional[Split]:
+        files = prepared_paths(self.root, self.merge_val)
+        if not self.use_prepared or not all(p.is_file() for p in files.values()):
+            return None
+        sets = []
+        for mod, cam in (("rgb", 0), ("ir", 0)):
+            images = np.load(files[f"{mod}_img"], mmap_mode="r")
+            labels = np.load(files[f"{mod}_label"])
+            if images.shape[1:] != (self.height, self.width, 3) or len(images) != len(labels):
+                return None  # prepared for another image size: decode the JPEGs instead
+            names = [f"{files[f'{mod}_img'].name}[{i}]" for i in range(len(labels))]
+            sets.append(ArrayImageSet(images, labels, [cam] * len(labels), names))
+        return Split(visible=sets[0], thermal=sets[1])
+
+    def train_split(self) -> Split:
+        if "train" not in self._cache:
+            split = self._prepared_split()
+            self._cache["train"] = split or self._file_split(self.train_ids(), relabel=True)
+        return self._cache["train"]
+
+    def val_split(self) -> Optional[Split]:
+        if self.merge_val:
+            return None
+        if "val" not in self._cache:
+            self._cache["val"] = self._file_split(self.split_ids("val"), relabel=False)
+        return self._cache["val"]
+
+    def test_split(self) -> Split:
+        if "test" not in self._cache:
+            self._cache["test"] = self._file_split(self.split_ids("test"), relabel=False)
+        return self._cache["test"]
+
+    @property
+    def num_train_ids(self) -> int:
+        return len(self.train_ids())
+
+    def default_protocols(self) -> list:
+        from ddag.evaluation.protocols import SYSUProtocol
+
+        return [SYSUProtocol("all"), SYSUProtocol("indoor")]
+
+    def check(self, decode: bool = False) -> DoctorReport:
+        """Folders, split files, identities without images, files (decoded with `decode`), counts."""
+        report = DoctorReport("SYSU-MM01", str(self.root))
+        folders = [f"cam{c}" for c in RGB_CAMERAS + IR_CAMERAS] + ["exp"]
+        if not expect_folders(report, self.root, folders, PREPARE_HINT):
+            return report
+        absent = [
+            f"exp/{n}_id.txt"
+            for n in ("train", "val", "test")
+            if not (self.root / "exp" / f"{n}_id.txt").is_file()
+        ]
+        if absent:
+            report.add("error", "split file(s) missing: " + ", ".join(absent), PREPARE_HINT)
+            return report
+        train, test = self.train_ids(), self.split_ids("test")
+        compare_count(
+            report,
+            "training identities (train + val)" if self.merge_val else "training identities",
+            len(train),
+            PUBLISHED["train_ids"],
+        )
+        compare_count(report, "test identities", len(test), PUBLISHED["test_ids"])
+        paths = []
+        for group, identities in (("training", train), ("test", test)):
+            for modality, cameras in (("visible", RGB_CAMERAS), ("thermal", IR_CAMERAS)):
+                files, ids, _ = list_images(self.root, identities, cameras)
+                paths += files
+                if group == "training":
+                    compare_count(
+                        report,
+                        f"training {modality} images",
+                        len(files),
+                        PUBLISHED[f"train_{modality}"],
+                    )
+                empty = sorted(set(identities) - set(ids))
+                if empty:
+                    report.add(
+                        "error",
+                        f"{len(empty)} {group} identities have no {modality} images "
+                        f"(cameras {list(cameras)})",
+                        "restore their folders or remove them from the exp/*_id.txt files",
+                        [f"{i:04d}" for i in empty],
+                    )
+        check_files(report, paths, decode)
+        return report
+
+    def decoded_train_sets(self) -> Tuple[ImageSet, ImageSet]:
+        """Training images read from the JPEGs (used by `task=prepare`)."""
+        split = self._file_split(self.train_ids(), relabel=True)
+        return split.visible, split.thermal

@@ -1,0 +1,58 @@
+"""SYSU-MM01 preparation: decode and resize the training images once, pack them into arrays.
+
+Writes the reference's files (`train_{rgb,ir}_resized_{img,label}.npy`) at the configured size,
+with Lanczos resampling (the reference's Image.ANTIALIAS, removed in Pillow 10). Work is done in
+chunks kept under `<root>/.ddag_prepare/`, so an interrupted run resumes where it stopped; each
+file is written to a temporary name and renamed, so nothing is ever half-written.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ddag.data.datasets.base import ImageSet
+from ddag.data.datasets.sysu import SYSUDataset, prepared_paths
+from ddag.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def save_atomic(path: Path, array: np.ndarray) -> None:
+    """np.save to a temporary file in the same folder, then rename over `path`."""
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+def _pack(images: ImageSet, work: Path, prefix: str, chunk: int) -> np.ndarray:
+    """Decode every image in chunks (skipping chunks already on disk) and stack them."""
+    chunks = []
+    total = len(images)
+    for start in range(0, total, chunk):
+        path = work / f"{prefix}_{start:07d}.npy"
+        if not path.is_file():
+            stop = min(start + chunk, total)
+            save_atomic(path, np.stack([images.load(i) for i in range(start, stop)]))
+            log.info("prepared %s images %d/%d", prefix, stop, total)
+        chunks.append(np.load(path))
+    return np.concatenate(chunks)
+
+
+def prepare_sysu(dataset: SYSUDataset, chunk: int = 1000) -> dict:
+    """Write the packed training arrays of `dataset` (skipped when already complete)."""
+    targets = prepared_paths(dataset.root, dataset.merge_val)
+    if all(p.is_file() for p in targets.values()):
+        log.info("prepared arrays already present in %s", dataset.root)
+        return {name: str(path) for name, path in targets.items()}
+    visible, thermal = dataset.decoded_train_sets()
+    work = dataset.root / ".ddag_prepare" / f"{dataset.height}x{dataset.width}"
+    work.mkdir(parents=True, exist_ok=True)
+    for mod, images in (("rgb", visible), ("ir", thermal)):
+        packed = _pack(images, work, mod, chunk)
+        save_atomic(targets[f"{mod}_label"], images.ids.astype(np.int64))
+        save_atomic(targets[f"{mod}_img"], packed)
+        log.info("wrote %s (%s)", targets[f"{mod}_img"], packed.shape)
+    shutil.rmtree(work.parent)
+    return {name: str(path) for name, path in targets.items()}

@@ -1,0 +1,104 @@
+"""Checkpoint round trip, readable mismatch reports, corrupt files."""
+
+import functools
+
+import mindspore as ms
+import numpy as np
+import pytest
+
+from ddag.engine.checkpoint import load_into, ms_zoo_to_ddag, read_checkpoint, save_checkpoint
+from ddag.errors import CheckpointError
+from ddag.models.attention.iwpa import WeightedPartAttention
+from ddag.models.backbones.resnet import ResNet
+from ddag.models.ddag import DDAG
+
+ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
+def _network(num_classes=4, seed=0):
+    ms.set_seed(seed)
+    return DDAG(
+        ResNet((1, 1, 1, 1), (4, 4, 8, 8), 8),
+        num_classes,
+        part_attention=functools.partial(WeightedPartAttention, num_parts=2),
+    )
+
+
+def _values(net):
+    return {p.name: p.asnumpy().copy() for p in net.get_parameters()}
+
+
+def test_round_trip_restores_parameters_optimizer_and_metadata(tmp_path):
+    source = _network(seed=0)
+    optimizer = ms.nn.Momentum(source.trainable_params(), learning_rate=0.1, momentum=0.9)
+    optimizer.moments[0].set_data(ms.Tensor(np.full(optimizer.moments[0].shape, 3.0, np.float32)))
+    path = save_checkpoint(
+        tmp_path / "sub" / "a.ckpt", source, optimizer, {"epoch": 3, "note": "x"}
+    )
+    assert path.is_file() and [p.name for p in path.parent.iterdir()] == ["a.ckpt"]  # no temp left
+
+    target = _network(seed=1)
+    target_opt = ms.nn.Momentum(target.trainable_params(), learning_rate=0.1, momentum=0.9)
+    assert any(not np.array_equal(v, _values(target)[k]) for k, v in _values(source).items())
+    params, meta = read_checkpoint(path)
+    report = load_into(target, params, optimizer=target_opt)
+    assert report.ok and meta == {"epoch": 3, "note": "x"}
+    for name, value in _values(source).items():
+        np.testing.assert_array_equal(_values(target)[name], value)
+    np.testing.assert_array_equal(target_opt.moments[0].asnumpy(), 3.0)
+
+
+def test_mismatched_checkpoint_names_the_parameters_and_changes_nothing(tmp_path):
+    path = save_checkpoint(tmp_path / "four.ckpt", _network(num_classes=4))
+    target = _network(num_classes=5, seed=1)
+    before = _values(target)
+    with pytest.raises(
+        CheckpointError, match=r"classifier\.weight checkpoint \(4, 32\) vs model \(5, 32\)"
+    ):
+        load_into(target, read_checkpoint(path)[0])
+    for name, value in _values(target).items():
+        np.testing.assert_array_equal(value, before[name])
+    report = load_into(target, read_checkpoint(path)[0], strict=False)
+    assert report.mismatched and "classifier.weight" not in report.missing
+
+
+def test_other_architecture_reports_missing_and_unexpected(tmp_path):
+    plain = DDAG(ResNet((1, 1, 1, 1), (4, 4, 8, 8), 8), 4)
+    path = save_checkpoint(tmp_path / "plain.ckpt", plain)
+    with pytest.raises(CheckpointError, match="missing from checkpoint") as err:
+        load_into(_network(), read_checkpoint(path)[0])
+    assert "part_attention" in str(err.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", None])
+def test_unreadable_files_are_reported(tmp_path, content):
+    path = tmp_path / "bad.ckpt"
+    if content is None:  # a truncated real checkpoint
+        good = save_checkpoint(tmp_path / "good.ckpt", _network())
+        content = good.read_bytes()[:300]
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="truncated or not a MindSpore checkpoint"):
+        read_checkpoint(path)
+    with pytest.raises(CheckpointError, match="not found"):
+        read_checkpoint(tmp_path / "absent.ckpt")
+
+
+def test_model_zoo_name_table():
+    assert (
+        ms_zoo_to_ddag("visible_module.visible.conv1.weight", "two_stream")
+        == "visible_stem.conv1.weight"
+    )
+    assert (
+        ms_zoo_to_ddag("base_resnet.base.layer4.2.bn3.gamma", "two_stream")
+        == "trunk.layer4.2.bn3.gamma"
+    )
+    assert (
+        ms_zoo_to_ddag("resnet50.layer1.0.conv1.weight", "shared") == "trunk.layer1.0.conv1.weight"
+    )
+    assert ms_zoo_to_ddag("resnet50.bn1.gamma", "shared") == "shared_stem.bn1.gamma"
+    assert ms_zoo_to_ddag("wpa.fc1.weight", "shared") == "part_attention.fc1.weight"
+    assert (
+        ms_zoo_to_ddag("graph_att.out_attention.W", "two_stream")
+        == "graph_attention.out_attention.W"
+    )
+    assert ms_zoo_to_ddag("resnet50.conv1.weight", "two_stream") is None  # unused by that layout

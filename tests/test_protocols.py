@@ -1,0 +1,154 @@
+"""Protocol selection rules, features extracted once, flip averaging."""
+
+import functools
+import random
+
+import mindspore as ms
+import numpy as np
+import pytest
+
+from ddag.data.datasets.base import ArrayImageSet, Split
+from ddag.data.loader import LoaderSettings
+from ddag.evaluation.evaluator import evaluate
+from ddag.evaluation.features import FeatureExtractor
+from ddag.evaluation.protocols import CrossModalProtocol, SYSUProtocol
+from ddag.models.attention.iwpa import WeightedPartAttention
+from ddag.models.backbones.resnet import ResNet
+from ddag.models.ddag import DDAG
+
+ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
+def _sysu_like_split(rng):
+    """Test identities 1..5: RGB cams 1, 2, 4, 5 (some missing), IR cams 3 and 6."""
+    visible, thermal = [], []
+    for identity in range(1, 6):
+        for cam in (1, 2, 4, 5):
+            if (identity + cam) % 4 == 0:
+                continue  # this identity has no images in this camera
+            for k in range(int(rng.integers(1, 5))):
+                visible.append((identity, cam, f"cam{cam}/{identity:04d}/{k:04d}.jpg"))
+        for cam in (3, 6):
+            for k in range(2):
+                thermal.append((identity, cam, f"cam{cam}/{identity:04d}/{k:04d}.jpg"))
+    order = rng.permutation(len(visible))  # storage order must not matter
+    visible = [visible[i] for i in order]
+
+    def image_set(rows):
+        ids, cams, names = zip(*rows)
+        return ArrayImageSet(np.zeros((len(rows), 8, 4, 3), np.uint8), ids, cams, list(names))
+
+    return Split(visible=image_set(visible), thermal=image_set(thermal))
+
+
+def _reference_gallery(split, cameras, trial):
+    """The reference's procedure written plainly: seed, ids ascending, cameras, sorted files."""
+    random.seed(trial)
+    chosen = []
+    names = split.visible.names
+    for identity in sorted(set(split.visible.ids.tolist())):
+        for cam in cameras:
+            files = sorted(
+                n
+                for n, i, c in zip(names, split.visible.ids, split.visible.cams)
+                if i == identity and c == cam
+            )
+            if files:
+                chosen.append(random.choice(files))
+    return chosen
+
+
+@pytest.mark.parametrize("search,cameras", [("all", (1, 2, 4, 5)), ("indoor", (1, 2))])
+def test_sysu_gallery_follows_the_reference_draw(search, cameras):
+    split = _sysu_like_split(np.random.default_rng(0))
+    protocol = SYSUProtocol(search=search, trials=3)
+    draws = []
+    for trial in range(3):
+        q_mod, query, g_mod, gallery = protocol.select(split, trial)
+        assert (q_mod, g_mod) == ("thermal", "visible")
+        assert len(query) == len(split.thermal)  # every IR image of cams 3 and 6
+        names = [split.visible.names[i] for i in gallery]
+        assert names == _reference_gallery(split, cameras, trial)
+        pairs = list(zip(split.visible.ids[gallery], split.visible.cams[gallery]))
+        assert len(pairs) == len(set(pairs))  # one image per identity and camera
+        assert set(split.visible.cams[gallery]) <= set(cameras)
+        draws.append(names)
+    assert draws[0] != draws[1] or draws[1] != draws[2]
+    np.testing.assert_array_equal(protocol.select(split, 1)[3], protocol.select(split, 1)[3])
+
+
+def test_sysu_multi_shot_takes_up_to_ten_per_camera():
+    split = _sysu_like_split(np.random.default_rng(1))
+    _, _, _, gallery = SYSUProtocol(search="all", shots=10, trials=1).select(split, 0)
+    expected = sum(
+        min(10, int(np.sum((split.visible.ids == i) & (split.visible.cams == c))))
+        for i in range(1, 6)
+        for c in (1, 2, 4, 5)
+    )
+    assert len(gallery) == expected == len(set(gallery.tolist()))
+
+
+def test_cross_modal_protocol_uses_every_image():
+    split = _sysu_like_split(np.random.default_rng(2))
+    q_mod, query, g_mod, gallery = CrossModalProtocol("thermal", "visible").select(split, 0)
+    assert (q_mod, g_mod) == ("thermal", "visible")
+    assert len(query) == len(split.thermal) and len(gallery) == len(split.visible)
+    assert CrossModalProtocol("visible", "thermal").name == "v2t"
+
+
+def _network():
+    ms.set_seed(0)
+    return DDAG(
+        ResNet((1, 1, 1, 1), (4, 4, 8, 8), 8),
+        3,
+        part_attention=functools.partial(WeightedPartAttention, num_parts=2),
+    )
+
+
+def _image_split(num_ids=4, per_id=5):
+    rng = np.random.default_rng(3)
+
+    def image_set(cam):
+        n = num_ids * per_id
+        images = rng.integers(0, 255, (n, 32, 16, 3), dtype=np.uint8)
+        ids = np.repeat(np.arange(num_ids), per_id)
+        return ArrayImageSet(images, ids, [cam] * n, [f"{cam}/{i}" for i in range(n)])
+
+    return Split(visible=image_set(1), thermal=image_set(2))
+
+
+def test_features_are_extracted_once_for_all_protocols_and_trials():
+    settings = LoaderSettings(height=32, width=16, test_batch_size=8, num_workers=1)
+    extractor = FeatureExtractor(_network(), settings)
+    split = _image_split()
+    protocols = [CrossModalProtocol("visible", "thermal"), CrossModalProtocol("thermal", "visible")]
+    protocols[0].trials = 3  # several trials reuse the same features too
+    records = evaluate(extractor, split, protocols)
+    assert extractor.forward_passes == 2 * int(np.ceil(20 / 8))
+    assert [(r.protocol, r.feature, len(r.trials)) for r in records] == [
+        ("v2t", "FC", 3),
+        ("v2t", "FC_att", 3),
+        ("t2v", "FC", 1),
+        ("t2v", "FC_att", 1),
+    ]
+    assert records[0].flags == {"flip": False}
+
+
+def test_flip_averages_an_image_and_its_mirror():
+    settings = LoaderSettings(height=32, width=16, test_batch_size=8, num_workers=1)
+    network = _network()
+    split = _image_split()
+    plain = FeatureExtractor(network, settings)
+    flipped = FeatureExtractor(network, settings, flip=True)
+    fc, _ = plain(split.visible, "visible")
+    fc_flip, _ = flipped(split.visible, "visible")
+    assert flipped.forward_passes == 2 * plain.forward_passes
+    np.testing.assert_allclose(np.linalg.norm(fc_flip, axis=1), 1.0, rtol=1e-5)
+    assert not np.allclose(fc, fc_flip)
+    # A left-right symmetric image gives the same feature with or without flip averaging.
+    symmetric = split.visible.images.copy()
+    symmetric[:, :, 8:] = symmetric[:, :, :8][:, :, ::-1]
+    sym_set = ArrayImageSet(symmetric, split.visible.ids, split.visible.cams, split.visible.names)
+    np.testing.assert_allclose(
+        plain(sym_set, "visible")[0], flipped(sym_set, "visible")[0], atol=1e-5
+    )
