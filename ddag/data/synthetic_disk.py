@@ -10,8 +10,8 @@ from typing import Iterator, Tuple
 import numpy as np
 from PIL import Image
 
-from ddag.data.datasets.sysu import IR_CAMERAS, RGB_CAMERAS
 from ddag.data.datasets.synthetic import SyntheticDataset
+from ddag.data.datasets.sysu import IR_CAMERAS, RGB_CAMERAS
 
 LAYOUTS = ("regdb", "sysu")
 
