@@ -155,7 +155,7 @@ class SYSUDataset(VIReIDDataset):
         return [SYSUProtocol("all"), SYSUProtocol("indoor")]
 
     def check(self, decode: bool = False) -> DoctorReport:
-        """Folders, split files, identities without images, files (decoded with `decode`), counts."""
+        """Folders, split files, empty identities, image files (decoded with `decode`), counts."""
         report = DoctorReport("SYSU-MM01", str(self.root))
         folders = [f"cam{c}" for c in RGB_CAMERAS + IR_CAMERAS] + ["exp"]
         if not expect_folders(report, self.root, folders, PREPARE_HINT):
