@@ -102,3 +102,44 @@ def test_model_zoo_name_table():
         == "graph_attention.out_attention.W"
     )
     assert ms_zoo_to_ddag("resnet50.conv1.weight", "two_stream") is None  # unused by that layout
+
+
+def _imagenet_checkpoint(path, widths=(4, 4, 8, 8), prefix=""):
+    """An ImageNet-style ResNet checkpoint: conv1/bn1/layer*, plus a classifier head."""
+    ms.set_seed(7)
+    recipe = ResNet((1, 1, 1, 1), widths, 8)
+    entries = [
+        {"name": prefix + p.name, "data": p}
+        for cell in (recipe.make_stem(), recipe.make_trunk())
+        for p in cell.get_parameters()
+    ]
+    entries.append(
+        {"name": prefix + "end_point.weight", "data": ms.Tensor(np.ones((10, 32), np.float32))}
+    )
+    ms.save_checkpoint(entries, str(path))
+    return {e["name"][len(prefix) :]: e["data"].asnumpy() for e in entries}
+
+
+@pytest.mark.parametrize("prefix", ["", "network.backbone."])
+def test_pretrained_backbone_goes_into_both_stems_and_the_trunk(tmp_path, prefix):
+    weights = _imagenet_checkpoint(tmp_path / "imagenet.ckpt", prefix=prefix)
+    backbone = ResNet((1, 1, 1, 1), (4, 4, 8, 8), 8, pretrained=str(tmp_path / "imagenet.ckpt"))
+    net = DDAG(backbone, 4)
+    values = _values(net)
+    for stem in ("visible_stem", "thermal_stem"):
+        np.testing.assert_array_equal(values[f"{stem}.conv1.weight"], weights["conv1.weight"])
+        np.testing.assert_array_equal(values[f"{stem}.bn1.gamma"], weights["bn1.gamma"])
+    np.testing.assert_array_equal(
+        values["trunk.layer3.0.conv2.weight"], weights["layer3.0.conv2.weight"]
+    )
+
+
+def test_pretrained_backbone_of_another_shape_is_refused_unless_not_strict(tmp_path):
+    _imagenet_checkpoint(tmp_path / "wide.ckpt", widths=(8, 8, 8, 8))
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        DDAG(ResNet((1, 1, 1, 1), (4, 4, 8, 8), 8, pretrained=str(tmp_path / "wide.ckpt")), 4)
+    net = DDAG(
+        ResNet((1, 1, 1, 1), (4, 4, 8, 8), 8, pretrained=str(tmp_path / "wide.ckpt"), strict=False),
+        4,
+    )
+    assert "visible_stem.conv1.weight" in _values(net)

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from ddag.engine.callbacks import ProgressLogger
@@ -58,3 +59,32 @@ def test_interrupt_keeps_the_last_checkpoint_loadable(tmp_path, monkeypatch):
     assert str(last) in str(err.value)
     _, meta = read_checkpoint(last)
     assert meta["state"]["epoch"] == 1
+
+
+def test_resume_after_interrupt_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    _, straight_history, straight = _train(tmp_path, "straight", "task.epochs=2")
+    original = ProgressLogger.on_step_end
+
+    def interrupt_in_second_epoch(self, trainer, state, losses):
+        original(self, trainer, state, losses)
+        if state.step == trainer.steps_per_epoch + 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ProgressLogger, "on_step_end", interrupt_in_second_epoch)
+    with pytest.raises(Interrupted):
+        _train(tmp_path, "resumed", "task.epochs=2")
+    monkeypatch.setattr(ProgressLogger, "on_step_end", original)
+    _, resumed_history, resumed = _train(tmp_path, "resumed", "task.epochs=2", "task.resume=auto")
+
+    a, meta_a = read_checkpoint(straight / "checkpoints" / "last.ckpt")
+    b, meta_b = read_checkpoint(resumed / "checkpoints" / "last.ckpt")
+    assert meta_a["state"]["step"] == meta_b["state"]["step"]
+    assert meta_a["state"]["graph_weight"] == pytest.approx(meta_b["state"]["graph_weight"])
+    assert set(a) == set(b)
+    for name in a:
+        np.testing.assert_allclose(
+            a[name].asnumpy(), b[name].asnumpy(), rtol=1e-5, atol=1e-6, err_msg=name
+        )
+    assert resumed_history["epoch_losses"][-1] == pytest.approx(
+        straight_history["epoch_losses"][-1]
+    )

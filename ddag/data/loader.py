@@ -7,7 +7,7 @@ import numpy as np
 
 from ddag.data.datasets.base import ImageSet
 from ddag.data.sampler import IdentitySampler
-from ddag.data.transforms import test_transforms, train_transforms
+from ddag.data.transforms import augment, normalise_ops, test_transforms
 
 
 @dataclass
@@ -36,19 +36,32 @@ class LoaderSettings:
 
 
 class _PairSource:
-    """Random access to (visible, thermal, visible_label, thermal_label) by pair code."""
+    """Augmented (visible, thermal, visible_label, thermal_label) for each sampler slot."""
 
-    def __init__(self, visible: ImageSet, thermal: ImageSet):
-        self.visible, self.thermal = visible, thermal
+    def __init__(
+        self,
+        visible: ImageSet,
+        thermal: ImageSet,
+        sampler: IdentitySampler,
+        settings: LoaderSettings,
+    ):
+        self.visible, self.thermal, self.sampler, self.settings = (
+            visible,
+            thermal,
+            sampler,
+            settings,
+        )
 
     def __len__(self):
-        return len(self.visible) * len(self.thermal)
+        return len(self.sampler)
 
-    def __getitem__(self, code):
-        v, t = divmod(int(code), len(self.thermal))
+    def __getitem__(self, slot):
+        epoch, position, v, t = self.sampler.pair_at(slot)
+        rng = np.random.default_rng((self.sampler.seed, epoch, position))
+        s = self.settings
         return (
-            self.visible.load(v),
-            self.thermal.load(t),
+            augment(self.visible.load(v), rng, s.height, s.width, s.padding, s.flip),
+            augment(self.thermal.load(t), rng, s.height, s.width, s.padding, s.flip),
             np.int32(self.visible.ids[v]),
             np.int32(self.thermal.ids[t]),
         )
@@ -73,7 +86,7 @@ def train_pipeline(
     B is the sampler's batch size (P x K pairs).
     """
     dataset = ds.GeneratorDataset(
-        _PairSource(visible, thermal),
+        _PairSource(visible, thermal, sampler, settings),
         column_names=["visible", "thermal", "visible_label", "thermal_label"],
         sampler=sampler,
         num_parallel_workers=1,
@@ -81,9 +94,7 @@ def train_pipeline(
     )
     for column in ("visible", "thermal"):
         dataset = dataset.map(
-            train_transforms(settings.height, settings.width, settings.padding, settings.flip),
-            input_columns=[column],
-            num_parallel_workers=settings.num_workers,
+            normalise_ops(), input_columns=[column], num_parallel_workers=settings.num_workers
         )
     return dataset.batch(sampler.batch_size, drop_remainder=True)
 

@@ -13,7 +13,7 @@ from ddag.errors import DatasetError
 
 
 class IdentitySampler(ds.Sampler):
-    """Yields pair codes `visible_index * num_thermal + thermal_index`, P*K per batch.
+    """Yields slots `epoch * len(self) + position`, P*K per batch; `pair_at` decodes them.
 
     Args:
         visible_ids: (Nv,) training labels of the visible images.
@@ -54,6 +54,7 @@ class IdentitySampler(ds.Sampler):
         self._thermal_by_id = {i: np.flatnonzero(self.thermal_ids == i) for i in self.identities}
         longest = max(len(self.visible_ids), len(self.thermal_ids))
         self.batches_per_epoch = longest // (num_ids * num_instances) + 1
+        self._cached = {}
         super().__init__()  # reads len(self), so it comes last
 
     @property
@@ -82,10 +83,21 @@ class IdentitySampler(ds.Sampler):
             thermal.append(t[share])
         return np.concatenate(visible), np.concatenate(thermal)
 
+    def pair_at(self, slot: int):
+        """(epoch, position, visible_index, thermal_index) of a slot yielded by iteration."""
+        epoch, position = divmod(int(slot), len(self))
+        if epoch not in self._cached:
+            self._cached = {
+                epoch: self.epoch_pairs(epoch),
+                **{e: p for e, p in self._cached.items() if e == epoch - 1},
+            }
+        visible, thermal = self._cached[epoch]
+        return epoch, position, int(visible[position]), int(thermal[position])
+
     def __iter__(self):
-        visible, thermal = self.epoch_pairs(self.epoch)
+        start = self.epoch * len(self)
         self.epoch += 1
-        return iter((visible * len(self.thermal_ids) + thermal).tolist())
+        return iter(range(start, start + len(self)))
 
     def __len__(self) -> int:
         return self.batches_per_epoch * self.batch_size

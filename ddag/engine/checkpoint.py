@@ -6,6 +6,7 @@ Checkpoint names are API: the table `MS_ZOO_PREFIXES` maps the MindSpore model-z
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +41,27 @@ MS_ZOO_PREFIXES = {
 }
 
 
+_BACKBONE_NAME = re.compile(r"(?:^|\.)((?:conv1|bn1|layer[1-4])\..*)$")
+
+
+def backbone_name(name: str) -> Optional[str]:
+    """`conv1.weight`, `layer2.0.bn1.gamma`, ... of an ImageNet ResNet checkpoint name, whatever
+    wrapper prefix it was saved with (model zoo: none); None for heads such as end_point.*."""
+    match = _BACKBONE_NAME.search(name)
+    return match.group(1) if match else None
+
+
 def ms_zoo_to_ddag(name: str, stems: str) -> Optional[str]:
     """Our parameter name for a model-zoo DDAG name, or None if our layout does not use it."""
     for theirs, ours in MS_ZOO_PREFIXES[stems]:
         if name.startswith(theirs):
             return ours + name[len(theirs) :]
     return None
+
+
+def is_ms_zoo_checkpoint(params: Dict) -> bool:
+    """Whether `params` carry the MindSpore model-zoo DDAG names (its forward uses resnet50.*)."""
+    return "resnet50.conv1.weight" in params and "classifier.weight" in params
 
 
 @dataclass

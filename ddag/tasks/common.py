@@ -1,9 +1,10 @@
 """Builders shared by the tasks: the only place (with run.py) that turns config into objects."""
 
+import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -61,9 +62,9 @@ def build_dataset(cfg: DictConfig, check: bool = True):
     return dataset
 
 
-def build_network(cfg: DictConfig, num_classes: int):
-    """The DDAG network of `cfg.model`; "none" attention options come through as absent keys."""
-    model = to_dict(cfg.model)
+def build_network(cfg: DictConfig, num_classes: int, model: Optional[dict] = None):
+    """The DDAG network of `cfg.model` (or of a stored `model` dict); "none" options are absent."""
+    model = copy.deepcopy(model) if model is not None else to_dict(cfg.model)
     for branch in ("part_attention", "graph_attention"):
         if not model.get(branch):
             model[branch] = None

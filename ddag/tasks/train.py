@@ -120,7 +120,12 @@ def run(cfg: DictConfig) -> dict:
     state = _resume(cfg, out_dir, network, optimizer)
 
     tensorboard = common.build_logger(cfg)
-    meta = {"config_hash": common.config_hash(cfg), "dataset": dataset.name}
+    meta = {
+        "config_hash": common.config_hash(cfg),
+        "dataset": dataset.name,
+        "model": common.to_dict(cfg.model),
+        "config": common.to_dict(cfg),
+    }
     saver = CheckpointSaver(
         out_dir / "checkpoints", network, optimizer, meta, every_n_epochs=int(cfg.task.save_every)
     )

@@ -6,10 +6,15 @@ the MindSpore model-zoo ResNet (conv1, bn1, ..., down_sample_layer) so that publ
 map onto ours through the explicit table in `ddag/engine/checkpoint.py`.
 """
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 from mindspore import nn
 from mindspore.common.initializer import HeNormal
+
+from ddag.engine.checkpoint import backbone_name, load_into, read_checkpoint
+from ddag.utils.logging import get_logger
+
+log = get_logger(__name__)
 
 EXPANSION = 4
 
@@ -100,6 +105,9 @@ class ResNet:
         widths: inner width of each stage (ResNet-50: 64, 128, 256, 512); outputs are 4x wider.
         stem_channels: output channels of the 7x7 stem convolution (ResNet-50: 64).
         last_stride: stride of layer4; DDAG uses 1 so a 288x144 input keeps an 18x9 map.
+        pretrained: ImageNet ResNet checkpoint (MindSpore model-zoo naming: conv1.*, bn1.*,
+            layer1.* ...) loaded into every stem and trunk this recipe makes.
+        strict: a pretrained checkpoint that misses or mis-shapes a parameter is an error.
     """
 
     def __init__(
@@ -108,6 +116,8 @@ class ResNet:
         widths: Sequence[int] = (64, 128, 256, 512),
         stem_channels: int = 64,
         last_stride: int = 1,
+        pretrained: Optional[str] = None,
+        strict: bool = True,
     ):
         if len(layers) != 4 or len(widths) != 4:
             raise ValueError(f"layers and widths need 4 stages, got {list(layers)}, {list(widths)}")
@@ -115,6 +125,8 @@ class ResNet:
         self.widths = tuple(widths)
         self.stem_channels = stem_channels
         self.last_stride = last_stride
+        self.pretrained, self.strict = pretrained, strict
+        self._weights = None
 
     @property
     def out_channels(self) -> int:
@@ -123,8 +135,20 @@ class ResNet:
 
     def make_stem(self) -> Stem:
         """A new modality stem (each call gives independent weights)."""
-        return Stem(self.stem_channels)
+        return self._load(Stem(self.stem_channels), ("conv1.", "bn1."))
 
     def make_trunk(self) -> Trunk:
         """The shared layers 1-4."""
-        return Trunk(self.stem_channels, self.layers, self.widths, self.last_stride)
+        trunk = Trunk(self.stem_channels, self.layers, self.widths, self.last_stride)
+        return self._load(trunk, ("layer",))
+
+    def _load(self, cell, prefixes):
+        if not self.pretrained:
+            return cell
+        if self._weights is None:
+            params, _ = read_checkpoint(self.pretrained)
+            self._weights = {backbone_name(k): v for k, v in params.items() if backbone_name(k)}
+        part = {k: v for k, v in self._weights.items() if k.startswith(prefixes)}
+        report = load_into(cell, part, strict=self.strict)
+        log.info("pretrained %s -> %s: %s", self.pretrained, type(cell).__name__, report.summary())
+        return cell
