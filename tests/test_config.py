@@ -39,7 +39,7 @@ def _resolved(cfg):
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
 def test_every_option_composes_and_validates(group, option, tmp_path):
     overrides = [f"{group}={option}"]
-    if group == "task" and option == "eval":
+    if group == "task" and option in ("eval", "extract", "search", "export"):
         overrides.append("task.checkpoint=some.ckpt")
     cfg = compose_config(overrides, output_dir=tmp_path)
     validate_config(_resolved(cfg))

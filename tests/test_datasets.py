@@ -191,3 +191,14 @@ def test_training_refuses_a_broken_root_at_start_up(tmp_path):
     with pytest.raises(DatasetError, match="t_0003_01.bmp"):
         train.run(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_corrupt_image_met_during_training_is_named(tmp_path):
+    root = regdb_tree(tmp_path / "RegDB")
+    for path in (root / "Visible").rglob("*.bmp"):  # every visible image: the first batch hits one
+        path.write_bytes(path.read_bytes()[:60])
+    cfg = compose_config(
+        ["dataset=regdb", f"dataset.root={root}", "+debug=fast"], output_dir=tmp_path / "run"
+    )
+    with pytest.raises(DatasetError, match=r"cannot read image .*\.bmp"):
+        train.run(cfg)

@@ -34,6 +34,18 @@ class TaskConfig:
         mode: task=prepare: "check" (report only) or "prepare" (report, then pack SYSU arrays).
         layout: task=synthesize: "regdb" or "sysu".
         root: task=synthesize: folder to write.
+        images: task=extract: folder of images (null: a dataset split).
+        split: task=extract: train, val or test.
+        modality: task=extract/search: visible or thermal (of the queries, for search).
+        output: task=extract: file name in the run directory.
+        query: task=search: folder of query images.
+        gallery: task=search: folder of gallery images.
+        top_k: task=search: matches kept per query.
+        format: task=export: MINDIR or ONNX.
+        batch_size: task=export: batch size of the exported input.
+        repeats: task=bench: timed repetitions.
+        warmup: task=bench: untimed calls before them.
+        parts: task=bench: what to measure (conv, metrics, train, data).
     """
 
     name: str = "train"
@@ -49,6 +61,18 @@ class TaskConfig:
     mode: str = "prepare"
     layout: str = "regdb"
     root: Optional[str] = None
+    images: Optional[str] = None
+    split: str = "test"
+    modality: str = "visible"
+    output: str = "features.npz"
+    query: Optional[str] = None
+    gallery: Optional[str] = None
+    top_k: int = 10
+    format: str = "MINDIR"
+    batch_size: int = 1
+    repeats: int = 5
+    warmup: int = 2
+    parts: List[str] = field(default_factory=lambda: ["conv", "metrics", "train", "data"])
 
 
 @dataclass
@@ -58,10 +82,18 @@ class EvalConfig:
     Attributes:
         protocols: protocol nodes (`_target_`); empty means the dataset's default protocols.
         flip: average features of each image and its mirror (tagged in results).
+        rerank: k-reciprocal re-ranking of the test ranking (transductive; tagged in results).
+        rerank_k1: k1 of the re-ranking (neighbourhood size).
+        rerank_k2: k2 of the re-ranking (local query expansion).
+        rerank_lambda: weight of the original distance in the re-ranked one.
     """
 
     protocols: List[Any] = field(default_factory=list)
     flip: bool = False
+    rerank: bool = False
+    rerank_k1: int = 20
+    rerank_k2: int = 6
+    rerank_lambda: float = 0.3
 
 
 @dataclass

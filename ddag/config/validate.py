@@ -121,6 +121,9 @@ CHOICES = {
     ("runtime", "mode"): ("graph", "pynative"),
     ("task", "mode"): ("prepare", "check"),
     ("task", "layout"): ("regdb", "sysu"),
+    ("task", "split"): ("train", "val", "test"),
+    ("task", "modality"): ("visible", "thermal"),
+    ("task", "format"): ("MINDIR", "ONNX"),
 }
 
 
@@ -132,8 +135,8 @@ def _check_choices(container: dict) -> None:
                 f"{section}.{key}={value!r} is not valid; choose one of {list(choices)}"
             )
     task = container.get("task", {}).get("name")
-    if task == "eval" and not container["task"].get("checkpoint"):
-        raise ConfigError("task=eval needs the checkpoint to evaluate: add task.checkpoint=PATH")
+    if task in ("eval", "extract", "search", "export") and not container["task"].get("checkpoint"):
+        raise ConfigError(f"task={task} needs the checkpoint to use: add task.checkpoint=PATH")
     if task is not None:
         try:
             importlib.import_module(f"ddag.tasks.{task}")

@@ -1,5 +1,12 @@
-"""`GeneratorDataset` pipelines: paired training batches and single-modality test batches."""
+"""`GeneratorDataset` pipelines: paired training batches and single-modality test batches.
 
+The Python source always runs with one worker; `num_workers` parallelises the C++ transforms.
+With several source worker threads, MindSpore 2.8 deadlocked when a pipeline that was not
+drained was garbage-collected (`SamplerFn.__del__` joins threads blocked on a full queue),
+which happened between the jobs of a multirun.
+"""
+
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import mindspore.dataset as ds
@@ -8,6 +15,7 @@ import numpy as np
 from ddag.data.datasets.base import ImageSet
 from ddag.data.sampler import IdentitySampler
 from ddag.data.transforms import augment, normalise_ops, test_transforms
+from ddag.errors import DatasetError
 
 
 @dataclass
@@ -35,7 +43,32 @@ class LoaderSettings:
     num_workers: int = 1
 
 
-class _PairSource:
+class _Source:
+    """Remembers the DatasetError a read raised: MindSpore re-raises it as a RuntimeError."""
+
+    failure = None
+
+    def __getitem__(self, index):
+        try:
+            return self.read(index)
+        except DatasetError as err:
+            self.failure = err
+            raise
+
+
+@contextmanager
+def source_errors(pipeline):
+    """Turn a pipeline's wrapped RuntimeError back into the DatasetError its source raised."""
+    try:
+        yield
+    except RuntimeError:
+        failure = getattr(getattr(pipeline, "ddag_source", None), "failure", None)
+        if failure is None:
+            raise
+        raise failure from None
+
+
+class _PairSource(_Source):
     """Augmented (visible, thermal, visible_label, thermal_label) for each sampler slot."""
 
     def __init__(
@@ -45,17 +78,13 @@ class _PairSource:
         sampler: IdentitySampler,
         settings: LoaderSettings,
     ):
-        self.visible, self.thermal, self.sampler, self.settings = (
-            visible,
-            thermal,
-            sampler,
-            settings,
-        )
+        self.visible, self.thermal = visible, thermal
+        self.sampler, self.settings = sampler, settings
 
     def __len__(self):
         return len(self.sampler)
 
-    def __getitem__(self, slot):
+    def read(self, slot):
         epoch, position, v, t = self.sampler.pair_at(slot)
         rng = np.random.default_rng((self.sampler.seed, epoch, position))
         s = self.settings
@@ -67,14 +96,14 @@ class _PairSource:
         )
 
 
-class _SingleSource:
+class _SingleSource(_Source):
     def __init__(self, images: ImageSet):
         self.images = images
 
     def __len__(self):
         return len(self.images)
 
-    def __getitem__(self, index):
+    def read(self, index):
         return (self.images.load(int(index)),)
 
 
@@ -85,8 +114,9 @@ def train_pipeline(
 
     B is the sampler's batch size (P x K pairs).
     """
+    source = _PairSource(visible, thermal, sampler, settings)
     dataset = ds.GeneratorDataset(
-        _PairSource(visible, thermal, sampler, settings),
+        source,
         column_names=["visible", "thermal", "visible_label", "thermal_label"],
         sampler=sampler,
         num_parallel_workers=1,
@@ -96,13 +126,16 @@ def train_pipeline(
         dataset = dataset.map(
             normalise_ops(), input_columns=[column], num_parallel_workers=settings.num_workers
         )
-    return dataset.batch(sampler.batch_size, drop_remainder=True)
+    dataset = dataset.batch(sampler.batch_size, drop_remainder=True)
+    dataset.ddag_source = source
+    return dataset
 
 
 def test_pipeline(images: ImageSet, settings: LoaderSettings) -> ds.Dataset:
     """Batches of (images (B,3,H,W),) in set order; the last batch may be smaller."""
+    source = _SingleSource(images)
     dataset = ds.GeneratorDataset(
-        _SingleSource(images),
+        source,
         column_names=["image"],
         shuffle=False,
         num_parallel_workers=1,
@@ -113,4 +146,6 @@ def test_pipeline(images: ImageSet, settings: LoaderSettings) -> ds.Dataset:
         input_columns=["image"],
         num_parallel_workers=settings.num_workers,
     )
-    return dataset.batch(settings.test_batch_size, drop_remainder=False)
+    dataset = dataset.batch(settings.test_batch_size, drop_remainder=False)
+    dataset.ddag_source = source
+    return dataset

@@ -8,6 +8,7 @@ from typing import Dict, List, Optional
 import mindspore as ms
 import numpy as np
 
+from ddag.data.loader import source_errors
 from ddag.errors import TrainingError
 from ddag.losses.dynamic_weight import DynamicGraphWeight
 
@@ -128,7 +129,8 @@ class Trainer:
             self.sampler.set_epoch(state.epoch)
             iterator = self.pipeline.create_tuple_iterator(num_epochs=self.epochs - state.epoch)
             for epoch in range(state.epoch, self.epochs):
-                self._run_epoch(iterator, epoch, state)
+                with source_errors(self.pipeline):
+                    self._run_epoch(iterator, epoch, state)
                 for cb in self.callbacks:
                     cb.on_epoch_end(self, state)
         for cb in self.callbacks:

@@ -15,8 +15,15 @@ def evaluate_features(
     protocols: List,
     flags: Optional[Dict] = None,
     identity: Optional[Dict] = None,
+    rerank: Optional[Dict] = None,
 ) -> List[ResultRecord]:
-    """Score precomputed split features (see `FeatureExtractor.split_features`) on protocols."""
+    """Score precomputed split features (see `FeatureExtractor.split_features`) on protocols.
+
+    `rerank`: keyword arguments of `re_ranking` (k1, k2, lambda_value) to re-rank, or None.
+    """
+    flags = {**(flags or {}), "rerank": rerank is not None}
+    if rerank is not None:
+        flags.update(transductive=True, rerank_settings=dict(rerank))
     records = []
     for protocol in protocols:
         per_feature = {name: [] for name in FEATURES}
@@ -63,6 +70,7 @@ def evaluate(
     protocols: List,
     flags: Optional[Dict] = None,
     identity: Optional[Dict] = None,
+    rerank: Optional[Dict] = None,
 ) -> List[ResultRecord]:
     """Extract the split's features once and score every protocol.
 
@@ -70,5 +78,5 @@ def evaluate(
     """
     features = extractor.split_features(split)
     return evaluate_features(
-        features, split, protocols, {**(flags or {}), "flip": extractor.flip}, identity
+        features, split, protocols, {**(flags or {}), "flip": extractor.flip}, identity, rerank
     )

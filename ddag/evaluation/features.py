@@ -6,7 +6,7 @@ import mindspore as ms
 import numpy as np
 
 from ddag.data.datasets.base import ImageSet
-from ddag.data.loader import LoaderSettings, test_pipeline
+from ddag.data.loader import LoaderSettings, source_errors, test_pipeline
 from ddag.models.ddag import THERMAL, VISIBLE, EmbeddingNet
 from ddag.utils.logging import get_logger
 
@@ -36,19 +36,20 @@ class FeatureExtractor:
         """(FC, FC_att), each (N, C) float32 and L2-normalised, for every image of the set."""
         net = self._nets[modality]
         net.set_train(False)
-        batch = self.settings.test_batch_size
-        fc, fc_att = [], []
-        for (images_batch,) in test_pipeline(images, self.settings).create_tuple_iterator(
-            output_numpy=True
-        ):
+        pipeline = test_pipeline(images, self.settings)
+        with source_errors(pipeline):
+            batches = list(self._batches(pipeline, net, self.settings.test_batch_size))
+        return tuple(np.concatenate([b[i] for b in batches]) for i in (0, 1))
+
+    def _batches(self, pipeline, net, batch):
+        """(FC, FC_att) per batch, the last one padded to `batch` and cut back."""
+        for (images_batch,) in pipeline.create_tuple_iterator(output_numpy=True):
             count = len(images_batch)
             if count < batch:
                 pad = np.repeat(images_batch[-1:], batch - count, axis=0)
                 images_batch = np.concatenate([images_batch, pad])
             a, b = self._embed(net, images_batch)
-            fc.append(a[:count])
-            fc_att.append(b[:count])
-        return np.concatenate(fc), np.concatenate(fc_att)
+            yield a[:count], b[:count]
 
     def _embed(self, net, images_batch):
         self.forward_passes += 1

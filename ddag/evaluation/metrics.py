@@ -1,8 +1,10 @@
 """Rank metrics for cross-modality re-identification: CMC, mAP and mINP.
 
-Pure numpy and vectorised over queries: one stable argsort, a boolean match matrix and cumulative
-sums. Reproduces `eval_sysu` and `eval_regdb` of the reference (mangye16/DDAG `eval_metrics.py`);
-shared/reference/golden_metrics.json holds its outputs and tests/test_metrics.py compares with them.
+Pure numpy and vectorised over queries, without sorting the gallery: the position of each true
+match in the (stable) ranking is counted directly, and CMC, AP and INP follow from those
+positions. Reproduces `eval_sysu` and `eval_regdb` of the reference (mangye16/DDAG
+`eval_metrics.py`); shared/reference/golden_metrics.json holds its outputs and
+tests/test_metrics.py compares with them.
 
 Reference rules kept on purpose:
 - SYSU-MM01: a query from camera 3 ignores every gallery image from camera 2 (whatever the
@@ -11,8 +13,8 @@ Reference rules kept on purpose:
 - RegDB (and the synthetic set): standard CMC over the ranked gallery, no camera rule.
 - mAP and mINP average over the queries that have at least one true match.
 
-Ties: distances are sorted with a stable sort, so equal distances keep gallery order. The
-reference uses numpy's default (unstable) quicksort; on tie-free input both agree.
+Ties: equal distances rank in gallery order, as a stable sort would put them. The reference
+uses numpy's default (unstable) quicksort; on tie-free input both agree.
 """
 
 from dataclasses import dataclass
@@ -106,35 +108,35 @@ def rank_metrics(
     _check_inputs(distmat, query_ids, gallery_ids, query_cams, gallery_cams, protocol)
     num_q, num_g = distmat.shape
 
-    order = np.argsort(distmat, axis=1, kind="stable")
-    ranked_ids = gallery_ids[order]
-    matches = ranked_ids == query_ids[:, None]
     if protocol == "sysu":
-        ranked_cams = np.asarray(gallery_cams)[order]
-        keep = ~((np.asarray(query_cams)[:, None] == 3) & (ranked_cams == 2))
+        keep = ~((np.asarray(query_cams)[:, None] == 3) & (np.asarray(gallery_cams)[None, :] == 2))
     else:
-        keep = np.ones_like(matches)
-    matches &= keep
-
-    # 1-based position of each kept entry in the filtered ranking (dropped entries do not count).
-    position = np.cumsum(keep, axis=1)
-    hits_so_far = np.cumsum(matches, axis=1)
-    num_pos = hits_so_far[:, -1]
+        keep = np.ones((num_q, num_g), dtype=bool)
+    rows, cols = np.nonzero((gallery_ids[None, :] == query_ids[:, None]) & keep)
+    num_pos = np.bincount(rows, minlength=num_q)
     valid = num_pos > 0
     num_valid = int(valid.sum())
     if num_valid == 0:
         raise EvaluationError("no query identity appears in the gallery")
 
-    precision_at_hits = np.where(matches, hits_so_far / np.maximum(position, 1), 0.0)
-    average_precision = precision_at_hits.sum(axis=1)[valid] / num_pos[valid]
-    last_hit = num_g - 1 - np.argmax(matches[:, ::-1], axis=1)
-    inverse_negative_penalty = num_pos[valid] / position[valid, last_hit[valid]]
+    # Position (1-based, among kept entries) of every true match in the stable ranking: one plus
+    # the kept entries that sort before it by (distance, gallery index). No full sort is needed.
+    hit_position = 1 + _count_before(distmat, keep, rows, cols)
+    order = np.lexsort((hit_position, rows))
+    rows, cols, hit_position = rows[order], cols[order], hit_position[order]
+    first = np.cumsum(num_pos) - num_pos  # index of each query's first hit in rows/cols
+    hit_number = np.arange(len(rows)) - first[rows] + 1
+    precision_sum = np.bincount(rows, weights=hit_number / hit_position, minlength=num_q)
+    average_precision = precision_sum[valid] / num_pos[valid]
+    inverse_negative_penalty = num_pos[valid] / hit_position[(first + num_pos - 1)[valid]]
 
-    first_hit = np.argmax(matches, axis=1)
+    first_rank = np.zeros(num_q, dtype=np.int64)
     if protocol == "sysu":
-        first_rank = _distinct_identity_rank(ranked_ids, keep, first_hit)
+        first_rank[valid] = _distinct_identity_rank(
+            distmat[valid], gallery_ids, keep[valid], cols[first[valid]]
+        )
     else:
-        first_rank = position[np.arange(num_q), first_hit]
+        first_rank[valid] = hit_position[first[valid]]
     ranks = np.arange(1, max_rank + 1)
     found = valid[:, None] & (first_rank[:, None] <= ranks[None, :])
     cmc = found.sum(axis=0) / num_valid
@@ -146,23 +148,30 @@ def rank_metrics(
     )
 
 
-def _distinct_identity_rank(ranked_ids, keep, first_hit):
+def _count_before(distmat, keep, rows, cols):
+    """For each (row, col) pair: kept entries of the row that a stable sort puts before col."""
+    distances = distmat[rows]  # (P, G)
+    target = distmat[rows, cols][:, None]
+    index = np.arange(distmat.shape[1])[None, :]
+    before = (distances < target) | ((distances == target) & (index < cols[:, None]))
+    return np.count_nonzero(before & keep[rows], axis=1)
+
+
+def _distinct_identity_rank(distmat, gallery_ids, keep, first_cols):
     """1-based rank of each query's first true match among distinct kept gallery identities.
 
-    An entry counts when it is the first kept occurrence of its identity in the query's ranking;
-    the rank of the first true match is the number of such entries up to and including it.
+    Every kept entry ranked before the first true match has another identity, so the rank is
+    1 + the number of distinct identities among those entries.
     """
-    num_q, num_g = ranked_ids.shape
-    _, id_index = np.unique(ranked_ids, return_inverse=True)
-    id_index = id_index.reshape(num_q, num_g)
-    num_ids = int(id_index.max()) + 1
-    # Dropped entries get a key past every real one so they never count as first occurrences.
-    key = np.arange(num_q)[:, None] * (num_ids + 1) + np.where(keep, id_index, num_ids)
-    first_occurrence = np.zeros(num_q * num_g, dtype=bool)
-    first_occurrence[np.unique(key.ravel(), return_index=True)[1]] = True
-    first_occurrence = first_occurrence.reshape(num_q, num_g) & keep
-    distinct_rank = np.cumsum(first_occurrence, axis=1)
-    return distinct_rank[np.arange(num_q), first_hit]
+    num_q, num_g = distmat.shape
+    _, gallery_index = np.unique(gallery_ids, return_inverse=True)
+    num_ids = int(gallery_index.max()) + 1
+    target = distmat[np.arange(num_q), first_cols][:, None]
+    index = np.arange(num_g)[None, :]
+    before = keep & ((distmat < target) | ((distmat == target) & (index < first_cols[:, None])))
+    cells = np.arange(num_q)[:, None] * num_ids + gallery_index[None, :]
+    seen = np.bincount(cells[before], minlength=num_q * num_ids).reshape(num_q, num_ids)
+    return 1 + np.count_nonzero(seen, axis=1)
 
 
 def cosine_distance(query_features: np.ndarray, gallery_features: np.ndarray) -> np.ndarray:

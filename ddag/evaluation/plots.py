@@ -50,3 +50,30 @@ def cmc_image(records: List[ResultRecord], width: int = 640, height: int = 420) 
 def save_cmc_image(records: List[ResultRecord], path) -> None:
     """Write the CMC curves of `records` as a PNG file."""
     Image.fromarray(cmc_image(records)).save(path)
+
+
+def ranking_image(ranking, max_queries: int = 8, thumb: tuple = (48, 96)) -> np.ndarray:
+    """Rank list: each row a query then its top-k gallery images, (H, W, 3) uint8.
+
+    A gallery image is framed green when it shares the query's identity and red when it does
+    not, where both identities are known (>= 0); grey otherwise.
+    """
+    width, height = thumb
+    rows = min(max_queries, len(ranking.query))
+    k = ranking.indices.shape[1]
+    gap = 6
+    canvas = Image.new("RGB", ((k + 1) * (width + gap) + gap, rows * (height + gap) + gap), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r in range(rows):
+        y = gap + r * (height + gap)
+        query_id = ranking.query.ids[r]
+        canvas.paste(Image.fromarray(ranking.query.load(r)).resize(thumb), (gap, y))
+        for c, g in enumerate(ranking.indices[r]):
+            x = gap + (c + 1) * (width + gap) + gap // 2
+            canvas.paste(Image.fromarray(ranking.gallery.load(int(g))).resize(thumb), (x, y))
+            gallery_id = ranking.gallery.ids[g]
+            colour = (150, 150, 150)
+            if query_id >= 0 and gallery_id >= 0:
+                colour = (0, 170, 0) if gallery_id == query_id else (220, 0, 0)
+            draw.rectangle([x - 2, y - 2, x + width + 1, y + height + 1], outline=colour, width=3)
+    return np.asarray(canvas)

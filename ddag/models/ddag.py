@@ -127,5 +127,33 @@ class EmbeddingNet(nn.Cell):
         return self.network.embed(images, self.modality)
 
 
+class ModalityEmbeddingNet(nn.Cell):
+    """Inference graph with the modality as an input, for export.
+
+    `construct(images (B, 3, H, W), modality (1,) int32: 1 visible / 2 thermal) -> (FC, FC_att)`.
+    With two stems both run and the modality picks one: the stem is ~2 % of the network's work,
+    and one exported file then serves both modalities.
+    """
+
+    def __init__(self, network: DDAG):
+        super().__init__(auto_prefix=False)
+        self.network = network
+
+    def construct(self, images, modality):
+        net = self.network
+        if net.two_stream:
+            visible = net.visible_stem(images)
+            thermal = net.thermal_stem(images)
+            x = ops.where(modality.reshape(1, 1, 1, 1) == VISIBLE, visible, thermal)
+        else:
+            x = net.shared_stem(images)
+        feature_map = net.trunk(x)
+        _, feat = net._trunk_features(feature_map)
+        feat_att = feat
+        if net.has_part_attention:
+            feat_att = net.part_attention(feature_map, feat)
+        return _l2_normalise(feat), _l2_normalise(feat_att)
+
+
 def _l2_normalise(x):
-    return x / ops.clamp(ops.norm(x, dim=1, keepdim=True), min=1e-12)
+    return x / ops.maximum(ops.norm(x, dim=1, keepdim=True), 1e-12)

@@ -1,14 +1,14 @@
 """Builders shared by the tasks: the only place (with run.py) that turns config into objects."""
 
-import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ddag.config.instantiate import build_network as instantiate_network
 from ddag.config.validate import check_node
 from ddag.data.loader import LoaderSettings
 from ddag.engine.runtime import RuntimeSettings, setup_runtime
@@ -62,13 +62,9 @@ def build_dataset(cfg: DictConfig, check: bool = True):
     return dataset
 
 
-def build_network(cfg: DictConfig, num_classes: int, model: Optional[dict] = None):
-    """The DDAG network of `cfg.model` (or of a stored `model` dict); "none" options are absent."""
-    model = copy.deepcopy(model) if model is not None else to_dict(cfg.model)
-    for branch in ("part_attention", "graph_attention"):
-        if not model.get(branch):
-            model[branch] = None
-    return instantiate(model, num_classes=num_classes, _convert_="all")
+def build_network(cfg: DictConfig, num_classes: int):
+    """The DDAG network of `cfg.model`."""
+    return instantiate_network(to_dict(cfg.model), num_classes)
 
 
 def build_loss_terms(cfg: DictConfig) -> dict:
@@ -91,6 +87,17 @@ def build_protocols(cfg: DictConfig, dataset) -> List:
             check_node(f"eval.protocols.{path.stem}", entry)
         protocols.append(instantiate(entry))
     return protocols
+
+
+def rerank_settings(cfg: DictConfig):
+    """Keyword arguments of `re_ranking` when `eval.rerank` is on, else None."""
+    if not cfg.eval.rerank:
+        return None
+    return {
+        "k1": int(cfg.eval.rerank_k1),
+        "k2": int(cfg.eval.rerank_k2),
+        "lambda_value": float(cfg.eval.rerank_lambda),
+    }
 
 
 def build_logger(cfg: DictConfig):

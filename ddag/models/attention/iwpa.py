@@ -25,16 +25,29 @@ class WeightedPartAttention(nn.Cell):
             raise ValueError(f"num_parts must be >= 1, got {num_parts}")
         self.num_parts = num_parts
         self.out_features = in_channels
-        self.pool = nn.AdaptiveAvgPool2d((num_parts, 1))
         self.fc1 = nn.Conv2d(in_channels, in_channels, 1, has_bias=conv_bias)
         self.fc2 = nn.Conv2d(in_channels, in_channels, 1, has_bias=conv_bias)
         self.fc3 = nn.Conv2d(in_channels, in_channels, 1, has_bias=conv_bias)
         self.gate = Parameter(Tensor([1.0 / num_parts] * num_parts), name="gate")
         self.bottleneck = frozen_shift_batchnorm(in_channels)
 
+    def _part_pool(self, feature_map):
+        """Adaptive average pooling to (p, 1): part i averages rows floor(iH/p)..ceil((i+1)H/p).
+
+        Written with slices of the static shape because MindSpore 2.8 cannot export
+        AdaptiveAvgPool2D to ONNX; the bins are those of adaptive pooling.
+        """
+        height = feature_map.shape[2]
+        parts = ()
+        for i in range(self.num_parts):
+            start = (i * height) // self.num_parts
+            stop = -((-(i + 1) * height) // self.num_parts)
+            parts = parts + (feature_map[:, :, start:stop, :].mean(axis=(2, 3), keep_dims=True),)
+        return ops.cat(parts, axis=2)
+
     def construct(self, feature_map, global_feature):
         """(N, C, H, W) map and (N, C) BN feature -> (N, C) attended feature."""
-        parts = self.pool(feature_map)  # (N, C, p, 1)
+        parts = self._part_pool(feature_map)  # (N, C, p, 1)
         query = self.fc1(parts).squeeze(-1).transpose(0, 2, 1)  # (N, p, C)
         key = self.fc2(parts).squeeze(-1)  # (N, C, p)
         value = self.fc3(parts).squeeze(-1).transpose(0, 2, 1)  # (N, p, C)

@@ -8,7 +8,7 @@ map onto ours through the explicit table in `ddag/engine/checkpoint.py`.
 
 from typing import Optional, Sequence
 
-from mindspore import nn
+from mindspore import nn, ops
 from mindspore.common.initializer import HeNormal
 
 from ddag.engine.checkpoint import backbone_name, load_into, read_checkpoint
@@ -69,10 +69,17 @@ class Stem(nn.Cell):
         self.conv1 = _conv(3, channels, 7, 2)
         self.bn1 = nn.BatchNorm2d(channels)
         self.relu = nn.ReLU()
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, pad_mode="pad", padding=1)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, pad_mode="valid")
 
     def construct(self, x):
-        return self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        # Max-pooling ReLU outputs (>= 0) with a zero border equals the usual -inf padding; built
+        # by concatenation because MindSpore 2.8 exports neither padded MaxPool nor Pad to ONNX.
+        x = self.relu(self.bn1(self.conv1(x)))
+        b, c, h, w = x.shape
+        rows = ops.zeros((b, c, 1, w), x.dtype)
+        x = ops.cat((rows, x, rows), axis=2)
+        cols = ops.zeros((b, c, h + 2, 1), x.dtype)
+        return self.maxpool(ops.cat((cols, x, cols), axis=3))
 
 
 class Trunk(nn.Cell):

@@ -1,0 +1,86 @@
+"""Networks from stored model configs and checkpoints (shared by the tasks and `ddag.api`)."""
+
+import copy
+from pathlib import Path
+from typing import Optional, Tuple
+
+from hydra.utils import instantiate
+
+from ddag.engine.checkpoint import (
+    LoadReport,
+    is_ms_zoo_checkpoint,
+    load_into,
+    ms_zoo_to_ddag,
+    read_checkpoint,
+)
+from ddag.errors import CheckpointError
+from ddag.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+# The MindSpore model-zoo DDAG network: one ResNet-50 for both modalities, 3-part IWPA whose
+# 1x1 convolutions have no bias, and no usable graph branch (its heads were never saved).
+MODEL_ZOO_DDAG = {
+    "_target_": "ddag.models.ddag.DDAG",
+    "stems": "shared",
+    "low_dim": 512,
+    "backbone": {
+        "_target_": "ddag.models.backbones.resnet.ResNet",
+        "layers": [3, 4, 6, 3],
+        "widths": [64, 128, 256, 512],
+        "stem_channels": 64,
+        "last_stride": 1,
+    },
+    "part_attention": {
+        "_target_": "ddag.models.attention.iwpa.WeightedPartAttention",
+        "_partial_": True,
+        "num_parts": 3,
+        "conv_bias": False,
+    },
+    "graph_attention": None,
+}
+
+
+def build_network(model: dict, num_classes: int):
+    """A DDAG network from a plain model dict; absent/empty attention options mean none."""
+    model = copy.deepcopy(model)
+    for branch in ("part_attention", "graph_attention"):
+        if not model.get(branch):
+            model[branch] = None
+    return instantiate(model, num_classes=num_classes, _convert_="all")
+
+
+def num_classes_of(params: dict, path) -> int:
+    weight = params.get("classifier.weight")
+    if weight is None:
+        raise CheckpointError(f"{path} has no classifier.weight: it is not a DDAG checkpoint")
+    return int(weight.shape[0])
+
+
+def network_for_checkpoint(path, fallback_model: Optional[dict] = None) -> Tuple:
+    """(network, LoadReport, metadata) for a ddag or MindSpore model-zoo DDAG checkpoint.
+
+    ddag checkpoints carry their model config; `fallback_model` serves older ones.
+    """
+    path = Path(path)
+    params, meta = read_checkpoint(path)
+    if is_ms_zoo_checkpoint(params):
+        log.info(
+            "%s is a MindSpore model-zoo DDAG checkpoint: using its layout (shared ResNet-50 "
+            "for both modalities, IWPA without bias, no graph branch)",
+            path,
+        )
+        network = build_network(MODEL_ZOO_DDAG, num_classes_of(params, path))
+
+        def rename(name):
+            return None if name.startswith("graph_att.") else ms_zoo_to_ddag(name, "shared")
+
+        return network, load_into(network, params, strict=True, rename=rename), meta
+    model = meta.get("model") or fallback_model
+    if model is None:
+        raise CheckpointError(f"{path} does not say which model it holds; pass the model config")
+    model = copy.deepcopy(model)
+    model.get("backbone", {}).pop("pretrained", None)  # the weights come from the checkpoint
+    network = build_network(model, num_classes_of(params, path))
+    report: LoadReport = load_into(network, params, strict=True)
+    return network, report, meta

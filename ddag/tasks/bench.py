@@ -1,0 +1,221 @@
+"""task=bench: timings that belong in a benchmark, not in tests.
+
+Every measurement excludes warm-up calls and reports min / median / max over repetitions:
+- conv: GFLOP/s of a 64->64 3x3 convolution next to a matmul's, with a warning when the
+  convolution is far slower (the slow CPU convolution of MindSpore 2.9.0 / 2.10.0);
+- metrics: a SYSU-sized (3803 x 301, 10 trials) and a RegDB-sized (2060 x 2060) evaluation;
+- train: compile time and images/s of the full DDAG step and of the bare backbone step
+  (id loss only, no attention branches) at the configured model, image size and batch;
+- infer: images/s of the DDAG embedding and of the bare backbone;
+- data: images/s of the training pipeline alone, and its share of a step.
+"""
+
+import json
+import platform
+import resource
+import statistics
+import time
+
+import mindspore as ms
+import numpy as np
+from mindspore import ops
+from omegaconf import DictConfig
+
+from ddag.config.instantiate import build_network
+from ddag.data.loader import train_pipeline
+from ddag.data.sampler import IdentitySampler
+from ddag.engine.step import make_train_step
+from ddag.evaluation.metrics import rank_metrics
+from ddag.losses.objective import Objective
+from ddag.losses.terms import CrossEntropy
+from ddag.models.ddag import VISIBLE, EmbeddingNet
+from ddag.tasks import common
+from ddag.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def _repeat(fn, repeats: int, warmup: int):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return {"min": min(times), "median": statistics.median(times), "max": max(times)}
+
+
+def bench_conv(repeats: int, warmup: int) -> dict:
+    x = ms.Tensor(np.random.rand(8, 64, 72, 36).astype(np.float32))
+    w = ms.Tensor(np.random.rand(64, 64, 3, 3).astype(np.float32))
+    a = ms.Tensor(np.random.rand(1024, 1024).astype(np.float32))
+    conv = _repeat(lambda: ops.conv2d(x, w, pad_mode="same").asnumpy(), repeats, warmup)
+    matmul = _repeat(lambda: ops.matmul(a, a).asnumpy(), repeats, warmup)
+    conv_gflops = 2 * 8 * 64 * 72 * 36 * 64 * 9 / conv["median"] / 1e9
+    matmul_gflops = 2 * 1024**3 / matmul["median"] / 1e9
+    if conv_gflops < 0.05 * matmul_gflops:
+        log.warning(
+            "3x3 convolution runs at %.1f GFLOP/s against %.1f for matmul: this MindSpore "
+            "build has a slow CPU convolution (2.9.0 and 2.10.0 do; use 2.8.0)",
+            conv_gflops,
+            matmul_gflops,
+        )
+    return {"conv3x3_gflops": conv_gflops, "matmul_gflops": matmul_gflops, "conv_s": conv}
+
+
+def bench_metrics(repeats: int, warmup: int) -> dict:
+    rng = np.random.default_rng(0)
+    q_ids, g_ids = rng.integers(0, 96, 3803), np.repeat(np.arange(96), 4)[:301]
+    q_cams, g_cams = rng.choice([3, 6], 3803), rng.choice([1, 2, 4, 5], 301)
+    sysu = [rng.random((3803, 301)) for _ in range(10)]
+    regdb = rng.random((2060, 2060))
+    r_ids = np.repeat(np.arange(206), 10)
+    return {
+        "sysu_10_trials_s": _repeat(
+            lambda: [rank_metrics(d, q_ids, g_ids, q_cams, g_cams) for d in sysu], repeats, warmup
+        ),
+        "regdb_s": _repeat(
+            lambda: rank_metrics(regdb, r_ids, r_ids, protocol="regdb"), repeats, warmup
+        ),
+    }
+
+
+def _objective(cfg, num_classes, bare: bool):
+    if bare:
+        model = common.to_dict(cfg.model)
+        model.update(part_attention=None, graph_attention=None)
+        network = build_network(model, num_classes)
+        return Objective(network, {"id": CrossEntropy("logits")})
+    network = common.build_network(cfg, num_classes)
+    return Objective(network, common.build_loss_terms(cfg))
+
+
+def _bench_objective(objective, batch, jit: bool, repeats: int, warmup: int) -> dict:
+    optimizer = ms.nn.SGD(objective.trainable_params(), learning_rate=0.01, momentum=0.9)
+    step = make_train_step(objective, optimizer, jit=jit)
+    noise = ms.Tensor(np.random.rand(objective.noise_size(len(batch[0]))).astype(np.float32))
+    weight = ms.Tensor(0.5, ms.float32)
+    objective.set_train(True)
+
+    def run():
+        step(*batch, weight, noise)[0].asnumpy()
+
+    start = time.perf_counter()
+    run()
+    first = time.perf_counter() - start
+    timing = _repeat(run, repeats, warmup)
+    result = {
+        "first_call_s": first,
+        "compile_s": first - timing["median"],
+        "step_s": timing,
+        "images_per_s": 2 * len(batch[0]) / timing["median"],
+    }
+    objective.network.set_train(False)
+    embed = EmbeddingNet(objective.network, VISIBLE)
+    embed(batch[0])
+    timing = _repeat(lambda: embed(batch[0])[0].asnumpy(), repeats, warmup)
+    result["infer_images_per_s"] = len(batch[0]) / timing["median"]
+    return result
+
+
+def bench_train(cfg, batch, repeats: int, warmup: int) -> dict:
+    jit = bool(cfg.runtime.jit_step)
+    results = {
+        name: _bench_objective(_objective(cfg, 32, bare), batch, jit, repeats, warmup)
+        for name, bare in (("ddag", False), ("backbone", True))
+    }
+    ratio = results["ddag"]["step_s"]["median"] / results["backbone"]["step_s"]["median"]
+    results["ddag_over_backbone_step"] = ratio
+    return results
+
+
+def bench_data(pipeline, steps: int) -> dict:
+    iterator = pipeline.create_tuple_iterator(num_epochs=1, output_numpy=True)
+    next(iterator)
+    start, count = time.perf_counter(), 0
+    for batch in iterator:
+        count += 2 * len(batch[0])
+        if count >= steps * 2 * len(batch[0]):
+            break
+    return {"images_per_s": count / (time.perf_counter() - start)}
+
+
+def run(cfg: DictConfig) -> dict:
+    common.setup(cfg)
+    repeats, warmup = int(cfg.task.repeats), int(cfg.task.warmup)
+    parts = set(cfg.task.parts)
+    report = {"mindspore": ms.__version__, "machine": _machine(), "parts": sorted(parts)}
+    if "conv" in parts:
+        report["conv"] = bench_conv(repeats, warmup)
+    if "metrics" in parts:
+        report["metrics"] = bench_metrics(repeats, warmup)
+    if parts & {"train", "data"}:
+        dataset = common.build_dataset(cfg)
+        train = dataset.train_split()
+        settings = common.loader_settings(cfg)
+        sampler = IdentitySampler(
+            train.visible.ids,
+            train.thermal.ids,
+            settings.num_ids,
+            settings.num_instances,
+            seed=int(cfg.seed),
+        )
+        pipeline = train_pipeline(train.visible, train.thermal, sampler, settings)
+        if "data" in parts:
+            report["data"] = bench_data(pipeline, repeats + warmup)
+        if "train" in parts:
+            batch = next(pipeline.create_tuple_iterator(num_epochs=1))
+            report["train"] = bench_train(cfg, batch[:4], repeats, warmup)
+            if "data" in report:
+                step_rate = report["train"]["ddag"]["images_per_s"]
+                report["data"]["share_of_step"] = step_rate / report["data"]["images_per_s"]
+    report["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    path = common.output_dir(cfg) / "bench.json"
+    path.write_text(json.dumps(report, indent=2))
+    log.info("benchmark (%s), written to %s\n%s", report["machine"], path, _table(report))
+    return report
+
+
+def _machine() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            model = next(line.split(":", 1)[1].strip() for line in info if "model name" in line)
+    except (OSError, StopIteration):
+        model = platform.processor() or platform.machine()
+    return model
+
+
+def _table(report: dict) -> str:
+    rows = []
+    if "conv" in report:
+        c = report["conv"]
+        rows.append(
+            ("3x3 conv GFLOP/s (matmul)", f"{c['conv3x3_gflops']:.1f} ({c['matmul_gflops']:.1f})")
+        )
+    if "metrics" in report:
+        for name, t in report["metrics"].items():
+            rows.append(
+                (f"metrics {name}", f"{t['median']:.3f} (min {t['min']:.3f}, max {t['max']:.3f})")
+            )
+    if "train" in report:
+        for name in ("ddag", "backbone"):
+            t = report["train"][name]
+            rows.append(
+                (
+                    f"{name} train images/s",
+                    f"{t['images_per_s']:.1f} (step median "
+                    f"{t['step_s']['median']:.3f} s, compile {t['compile_s']:.1f} s)",
+                )
+            )
+            rows.append((f"{name} inference images/s", f"{t['infer_images_per_s']:.1f}"))
+        rows.append(
+            ("ddag / backbone step time", f"{report['train']['ddag_over_backbone_step']:.3f}")
+        )
+    if "data" in report:
+        d = report["data"]
+        share = f", {100 * d['share_of_step']:.1f} % of a step" if "share_of_step" in d else ""
+        rows.append(("data pipeline images/s", f"{d['images_per_s']:.1f}{share}"))
+    rows.append(("peak memory MB", f"{report['peak_memory_mb']:.0f}"))
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)

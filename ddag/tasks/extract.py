@@ -1,0 +1,56 @@
+"""task=extract: FC and FC_att features of a folder or a dataset split, written to .npz."""
+
+import numpy as np
+from omegaconf import DictConfig
+
+from ddag.api import ReIDModel
+from ddag.config.instantiate import network_for_checkpoint
+from ddag.data.datasets.folder import folder_images
+from ddag.errors import ConfigError
+from ddag.tasks import common
+from ddag.utils.logging import get_logger
+
+log = get_logger(__name__)
+SPLITS = ("train", "val", "test")
+
+
+def load_model(cfg: DictConfig) -> ReIDModel:
+    """The checkpoint of `task.checkpoint` as a ReIDModel at the configured input size."""
+    if not cfg.task.checkpoint:
+        raise ConfigError(f"task={cfg.task.name} needs task.checkpoint=PATH")
+    network, report, _ = network_for_checkpoint(cfg.task.checkpoint, common.to_dict(cfg.model))
+    log.info("loaded %s: %s", cfg.task.checkpoint, report.summary())
+    settings = common.loader_settings(cfg)
+    return ReIDModel(
+        network, settings.height, settings.width, settings.test_batch_size, bool(cfg.eval.flip)
+    )
+
+
+def _images(cfg: DictConfig, model: ReIDModel):
+    if cfg.task.images:
+        return folder_images(cfg.task.images, model.height, model.width)
+    if cfg.task.split not in SPLITS:
+        raise ConfigError(f"task.split={cfg.task.split!r}; choose one of {list(SPLITS)}")
+    split = getattr(common.build_dataset(cfg), f"{cfg.task.split}_split")()
+    if split is None:
+        raise ConfigError(f"the dataset has no {cfg.task.split} split")
+    return split.modality(cfg.task.modality)
+
+
+def run(cfg: DictConfig) -> dict:
+    common.setup(cfg)
+    model = load_model(cfg)
+    images = _images(cfg, model)
+    fc, fc_att = model.extract(images, cfg.task.modality)
+    path = common.output_dir(cfg) / cfg.task.output
+    np.savez(
+        path,
+        fc=fc,
+        fc_att=fc_att,
+        names=np.array(images.names),
+        ids=images.ids,
+        cams=images.cams,
+        modality=cfg.task.modality,
+    )
+    log.info("wrote features of %d %s images to %s", len(images), cfg.task.modality, path)
+    return {"path": str(path), "count": len(images)}

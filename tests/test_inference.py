@@ -1,0 +1,112 @@
+"""Inference API and the extract / search / export tasks, on a checkpoint the tests train."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ddag.api import load_model
+from ddag.errors import ConfigError, DatasetError
+from ddag.tasks import export, extract, search, train
+from tests.builders import regdb_tree
+from tests.conftest import TINY, compose_config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A smoke-trained checkpoint and a RegDB-layout image tree (ids in the folder names)."""
+    root = tmp_path_factory.mktemp("inference")
+    train.run(compose_config(TINY + ["+debug=fast"], output_dir=root / "run"))
+    return root / "run" / "checkpoints" / "last.ckpt", regdb_tree(root / "RegDB")
+
+
+def test_api_extracts_folders_lists_and_arrays(trained):
+    checkpoint, tree = trained
+    model = load_model(str(checkpoint), mode="pynative")
+    assert (model.height, model.width) == (32, 16)  # read from the checkpoint's config
+    fc, fc_att = model.extract(str(tree / "Thermal"), modality="thermal")
+    assert fc.shape == fc_att.shape == (96, model.network.out_channels)
+    np.testing.assert_allclose(np.linalg.norm(fc, axis=1), 1.0, rtol=1e-5)
+    files = sorted(str(p) for p in (tree / "Thermal").rglob("*.bmp"))[:3]
+    from_list, _ = model.extract(files, modality="thermal")
+    np.testing.assert_allclose(from_list, fc[:3], atol=1e-6)
+    arrays = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    np.testing.assert_allclose(model.extract(arrays, "thermal")[0], fc[:3], atol=1e-5)
+    with pytest.raises(ConfigError, match="unknown modality"):
+        model.extract(files, "infrared")
+
+
+def test_api_search_ranks_the_other_modality(trained):
+    checkpoint, tree = trained
+    model = load_model(str(checkpoint), mode="pynative")
+    ranking = model.search(str(tree / "Thermal"), str(tree / "Visible"), "thermal", top_k=5)
+    assert ranking.indices.shape == (96, 5)
+    assert np.all(np.diff(ranking.distances, axis=1) >= 0)
+    entry = ranking.to_dict()["queries"][0]
+    assert entry["query_id"] == 0 and len(entry["matches"]) == 5
+
+
+def test_bad_folders_are_named(trained, tmp_path):
+    checkpoint, _ = trained
+    model = load_model(str(checkpoint), mode="pynative")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no images in"):
+        model.extract(str(tmp_path / "empty"), "visible")
+    with pytest.raises(DatasetError, match="image folder not found"):
+        model.extract(str(tmp_path / "absent"), "visible")
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    Image.fromarray(np.zeros((32, 16, 3), np.uint8)).save(mixed / "a.png")
+    (mixed / "notes.txt").write_text("not an image")  # skipped with a warning
+    assert model.extract(str(mixed), "visible")[0].shape[0] == 1
+    (mixed / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    with pytest.raises(DatasetError, match="broken.jpg"):
+        model.extract(str(mixed), "visible")
+
+
+def test_extract_and_search_tasks_write_their_files(trained, tmp_path):
+    checkpoint, tree = trained
+    common = TINY + ["+debug=fast", f"task.checkpoint={checkpoint}", "runtime.mode=pynative"]
+    cfg = compose_config(
+        common + ["task=extract", "task.modality=thermal", f"task.images={tree / 'Thermal'}"],
+        output_dir=tmp_path / "x",
+    )
+    extract.run(cfg)
+    data = np.load(tmp_path / "x" / "features.npz")
+    assert data["fc"].shape[0] == data["ids"].shape[0] == 96 and data["ids"][0] == 0
+    cfg = compose_config(common + ["task=extract", "task.split=test"], output_dir=tmp_path / "y")
+    assert extract.run(cfg)["count"] > 0
+    cfg = compose_config(
+        common
+        + [
+            "task=search",
+            f"task.query={tree / 'Thermal'}",
+            f"task.gallery={tree / 'Visible'}",
+            "task.top_k=4",
+        ],
+        output_dir=tmp_path / "s",
+    )
+    search.run(cfg)
+    ranking = json.loads((tmp_path / "s" / "ranking.json").read_text())
+    assert len(ranking["queries"]) == 96 and len(ranking["queries"][0]["matches"]) == 4
+    assert Image.open(tmp_path / "s" / "ranking.png").size[0] > 100
+
+
+@pytest.mark.parametrize("fmt", ["MINDIR", "ONNX"])
+def test_export_reloads_with_the_checkpoint_features(trained, tmp_path, fmt):
+    checkpoint, _ = trained
+    cfg = compose_config(
+        TINY
+        + [
+            "+debug=fast",
+            "task=export",
+            f"task.checkpoint={checkpoint}",
+            f"task.format={fmt}",
+            "task.batch_size=2",
+        ],
+        output_dir=tmp_path,
+    )
+    result = export.run(cfg)
+    assert result["path"].endswith(".mindir" if fmt == "MINDIR" else ".onnx")
+    assert result["max_abs_diff/visible"] < 1e-5 and result["max_abs_diff/thermal"] < 1e-5
