@@ -8,16 +8,31 @@ import importlib
 import logging
 import os
 import sys
+from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from ddag.config.callbacks import FAILED_MARKER
 from ddag.config.schema import register_configs
 from ddag.config.validate import validate_config
 from ddag.errors import DdagError, Interrupted
 
 log = logging.getLogger("ddag")
 register_configs()
+
+
+def _in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _mark_failed(err: BaseException) -> None:
+    """In a sweep, a failed job leaves a FAILED file and the sweep goes on."""
+    out = Path(HydraConfig.get().runtime.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / FAILED_MARKER).write_text(f"{type(err).__name__}: {err}\n")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -30,7 +45,16 @@ def main(cfg: DictConfig):
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         log.error("%s: %s", type(err).__name__, err)
+        if _in_multirun() and not isinstance(err, Interrupted):
+            _mark_failed(err)
+            return None
         sys.exit(130 if isinstance(err, Interrupted) else 1)
+    except Exception as err:  # a bug: in a sweep keep the other jobs going, with the traceback
+        if not _in_multirun():
+            raise
+        log.exception("job failed")
+        _mark_failed(err)
+        return None
 
 
 if __name__ == "__main__":

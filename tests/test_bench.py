@@ -7,8 +7,9 @@ from tests.conftest import TINY, compose_config
 
 
 def test_bench_reports_every_part(tmp_path):
-    cfg = compose_config(TINY + ["task=bench", "task.repeats=1", "task.warmup=0"],
-                         output_dir=tmp_path)
+    cfg = compose_config(
+        TINY + ["task=bench", "task.repeats=1", "task.warmup=0"], output_dir=tmp_path
+    )
     bench.run(cfg)
     report = json.loads((tmp_path / "bench.json").read_text())
     assert report["mindspore"] == "2.8.0"

@@ -4,6 +4,7 @@ import copy
 from pathlib import Path
 from typing import Optional, Tuple
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 from ddag.engine.checkpoint import (
@@ -13,7 +14,7 @@ from ddag.engine.checkpoint import (
     ms_zoo_to_ddag,
     read_checkpoint,
 )
-from ddag.errors import CheckpointError
+from ddag.errors import CheckpointError, ConfigError, DdagError
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -41,13 +42,26 @@ MODEL_ZOO_DDAG = {
 }
 
 
+def build(node, **kwargs):
+    """`hydra.utils.instantiate`, re-raising our own errors instead of Hydra's wrapper."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, DdagError):
+            raise cause from None
+        if isinstance(cause, (TypeError, ValueError)):
+            raise ConfigError(str(err)) from err
+        raise
+
+
 def build_network(model: dict, num_classes: int):
     """A DDAG network from a plain model dict; absent/empty attention options mean none."""
     model = copy.deepcopy(model)
     for branch in ("part_attention", "graph_attention"):
         if not model.get(branch):
             model[branch] = None
-    return instantiate(model, num_classes=num_classes, _convert_="all")
+    return build(model, num_classes=num_classes, _convert_="all")
 
 
 def num_classes_of(params: dict, path) -> int:

@@ -46,6 +46,9 @@ class TaskConfig:
         repeats: task=bench: timed repetitions.
         warmup: task=bench: untimed calls before them.
         parts: task=bench: what to measure (conv, metrics, train, data).
+        table: task=table: manifest name in experiments/ (or a path).
+        runs: task=table: run or sweep directories to read.
+        results_dir: task=table: where to write the table (default: the run directory).
     """
 
     name: str = "train"
@@ -73,6 +76,9 @@ class TaskConfig:
     repeats: int = 5
     warmup: int = 2
     parts: List[str] = field(default_factory=lambda: ["conv", "metrics", "train", "data"])
+    table: Optional[str] = None
+    runs: List[str] = field(default_factory=list)
+    results_dir: Optional[str] = None
 
 
 @dataclass
@@ -98,10 +104,15 @@ class EvalConfig:
 
 @dataclass
 class PathsConfig:
-    """Where things go. `output_dir` is the Hydra run directory unless overridden."""
+    """Where things go. `output_dir` is the Hydra run directory unless overridden.
+
+    `data_root` holds SYSU-MM01/ and RegDB/ (env DDAG_DATA); `pretrained_dir` holds ImageNet
+    backbone checkpoints (env DDAG_PRETRAINED).
+    """
 
     output_dir: str = "${hydra:runtime.output_dir}"
     data_root: str = "${oc.env:DDAG_DATA,data}"
+    pretrained_dir: str = "${oc.env:DDAG_PRETRAINED,pretrained}"
 
 
 @dataclass
@@ -109,6 +120,7 @@ class Config:
     """Top-level configuration."""
 
     task: TaskConfig = field(default_factory=TaskConfig)
+    name: str = "default"
     seed: int = 0
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     loader: LoaderSettings = field(default_factory=LoaderSettings)

@@ -5,9 +5,9 @@ import json
 from pathlib import Path
 from typing import List
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ddag.config.instantiate import build
 from ddag.config.instantiate import build_network as instantiate_network
 from ddag.config.validate import check_node
 from ddag.data.loader import LoaderSettings
@@ -33,6 +33,17 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def run_identity(cfg: DictConfig, dataset) -> dict:
+    """What a results record says about its run: preset name, seed, RegDB trial, config hash."""
+    return {
+        "name": str(cfg.name),
+        "seed": int(cfg.seed),
+        "trial": cfg.dataset.get("trial"),
+        "dataset": dataset.name,
+        "config_hash": config_hash(cfg),
+    }
+
+
 def setup(cfg: DictConfig) -> None:
     """Device, mode and seeds from `cfg.runtime` and `cfg.seed`."""
     setup_runtime(RuntimeSettings(**to_dict(cfg.runtime)), int(cfg.seed))
@@ -50,7 +61,7 @@ def output_dir(cfg: DictConfig) -> Path:
 
 def build_dataset(cfg: DictConfig, check: bool = True):
     """The dataset of `cfg.dataset`; with `check`, its quick doctor report must have no errors."""
-    dataset = instantiate(cfg.dataset)
+    dataset = build(cfg.dataset)
     report = dataset.check(decode=False) if check else None
     if report is not None:
         report.raise_on_errors()
@@ -68,7 +79,7 @@ def build_network(cfg: DictConfig, num_classes: int):
 
 
 def build_loss_terms(cfg: DictConfig) -> dict:
-    return {name: instantiate(node) for name, node in to_dict(cfg.loss)["terms"].items()}
+    return {name: build(node) for name, node in to_dict(cfg.loss)["terms"].items()}
 
 
 def build_protocols(cfg: DictConfig, dataset) -> List:
@@ -85,7 +96,7 @@ def build_protocols(cfg: DictConfig, dataset) -> List:
                 raise ConfigError(f"unknown evaluation protocol {entry!r}; available: {available}")
             entry = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
             check_node(f"eval.protocols.{path.stem}", entry)
-        protocols.append(instantiate(entry))
+        protocols.append(build(entry))
     return protocols
 
 
@@ -104,4 +115,4 @@ def build_logger(cfg: DictConfig):
     node = cfg.get("logger")
     if not node or "_target_" not in node:
         return None
-    return instantiate(node)
+    return build(node)

@@ -3,9 +3,9 @@
 import json
 from pathlib import Path
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from ddag.config.instantiate import build
 from ddag.data.loader import train_pipeline
 from ddag.data.sampler import IdentitySampler
 from ddag.engine.callbacks import CheckpointSaver, PeriodicEvaluation, ProgressLogger
@@ -113,8 +113,8 @@ def run(cfg: DictConfig) -> dict:
     steps = sampler.batches_per_epoch
     if cfg.task.max_steps_per_epoch:
         steps = min(steps, int(cfg.task.max_steps_per_epoch))
-    lr_factors = instantiate(cfg.schedule).per_step(1.0, epochs, steps)
-    recipe = instantiate(cfg.optimizer)
+    lr_factors = build(cfg.schedule).per_step(1.0, epochs, steps)
+    recipe = build(cfg.optimizer)
     optimizer = recipe.build(network, lr_factors)
     step_fn = make_train_step(objective, optimizer, jit=bool(cfg.runtime.jit_step))
     state = _resume(cfg, out_dir, network, optimizer)
@@ -161,7 +161,7 @@ def run(cfg: DictConfig) -> dict:
     }
     (out_dir / "train_history.json").write_text(json.dumps(history, indent=2))
     flags = _load_selected(cfg, out_dir, network, state, selection is not None)
-    identity = {"config_hash": meta["config_hash"], "dataset": dataset.name, "seed": int(cfg.seed)}
+    identity = common.run_identity(cfg, dataset)
     summary = test_and_report(
         extractor, dataset, cfg, identity, flags, out_dir, tensorboard, state.step
     )

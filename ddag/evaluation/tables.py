@@ -1,0 +1,163 @@
+"""Paper tables from finished runs: group results records by preset, average, compare.
+
+A table manifest (experiments/<table>.yaml) lists rows: a preset, the protocol and feature to
+report, the seeds and RegDB trials that make up the row, and the paper's numbers with their
+source. Runs are found through their results.json; nothing is retrained.
+"""
+
+import csv
+import io
+import itertools
+import json
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from ddag.evaluation.results import read_records
+from ddag.utils.logging import get_logger
+
+log = get_logger(__name__)
+FAILED_MARKER = "FAILED"  # written by run.py into the directory of a failed sweep job
+
+
+def collect_runs(paths: List[str]) -> Dict[str, list]:
+    """Results records under `paths` (run or sweep directories) and failed job directories."""
+    found = {"records": [], "failed": []}
+    for root in map(Path, paths):
+        if not root.exists():
+            log.warning("no such run directory: %s", root)
+            continue
+        for marker in sorted(root.rglob(FAILED_MARKER)):
+            found["failed"].append(str(marker.parent))
+        for path in sorted(root.rglob("results.json")):
+            found["records"] += [(record, str(path.parent)) for record in read_records(path)]
+    return found
+
+
+def _cell_key(seed, trial):
+    return f"seed {seed}" + (f", trial {trial}" if trial is not None else "")
+
+
+def build_table(manifest: dict, records: list) -> dict:
+    """Rows with our mean/std over the row's runs, the paper's numbers and the differences."""
+    metrics = list(manifest.get("metrics", ["rank1", "mAP", "mINP"]))
+    rows = []
+    for spec in manifest["rows"]:
+        feature = spec.get("feature", manifest.get("feature", "FC_att"))
+        trials = spec.get("trials") or [None]
+        wanted = {(int(s), t): None for s, t in itertools.product(spec.get("seeds", [0]), trials)}
+        for record, _run_dir in records:
+            ident = record.identity
+            key = (int(ident.get("seed", 0)), ident.get("trial") if trials != [None] else None)
+            if (
+                ident.get("name") == spec["preset"]
+                and record.protocol == spec["protocol"]
+                and record.feature == feature
+                and key in wanted
+            ):
+                wanted[key] = record.mean
+        done = [m for m in wanted.values() if m is not None]
+        ours = {m: [100 * d[m] for d in done if m in d] for m in metrics}
+        paper: Optional[dict] = spec.get("paper")
+        row = {
+            "preset": spec["preset"],
+            "protocol": spec["protocol"],
+            "feature": feature,
+            "runs": len(done),
+            "expected": len(wanted),
+            "missing": [_cell_key(s, t) for (s, t), m in wanted.items() if m is None],
+            "mean": {m: float(np.mean(v)) for m, v in ours.items() if v},
+            "std": {m: float(np.std(v)) for m, v in ours.items() if v},
+            "paper": paper,
+            "source": spec.get("source"),
+        }
+        row["diff"] = {
+            m: row["mean"][m] - paper[m]
+            for m in metrics
+            if paper and m in paper and m in row["mean"]
+        }
+        rows.append(row)
+    return {
+        "name": manifest["name"],
+        "title": manifest.get("title", manifest["name"]),
+        "metrics": metrics,
+        "rows": rows,
+    }
+
+
+def _cell(row, metric) -> str:
+    if metric not in row["mean"]:
+        return "-"
+    text = f"{row['mean'][metric]:.2f}"
+    if row["runs"] > 1:
+        text += f" ± {row['std'][metric]:.2f}"
+    if row["paper"] and metric in row["paper"]:
+        text += f" ({row['paper'][metric]:.2f}, {row['diff'][metric]:+.2f})"
+    return text
+
+
+def table_markdown(table: dict) -> str:
+    """Ours mean ± std over runs, then (paper, ours - paper) where the paper reports it."""
+    metrics = table["metrics"]
+    lines = [
+        f"### {table['title']}",
+        "",
+        "Ours: mean ± std over runs, in %; in brackets: the paper's value and our difference.",
+        "",
+        "| preset | protocol | feature | runs | " + " | ".join(metrics) + " |",
+        "|" + "---|" * (4 + len(metrics)),
+    ]
+    for row in table["rows"]:
+        cells = " | ".join(_cell(row, m) for m in metrics)
+        lines.append(
+            f"| {row['preset']} | {row['protocol']} | {row['feature']} | "
+            f"{row['runs']}/{row['expected']} | {cells} |"
+        )
+    missing = [(r["preset"], r["missing"]) for r in table["rows"] if r["missing"]]
+    if missing:
+        lines += ["", "Missing runs:"] + [f"- {p}: {', '.join(m)}" for p, m in missing]
+    sources = sorted({r["source"] for r in table["rows"] if r["source"]})
+    if sources:
+        lines += ["", "Paper numbers: " + "; ".join(sources) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def table_csv(table: dict) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    metrics = table["metrics"]
+    writer.writerow(
+        ["preset", "protocol", "feature", "runs", "expected"]
+        + [f"{m}_{k}" for m in metrics for k in ("mean", "std", "paper", "diff")]
+    )
+    for row in table["rows"]:
+        values = []
+        for m in metrics:
+            values += [
+                row["mean"].get(m, ""),
+                row["std"].get(m, ""),
+                (row["paper"] or {}).get(m, ""),
+                row["diff"].get(m, ""),
+            ]
+        writer.writerow(
+            [row["preset"], row["protocol"], row["feature"], row["runs"], row["expected"]] + values
+        )
+    return out.getvalue()
+
+
+def write_table(table: dict, folder) -> List[Path]:
+    """<folder>/<name>.md, .csv and .json."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    outputs = {
+        ".md": table_markdown(table),
+        ".csv": table_csv(table),
+        ".json": json.dumps(table, indent=2),
+    }
+    paths = []
+    for suffix, text in outputs.items():
+        path = folder / f"{table['name']}{suffix}"
+        path.write_text(text)
+        paths.append(path)
+    return paths

@@ -1,0 +1,45 @@
+"""task=table: build a paper table from finished runs (never retrains)."""
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from ddag.errors import ConfigError
+from ddag.evaluation.tables import build_table, collect_runs, table_markdown, write_table
+from ddag.tasks import common
+from ddag.utils.logging import get_logger
+
+log = get_logger(__name__)
+MANIFESTS = Path(__file__).resolve().parents[2] / "experiments"
+
+
+def load_manifest(name: str) -> dict:
+    path = Path(name) if name.endswith(".yaml") else MANIFESTS / f"{name}.yaml"
+    if not path.is_file():
+        available = sorted(p.stem for p in MANIFESTS.glob("*.yaml"))
+        raise ConfigError(f"unknown table {name!r}; available: {available}")
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
+def run(cfg: DictConfig) -> dict:
+    if not cfg.task.table:
+        raise ConfigError("task=table needs task.table=NAME (a file in experiments/)")
+    if not cfg.task.runs:
+        raise ConfigError("task=table needs task.runs=[DIR,...]: run or sweep directories")
+    manifest = load_manifest(str(cfg.task.table))
+    found = collect_runs([str(p) for p in cfg.task.runs])
+    table = build_table(manifest, found["records"])
+    table["failed_jobs"] = found["failed"]
+    folder = Path(str(cfg.task.results_dir)) if cfg.task.results_dir else common.output_dir(cfg)
+    paths = write_table(table, folder)
+    text = table_markdown(table)
+    if found["failed"]:
+        text += "\nFailed jobs (see their logs): " + ", ".join(found["failed"]) + "\n"
+    log.info(
+        "table %s from %d records, written to %s\n%s",
+        manifest["name"],
+        len(found["records"]),
+        ", ".join(map(str, paths)),
+        text,
+    )
+    return {"rows": len(table["rows"]), "missing": sum(len(r["missing"]) for r in table["rows"])}

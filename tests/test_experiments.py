@@ -1,0 +1,145 @@
+"""Presets, sweeps and tables."""
+
+import json
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from ddag.config.validate import validate_config
+from ddag.evaluation.results import ResultRecord, write_records
+from ddag.evaluation.tables import build_table, collect_runs, table_csv, table_markdown
+from ddag.tasks import table as table_task
+from tests.conftest import CONF, ROOT, compose_config
+from tests.test_run_cli import run_cli
+
+PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+MANIFESTS = sorted(p.stem for p in (ROOT / "experiments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_composes_and_validates(preset, tmp_path):
+    cfg = compose_config([f"experiment={preset}"], output_dir=tmp_path)
+    assert cfg.name == preset
+    validate_config(OmegaConf.to_container(cfg, resolve=True))
+    smoke = compose_config([f"experiment={preset}", "+debug=smoke"], output_dir=tmp_path)
+    assert smoke.name == preset and smoke.dataset._target_.endswith("SyntheticDataset")
+
+
+@pytest.mark.parametrize("name", MANIFESTS)
+def test_every_manifest_names_existing_presets_and_protocols(name):
+    manifest = table_task.load_manifest(name)
+    for row in manifest["rows"]:
+        assert row["preset"] in PRESETS
+        if manifest.get("smoke"):
+            protocols = ["v2t", "t2v"]  # the synthetic dataset's own
+        else:
+            protocols = list(compose_config([f"experiment={row['preset']}"]).eval.protocols)
+        assert any(p.endswith(row["protocol"]) for p in protocols), (row, protocols)
+
+
+def _record(name, protocol, rank1, mAP, seed=0, trial=None, feature="FC_att"):
+    return ResultRecord(
+        protocol=protocol,
+        fingerprint={},
+        feature=feature,
+        flags={},
+        identity={"name": name, "seed": seed, "trial": trial},
+        trials=[{"rank1": rank1, "mAP": mAP, "mINP": 0.1}],
+        cmc=[rank1],
+    )
+
+
+def test_table_means_stds_differences_and_missing_runs():
+    manifest = {
+        "name": "t",
+        "metrics": ["rank1", "mAP"],
+        "rows": [
+            {
+                "preset": "a",
+                "protocol": "v2t",
+                "seeds": [0],
+                "trials": [1, 2, 3],
+                "paper": {"rank1": 50.0},
+                "source": "paper",
+            },
+            {"preset": "b", "protocol": "sysu_all", "seeds": [0, 1]},
+        ],
+    }
+    records = [
+        (_record("a", "v2t", 0.40, 0.30, trial=1), "r1"),
+        (_record("a", "v2t", 0.60, 0.50, trial=2), "r2"),
+        (_record("a", "t2v", 0.99, 0.99, trial=3), "r3"),  # other protocol: not this row
+        (_record("a", "v2t", 0.99, 0.99, trial=3, feature="FC"), "r4"),  # other feature
+        (_record("b", "sysu_all", 0.20, 0.10, seed=1), "r5"),
+    ]
+    table = build_table(manifest, records)
+    a, b = table["rows"]
+    assert (a["runs"], a["expected"], a["missing"]) == (2, 3, ["seed 0, trial 3"])
+    assert a["mean"]["rank1"] == pytest.approx(50.0) and a["std"]["rank1"] == pytest.approx(10.0)
+    assert a["mean"]["mAP"] == pytest.approx(40.0) and a["diff"] == {"rank1": pytest.approx(0.0)}
+    assert (b["runs"], b["missing"]) == (1, ["seed 0"])
+    assert b["mean"]["rank1"] == pytest.approx(20.0) and b["std"]["rank1"] == 0.0
+    markdown = table_markdown(table)
+    assert "50.00 ± 10.00 (50.00, +0.00)" in markdown and "Missing runs:" in markdown
+    assert "- a: seed 0, trial 3" in markdown
+    assert table_csv(table).splitlines()[1].startswith("a,v2t,FC_att,2,3,50.0,10.0,50.0,0.0")
+
+
+def test_collect_runs_reads_results_and_failed_jobs(tmp_path):
+    write_records([_record("a", "v2t", 0.5, 0.5)], tmp_path / "sweep" / "0" / "results.json")
+    (tmp_path / "sweep" / "1").mkdir()
+    (tmp_path / "sweep" / "1" / "FAILED").write_text("DatasetError: ...")
+    found = collect_runs([str(tmp_path / "sweep")])
+    assert len(found["records"]) == 1 and found["failed"] == [str(tmp_path / "sweep" / "1")]
+
+
+def test_smoke_variants_of_all_presets_run_in_one_multirun_and_make_a_table(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli("-m", "experiment=glob(*)", "+debug=smoke", f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert not list(sweep.rglob("FAILED"))
+    names = {json.loads(p.read_text())[0]["identity"]["name"] for p in sweep.rglob("results.json")}
+    assert names == set(PRESETS)
+    manifest = tmp_path / "smoke.yaml"
+    manifest.write_text(
+        "name: smoke\nmetrics: [rank1, mAP]\nrows:\n"
+        + "".join(f"  - {{preset: {p}, protocol: v2t, seeds: [0]}}\n" for p in PRESETS)
+    )
+    out = tmp_path / "table"
+    result = run_cli(
+        "task=table",
+        f"task.table={manifest}",
+        f"task.runs=[{sweep}]",
+        f"task.results_dir={out}",
+        f"hydra.run.dir={tmp_path / 'table_run'}",
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = json.loads((out / "smoke.json").read_text())
+    assert all(row["runs"] == 1 and not row["missing"] for row in table["rows"])
+    assert (out / "smoke.md").is_file() and (out / "smoke.csv").is_file()
+
+
+def test_a_failing_job_does_not_stop_a_parallel_sweep(tmp_path):
+    sweep = tmp_path / "sweep"
+    # Two jobs in parallel (joblib); the RegDB one fails at start-up: its root does not exist.
+    result = run_cli(
+        "-m",
+        "dataset=regdb,synthetic",
+        "+debug=fast",
+        f"hydra.sweep.dir={sweep}",
+        "paths.data_root=" + str(tmp_path / "no_data"),
+        "hydra/launcher=local_parallel",
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "1 job(s) of the sweep failed" in output, output[-2000:]
+    assert (sweep / "0" / "FAILED").is_file()
+    assert "RegDB root not found" in (sweep / "0" / "FAILED").read_text()
+    assert (sweep / "1" / "results.json").is_file()
+    assert Path(sweep / "multirun.yaml").is_file()
+
+
+def test_slurm_launcher_config_composes():
+    result = run_cli("hydra/launcher=slurm", "--cfg", "hydra", timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "SlurmLauncher" in result.stdout and "gpus_per_node: 1" in result.stdout
