@@ -8,6 +8,7 @@ import importlib
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -21,7 +22,41 @@ from ddag.config.validate import validate_config
 from ddag.errors import DdagError, Interrupted
 
 log = logging.getLogger("ddag")
+
+
+def _run_stamp() -> str:
+    """Run-directory stamp shared by every rank of an msrun job on a node.
+
+    Each rank composes its own config at slightly different times, so `now` could differ; the
+    ranks share their msrun parent process, whose start time is the stamp. Outside msrun: now.
+    Multi-node jobs should pass hydra.run.dir explicitly.
+    """
+    start = time.time()
+    if "MS_WORKER_NUM" in os.environ:
+        try:
+            ticks = int(
+                Path(f"/proc/{os.getppid()}/stat").read_text().rsplit(")", 1)[1].split()[19]
+            )
+            boot = next(
+                int(line.split()[1])
+                for line in Path("/proc/stat").read_text().splitlines()
+                if line.startswith("btime")
+            )
+            start = boot + ticks / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError, StopIteration):
+            pass
+    return time.strftime("%Y-%m-%d/%H-%M-%S", time.localtime(start))
+
+
+def _rank_overrides() -> list:
+    """Ranks other than 0 of an msrun job write nothing into the run directory."""
+    if int(os.environ.get("RANK_ID", "0")) == 0:
+        return []
+    return ["hydra.output_subdir=null", "hydra/job_logging=stdout"]
+
+
 register_configs()
+OmegaConf.register_new_resolver("ddag_run_stamp", _run_stamp, use_cache=True)
 
 
 def _in_multirun() -> bool:
@@ -58,4 +93,5 @@ def main(cfg: DictConfig):
 
 
 if __name__ == "__main__":
+    sys.argv += _rank_overrides()
     main()

@@ -88,3 +88,14 @@ def test_resume_after_interrupt_equals_an_uninterrupted_run(tmp_path, monkeypatc
     assert resumed_history["epoch_losses"][-1] == pytest.approx(
         straight_history["epoch_losses"][-1]
     )
+
+
+@pytest.mark.parametrize("level", ["O2", "O3"])
+def test_mixed_precision_trains_with_float32_heads_and_unchanged_names(tmp_path, level):
+    summary, history, out = _train(tmp_path, level, "task.epochs=1", "task.max_steps_per_epoch=2",
+                                   f"runtime.amp_level={level}")
+    assert np.isfinite(history["epoch_losses"][0]["total"])
+    params, _ = read_checkpoint(out / "checkpoints" / "last.ckpt")
+    assert "trunk.layer1.0.conv1.weight" in params and "classifier.weight" in params
+    assert str(params["classifier.weight"].dtype) == "Float32"
+    assert "v2t/FC_att/rank1" in summary

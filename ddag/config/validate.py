@@ -119,6 +119,7 @@ CHOICES = {
     ("task", "selection_metric"): ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP"),
     ("runtime", "device_target"): ("CPU", "GPU", "Ascend"),
     ("runtime", "mode"): ("graph", "pynative"),
+    ("runtime", "amp_level"): ("O0", "O1", "O2", "O3", "auto"),
     ("task", "mode"): ("prepare", "check"),
     ("task", "layout"): ("regdb", "sysu"),
     ("task", "split"): ("train", "val", "test"),

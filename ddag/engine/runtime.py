@@ -8,10 +8,12 @@ import mindspore as ms
 import mindspore.dataset as ds
 import numpy as np
 
+from ddag.engine.distributed import DistributedContext, init_distributed
 from ddag.errors import DeviceError
 
 DEVICE_TARGETS = ("CPU", "GPU", "Ascend")
 MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
+AMP_LEVELS = ("O0", "O1", "O2", "O3", "auto")
 
 
 @dataclass
@@ -24,6 +26,8 @@ class RuntimeSettings:
         mode: "graph" (compiled, default) or "pynative" (eager, for debugging).
         jit_step: compile the train step with `ms.jit`; False runs it eagerly (debugging).
         deterministic: ask MindSpore for deterministic kernels.
+        distributed: data-parallel over the ranks of an msrun job.
+        amp_level: mixed precision, "O0" (float32) .. "O3" or "auto" (MindSpore's levels).
     """
 
     device_target: str = "CPU"
@@ -31,6 +35,8 @@ class RuntimeSettings:
     mode: str = "graph"
     jit_step: bool = True
     deterministic: bool = False
+    distributed: bool = False
+    amp_level: str = "O0"
 
 
 def device_available(target: str) -> bool:
@@ -54,8 +60,11 @@ def seed_everything(seed: int) -> None:
     ds.config.set_seed(seed)
 
 
-def setup_runtime(settings: RuntimeSettings, seed: int) -> None:
-    """Apply device, mode, determinism and seeds. Raises DeviceError if absent."""
+def setup_runtime(settings: RuntimeSettings, seed: int) -> DistributedContext:
+    """Apply device, mode, determinism, seeds; join an msrun job when distributed.
+
+    Raises DeviceError when the device is absent or msrun is missing.
+    """
     if settings.device_target not in DEVICE_TARGETS:
         raise DeviceError(
             f"runtime.device_target={settings.device_target!r}; must be one of {DEVICE_TARGETS}"
@@ -71,7 +80,11 @@ def setup_runtime(settings: RuntimeSettings, seed: int) -> None:
         )
     os.environ.setdefault("GLOG_v", "3")
     ms.set_context(mode=MODES[settings.mode])
-    ms.set_device(settings.device_target, settings.device_id)
+    device_id = settings.device_id
+    if settings.distributed and settings.device_target != "CPU":
+        device_id = int(os.environ.get("DEVICE_ID", device_id))  # msrun: one device per rank
+    ms.set_device(settings.device_target, device_id)
     if settings.deterministic:
         ms.set_context(deterministic="ON")
     seed_everything(seed)
+    return init_distributed(settings.distributed)

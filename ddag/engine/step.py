@@ -1,21 +1,26 @@
 """The train step: MindSpore 2.x functional style (`value_and_grad` + optional `jit`)."""
 
+from mindspore import amp, ops, value_and_grad
 from mindspore import jit as ms_jit
-from mindspore import ops, value_and_grad
 
 
-def make_train_step(objective, optimizer, grad_reducer=None, jit: bool = True):
+def make_train_step(objective, optimizer, grad_reducer=None, jit: bool = True, loss_scaler=None):
     """Build `step(visible, thermal, visible_labels, thermal_labels, graph_weight, noise)`.
 
     The step returns `(total, terms)` after applying the optimiser. `noise` is the flat uniform
-    dropout noise of the step (see `Objective.noise_size`), drawn on the host.
-
-    `graph_weight` must be a 0-d float32 Tensor: a Python float would be folded into the compiled
-    graph as a constant and force a recompilation every time it changes.
+    dropout noise of the step (see `Objective.noise_size`), drawn on the host. `grad_reducer`
+    averages gradients across data-parallel ranks. With a `loss_scaler` (mixed precision) the
+    loss is scaled before differentiation, gradients are unscaled, and a step whose gradients
+    overflowed is skipped while the scaler lowers its scale.
     """
 
     def forward(visible, thermal, visible_labels, thermal_labels, graph_weight, noise):
-        return objective(visible, thermal, visible_labels, thermal_labels, graph_weight, noise)
+        total, terms = objective(
+            visible, thermal, visible_labels, thermal_labels, graph_weight, noise
+        )
+        if loss_scaler is not None:
+            total = loss_scaler.scale(total)
+        return total, terms
 
     grad_fn = value_and_grad(forward, None, optimizer.parameters, has_aux=True)
 
@@ -25,7 +30,13 @@ def make_train_step(objective, optimizer, grad_reducer=None, jit: bool = True):
         )
         if grad_reducer is not None:
             grads = grad_reducer(grads)
-        total = ops.depend(total, optimizer(grads))
-        return total, terms
+        if loss_scaler is None:
+            return ops.depend(total, optimizer(grads)), terms
+        grads = loss_scaler.unscale(grads)
+        finite = amp.all_finite(grads)
+        loss_scaler.adjust(finite)
+        if finite:
+            total = ops.depend(total, optimizer(grads))
+        return loss_scaler.unscale(total), terms
 
     return ms_jit(train_step) if jit else train_step

@@ -7,6 +7,7 @@ for the `shared` stem layout, mindspore-ai/models research/cv/DDAG `src/models/d
 from typing import Callable, Optional
 
 from mindspore import nn, ops
+from mindspore.common import dtype as mstype
 
 from ddag.models.heads import frozen_shift_batchnorm, identity_classifier
 
@@ -69,6 +70,24 @@ class DDAG(nn.Cell):
             names.append("graph_log_probs")
         self.output_names = tuple(names)
 
+    def use_mixed_precision(self, keep_batchnorm_fp32: bool = True) -> None:
+        """Run the stems and the trunk in float16 (BatchNorm in float32 unless O3-style).
+
+        The backbone holds nearly all the compute; the feature map returns to float32 before
+        pooling, so the heads, both attention branches and the losses stay in float32.
+        Parameter names do not change (a wrapper cell would rename them).
+        """
+        self.mixed_precision = True
+        for name in ("visible_stem", "thermal_stem", "shared_stem", "trunk"):
+            cell = getattr(self, name, None)
+            if cell is None:
+                continue
+            cell.to_float(mstype.float16)
+            if keep_batchnorm_fp32:
+                for _, sub in cell.cells_and_names():
+                    if isinstance(sub, nn.BatchNorm2d):
+                        sub.to_float(mstype.float32)
+
     def noise_size(self, num_samples: int) -> int:
         """Length of the dropout noise a training forward over `num_samples` images needs."""
         if self.has_graph_attention:
@@ -76,7 +95,7 @@ class DDAG(nn.Cell):
         return 1
 
     def _trunk_features(self, feature_map):
-        pooled = feature_map.mean(axis=(2, 3))
+        pooled = feature_map.astype(mstype.float32).mean(axis=(2, 3))
         return pooled, self.bottleneck(pooled)
 
     def construct(self, visible, thermal, adjacency, noise):
@@ -89,6 +108,7 @@ class DDAG(nn.Cell):
         pooled, feat = self._trunk_features(feature_map)
         outputs = (pooled, feat, self.classifier(feat))
         if self.has_part_attention:
+            feature_map = feature_map.astype(mstype.float32)
             outputs = outputs + (self.classifier(self.part_attention(feature_map, feat)),)
         if self.has_graph_attention:
             outputs = outputs + (self.graph_attention(pooled, adjacency, noise),)
@@ -109,7 +129,7 @@ class DDAG(nn.Cell):
         _, feat = self._trunk_features(feature_map)
         feat_att = feat
         if self.has_part_attention:
-            feat_att = self.part_attention(feature_map, feat)
+            feat_att = self.part_attention(feature_map.astype(mstype.float32), feat)
         return _l2_normalise(feat), _l2_normalise(feat_att)
 
 
@@ -151,7 +171,7 @@ class ModalityEmbeddingNet(nn.Cell):
         _, feat = net._trunk_features(feature_map)
         feat_att = feat
         if net.has_part_attention:
-            feat_att = net.part_attention(feature_map, feat)
+            feat_att = net.part_attention(feature_map.astype(mstype.float32), feat)
         return _l2_normalise(feat), _l2_normalise(feat_att)
 
 

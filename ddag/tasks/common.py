@@ -44,9 +44,9 @@ def run_identity(cfg: DictConfig, dataset) -> dict:
     }
 
 
-def setup(cfg: DictConfig) -> None:
-    """Device, mode and seeds from `cfg.runtime` and `cfg.seed`."""
-    setup_runtime(RuntimeSettings(**to_dict(cfg.runtime)), int(cfg.seed))
+def setup(cfg: DictConfig):
+    """Device, mode, seeds (and the msrun job) from `cfg.runtime` and `cfg.seed`."""
+    return setup_runtime(RuntimeSettings(**to_dict(cfg.runtime)), int(cfg.seed))
 
 
 def loader_settings(cfg: DictConfig) -> LoaderSettings:

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import mindspore as ms
 from omegaconf import DictConfig
 
 from ddag.config.instantiate import build
@@ -10,6 +11,7 @@ from ddag.data.loader import train_pipeline
 from ddag.data.sampler import IdentitySampler
 from ddag.engine.callbacks import CheckpointSaver, PeriodicEvaluation, ProgressLogger
 from ddag.engine.checkpoint import load_into, read_checkpoint
+from ddag.engine.distributed import gradient_reducer
 from ddag.engine.step import make_train_step
 from ddag.engine.trainer import Trainer, TrainState
 from ddag.errors import ConfigError, Interrupted
@@ -92,8 +94,22 @@ def _load_selected(cfg, out_dir: Path, network, state: TrainState, selecting: bo
     return flags
 
 
+def _mixed_precision(cfg: DictConfig, network):
+    """Loss scaler for `runtime.amp_level` (None at O0), after switching the backbone to float16.
+
+    O1, O2 and auto: the stems and trunk compute in float16 with BatchNorm in float32; O3 also
+    runs BatchNorm in float16. Heads, attention branches and losses stay in float32.
+    """
+    level = str(cfg.runtime.amp_level)
+    if level == "O0" or (level == "auto" and cfg.runtime.device_target == "CPU"):
+        return None
+    network.use_mixed_precision(keep_batchnorm_fp32=level != "O3")
+    log.info("mixed precision %s: float16 backbone, dynamic loss scaling", level)
+    return ms.amp.DynamicLossScaler(scale_value=2.0**12, scale_factor=2, scale_window=500)
+
+
 def run(cfg: DictConfig) -> dict:
-    common.setup(cfg)
+    context = common.setup(cfg)
     out_dir = common.output_dir(cfg)
     dataset = common.build_dataset(cfg)
     train = dataset.train_split()
@@ -104,9 +120,21 @@ def run(cfg: DictConfig) -> dict:
         settings.num_ids,
         settings.num_instances,
         seed=int(cfg.seed),
+        num_shards=context.size,
+        shard_id=context.rank,
     )
+    if context.size > 1:
+        log.info(
+            "data parallel over %d ranks: global batch %d x %d pairs, %d per rank; the "
+            "learning rate is not scaled (the global batch is the configured one)",
+            context.size,
+            settings.num_ids,
+            settings.num_instances,
+            sampler.batch_size,
+        )
     pipeline = train_pipeline(train.visible, train.thermal, sampler, settings)
     network = common.build_network(cfg, dataset.num_train_ids)
+    loss_scaler = _mixed_precision(cfg, network)
     objective = Objective(network, common.build_loss_terms(cfg))
 
     epochs = int(cfg.task.epochs)
@@ -116,21 +144,33 @@ def run(cfg: DictConfig) -> dict:
     lr_factors = build(cfg.schedule).per_step(1.0, epochs, steps)
     recipe = build(cfg.optimizer)
     optimizer = recipe.build(network, lr_factors)
-    step_fn = make_train_step(objective, optimizer, jit=bool(cfg.runtime.jit_step))
+    step_fn = make_train_step(
+        objective,
+        optimizer,
+        gradient_reducer(context, optimizer),
+        jit=bool(cfg.runtime.jit_step),
+        loss_scaler=loss_scaler,
+    )
     state = _resume(cfg, out_dir, network, optimizer)
 
-    tensorboard = common.build_logger(cfg)
-    meta = {
-        "config_hash": common.config_hash(cfg),
-        "dataset": dataset.name,
-        "model": common.to_dict(cfg.model),
-        "config": common.to_dict(cfg),
-    }
-    saver = CheckpointSaver(
-        out_dir / "checkpoints", network, optimizer, meta, every_n_epochs=int(cfg.task.save_every)
-    )
     extractor = FeatureExtractor(network, settings, flip=bool(cfg.eval.flip))
-    selection = _selection_callback(cfg, dataset, network, extractor, saver, tensorboard)
+    tensorboard = saver = selection = None
+    if context.is_main:  # only rank 0 writes checkpoints, events and results
+        tensorboard = common.build_logger(cfg)
+        meta = {
+            "config_hash": common.config_hash(cfg),
+            "dataset": dataset.name,
+            "model": common.to_dict(cfg.model),
+            "config": common.to_dict(cfg),
+        }
+        saver = CheckpointSaver(
+            out_dir / "checkpoints",
+            network,
+            optimizer,
+            meta,
+            every_n_epochs=int(cfg.task.save_every),
+        )
+        selection = _selection_callback(cfg, dataset, network, extractor, saver, tensorboard)
     callbacks = [ProgressLogger(int(cfg.task.log_every)), tensorboard, saver, selection]
     callbacks = [cb for cb in callbacks if cb is not None]
 
@@ -154,6 +194,8 @@ def run(cfg: DictConfig) -> dict:
             f"task.resume={state.last_checkpoint or 'auto'} hydra.run.dir={out_dir}"
         ) from err
 
+    if not context.is_main:
+        return {}
     history = {
         "term_names": list(objective.term_names),
         "epoch_losses": state.epoch_losses,
