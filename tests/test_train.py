@@ -44,15 +44,21 @@ def test_non_finite_loss_stops_with_the_step_number(tmp_path):
         _train(tmp_path, "nan", "task.epochs=3", "optimizer.lr=1e30", "schedule.warmup_epochs=0")
 
 
-def test_interrupt_keeps_the_last_checkpoint_loadable(tmp_path, monkeypatch):
+def _interrupt_in_second_epoch(monkeypatch, step_in_epoch: int):
+    """Make the progress callback raise KeyboardInterrupt (Ctrl-C) after that step of epoch 2."""
     original = ProgressLogger.on_step_end
 
-    def interrupt_in_second_epoch(self, trainer, state, losses):
+    def interrupt(self, trainer, state, losses):
         original(self, trainer, state, losses)
-        if state.step == trainer.steps_per_epoch + 2:
+        if state.step == trainer.steps_per_epoch + step_in_epoch:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(ProgressLogger, "on_step_end", interrupt_in_second_epoch)
+    monkeypatch.setattr(ProgressLogger, "on_step_end", interrupt)
+    return original
+
+
+def test_interrupt_keeps_the_last_checkpoint_loadable(tmp_path, monkeypatch):
+    _interrupt_in_second_epoch(monkeypatch, 2)
     with pytest.raises(Interrupted, match="task.resume=") as err:
         _train(tmp_path, "stop", "task.epochs=3")
     last = tmp_path / "stop" / "checkpoints" / "last.ckpt"
@@ -63,14 +69,7 @@ def test_interrupt_keeps_the_last_checkpoint_loadable(tmp_path, monkeypatch):
 
 def test_resume_after_interrupt_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     _, straight_history, straight = _train(tmp_path, "straight", "task.epochs=2")
-    original = ProgressLogger.on_step_end
-
-    def interrupt_in_second_epoch(self, trainer, state, losses):
-        original(self, trainer, state, losses)
-        if state.step == trainer.steps_per_epoch + 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ProgressLogger, "on_step_end", interrupt_in_second_epoch)
+    original = _interrupt_in_second_epoch(monkeypatch, 1)
     with pytest.raises(Interrupted):
         _train(tmp_path, "resumed", "task.epochs=2")
     monkeypatch.setattr(ProgressLogger, "on_step_end", original)
@@ -92,8 +91,9 @@ def test_resume_after_interrupt_equals_an_uninterrupted_run(tmp_path, monkeypatc
 
 @pytest.mark.parametrize("level", ["O2", "O3"])
 def test_mixed_precision_trains_with_float32_heads_and_unchanged_names(tmp_path, level):
-    summary, history, out = _train(tmp_path, level, "task.epochs=1", "task.max_steps_per_epoch=2",
-                                   f"runtime.amp_level={level}")
+    summary, history, out = _train(
+        tmp_path, level, "task.epochs=1", "task.max_steps_per_epoch=2", f"runtime.amp_level={level}"
+    )
     assert np.isfinite(history["epoch_losses"][0]["total"])
     params, _ = read_checkpoint(out / "checkpoints" / "last.ckpt")
     assert "trunk.layer1.0.conv1.weight" in params and "classifier.weight" in params

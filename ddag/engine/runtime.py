@@ -28,6 +28,7 @@ class RuntimeSettings:
         deterministic: ask MindSpore for deterministic kernels.
         distributed: data-parallel over the ranks of an msrun job.
         amp_level: mixed precision, "O0" (float32) .. "O3" or "auto" (MindSpore's levels).
+        num_threads: threads of MindSpore's CPU runtime (0: MindSpore's default).
     """
 
     device_target: str = "CPU"
@@ -37,6 +38,7 @@ class RuntimeSettings:
     deterministic: bool = False
     distributed: bool = False
     amp_level: str = "O0"
+    num_threads: int = 0
 
 
 def device_available(target: str) -> bool:
@@ -86,5 +88,7 @@ def setup_runtime(settings: RuntimeSettings, seed: int) -> DistributedContext:
     ms.set_device(settings.device_target, device_id)
     if settings.deterministic:
         ms.set_context(deterministic="ON")
+    if settings.num_threads > 0:
+        ms.set_context(runtime_num_threads=settings.num_threads)
     seed_everything(seed)
     return init_distributed(settings.distributed)

@@ -12,6 +12,7 @@ from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
 MODALITY_CODES = {"visible": VISIBLE, "thermal": THERMAL}
+PROGRESS_EVERY = 20  # batches between progress lines on long extractions
 
 
 class FeatureExtractor:
@@ -43,7 +44,12 @@ class FeatureExtractor:
 
     def _batches(self, pipeline, net, batch):
         """(FC, FC_att) per batch, the last one padded to `batch` and cut back."""
-        for (images_batch,) in pipeline.create_tuple_iterator(output_numpy=True):
+        total = pipeline.get_dataset_size()
+        for index, (images_batch,) in enumerate(
+            pipeline.create_tuple_iterator(output_numpy=True), start=1
+        ):
+            if total > PROGRESS_EVERY and index % PROGRESS_EVERY == 0:
+                log.info("  batch %d/%d", index, total)
             count = len(images_batch)
             if count < batch:
                 pad = np.repeat(images_batch[-1:], batch - count, axis=0)

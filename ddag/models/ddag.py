@@ -125,7 +125,11 @@ class DDAG(nn.Cell):
             x = self.visible_stem(images)
         else:
             x = self.thermal_stem(images)
-        feature_map = self.trunk(x)
+        return self.test_features(x)
+
+    def test_features(self, stem_output):
+        """Stem output -> (FC, FC_att), L2-normalised."""
+        feature_map = self.trunk(stem_output)
         _, feat = self._trunk_features(feature_map)
         feat_att = feat
         if self.has_part_attention:
@@ -167,12 +171,7 @@ class ModalityEmbeddingNet(nn.Cell):
             x = ops.where(modality.reshape(1, 1, 1, 1) == VISIBLE, visible, thermal)
         else:
             x = net.shared_stem(images)
-        feature_map = net.trunk(x)
-        _, feat = net._trunk_features(feature_map)
-        feat_att = feat
-        if net.has_part_attention:
-            feat_att = net.part_attention(feature_map.astype(mstype.float32), feat)
-        return _l2_normalise(feat), _l2_normalise(feat_att)
+        return net.test_features(x)
 
 
 def _l2_normalise(x):

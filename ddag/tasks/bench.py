@@ -22,8 +22,6 @@ from mindspore import ops
 from omegaconf import DictConfig
 
 from ddag.config.instantiate import build_network
-from ddag.data.loader import train_pipeline
-from ddag.data.sampler import IdentitySampler
 from ddag.engine.step import make_train_step
 from ddag.evaluation.metrics import rank_metrics
 from ddag.losses.objective import Objective
@@ -151,17 +149,7 @@ def run(cfg: DictConfig) -> dict:
     if "metrics" in parts:
         report["metrics"] = bench_metrics(repeats, warmup)
     if parts & {"train", "data"}:
-        dataset = common.build_dataset(cfg)
-        train = dataset.train_split()
-        settings = common.loader_settings(cfg)
-        sampler = IdentitySampler(
-            train.visible.ids,
-            train.thermal.ids,
-            settings.num_ids,
-            settings.num_instances,
-            seed=int(cfg.seed),
-        )
-        pipeline = train_pipeline(train.visible, train.thermal, sampler, settings)
+        _, pipeline = common.training_data(cfg, common.build_dataset(cfg))
         if "data" in parts:
             report["data"] = bench_data(pipeline, repeats + warmup)
         if "train" in parts:

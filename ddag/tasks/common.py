@@ -10,7 +10,8 @@ from omegaconf import DictConfig, OmegaConf
 from ddag.config.instantiate import build
 from ddag.config.instantiate import build_network as instantiate_network
 from ddag.config.validate import check_node
-from ddag.data.loader import LoaderSettings
+from ddag.data.loader import LoaderSettings, train_pipeline
+from ddag.data.sampler import IdentitySampler
 from ddag.engine.runtime import RuntimeSettings, setup_runtime
 from ddag.errors import ConfigError
 from ddag.utils.logging import get_logger
@@ -57,6 +58,22 @@ def output_dir(cfg: DictConfig) -> Path:
     path = Path(str(cfg.paths.output_dir))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def training_data(cfg: DictConfig, dataset, num_shards: int = 1, shard_id: int = 0):
+    """(sampler, pipeline) of the dataset's training split with the configured P x K sampler."""
+    train = dataset.train_split()
+    settings = loader_settings(cfg)
+    sampler = IdentitySampler(
+        train.visible.ids,
+        train.thermal.ids,
+        settings.num_ids,
+        settings.num_instances,
+        seed=int(cfg.seed),
+        num_shards=num_shards,
+        shard_id=shard_id,
+    )
+    return sampler, train_pipeline(train.visible, train.thermal, sampler, settings)
 
 
 def build_dataset(cfg: DictConfig, check: bool = True):

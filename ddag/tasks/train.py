@@ -7,8 +7,6 @@ import mindspore as ms
 from omegaconf import DictConfig
 
 from ddag.config.instantiate import build
-from ddag.data.loader import train_pipeline
-from ddag.data.sampler import IdentitySampler
 from ddag.engine.callbacks import CheckpointSaver, PeriodicEvaluation, ProgressLogger
 from ddag.engine.checkpoint import load_into, read_checkpoint
 from ddag.engine.distributed import gradient_reducer
@@ -112,17 +110,8 @@ def run(cfg: DictConfig) -> dict:
     context = common.setup(cfg)
     out_dir = common.output_dir(cfg)
     dataset = common.build_dataset(cfg)
-    train = dataset.train_split()
     settings = common.loader_settings(cfg)
-    sampler = IdentitySampler(
-        train.visible.ids,
-        train.thermal.ids,
-        settings.num_ids,
-        settings.num_instances,
-        seed=int(cfg.seed),
-        num_shards=context.size,
-        shard_id=context.rank,
-    )
+    sampler, pipeline = common.training_data(cfg, dataset, context.size, context.rank)
     if context.size > 1:
         log.info(
             "data parallel over %d ranks: global batch %d x %d pairs, %d per rank; the "
@@ -132,7 +121,6 @@ def run(cfg: DictConfig) -> dict:
             settings.num_instances,
             sampler.batch_size,
         )
-    pipeline = train_pipeline(train.visible, train.thermal, sampler, settings)
     network = common.build_network(cfg, dataset.num_train_ids)
     loss_scaler = _mixed_precision(cfg, network)
     objective = Objective(network, common.build_loss_terms(cfg))
