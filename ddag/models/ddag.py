@@ -77,7 +77,6 @@ class DDAG(nn.Cell):
         pooling, so the heads, both attention branches and the losses stay in float32.
         Parameter names do not change (a wrapper cell would rename them).
         """
-        self.mixed_precision = True
         for name in ("visible_stem", "thermal_stem", "shared_stem", "trunk"):
             cell = getattr(self, name, None)
             if cell is None:

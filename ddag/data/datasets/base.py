@@ -4,8 +4,8 @@ A dataset hands out `ImageSet`s: images of one modality with identities, cameras
 Training sets carry labels relabelled to 0..num_ids-1; test sets keep the original identities.
 """
 
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from dataclasses import dataclass
+from typing import List, Optional
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -38,10 +38,6 @@ class ImageSet:
         """Image `index` as (H, W, 3) uint8 RGB."""
         raise NotImplementedError
 
-    def subset(self, indices) -> "ImageSet":
-        """A view on some of the images, in the given order."""
-        return SubsetImageSet(self, np.asarray(indices, dtype=np.int64))
-
 
 class ArrayImageSet(ImageSet):
     """Images held in memory as one (N, H, W, 3) uint8 array."""
@@ -69,20 +65,6 @@ class FileImageSet(ImageSet):
         return read_rgb(self.names[index], self.size)
 
 
-class SubsetImageSet(ImageSet):
-    """Selected images of another set."""
-
-    def __init__(self, parent: ImageSet, indices: np.ndarray):
-        super().__init__(
-            parent.ids[indices], parent.cams[indices], [parent.names[i] for i in indices]
-        )
-        self.parent = parent
-        self.indices = indices
-
-    def load(self, index: int) -> np.ndarray:
-        return self.parent.load(int(self.indices[index]))
-
-
 def read_rgb(path: str, size=None) -> np.ndarray:
     """Read an image file as (H, W, 3) uint8 RGB (grayscale/RGBA converted), optionally resized.
 
@@ -106,7 +88,6 @@ class Split:
 
     visible: ImageSet
     thermal: ImageSet
-    extra: Dict[str, ImageSet] = field(default_factory=dict)
 
     def modality(self, name: str) -> ImageSet:
         if name not in MODALITIES:
