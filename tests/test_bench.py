@@ -20,5 +20,6 @@ def test_bench_reports_every_part(tmp_path):
         assert entry["images_per_s"] > 0 and entry["infer_images_per_s"] > 0
         assert set(entry["step_s"]) == {"min", "median", "max"}
     assert report["train"]["ddag_over_backbone_step"] > 0
+    assert report["train"]["backbone_over_ddag_inference"] > 0
     assert 0 < report["data"]["share_of_step"]
     assert report["peak_memory_mb"] > 0
