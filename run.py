@@ -16,10 +16,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from ddag.config.callbacks import FAILED_MARKER
 from ddag.config.schema import register_configs
 from ddag.config.validate import validate_config
 from ddag.errors import DdagError, Interrupted
+from ddag.evaluation.tables import FAILED_MARKER
 
 log = logging.getLogger("ddag")
 

@@ -5,10 +5,10 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from ddag.evaluation.tables import FAILED_MARKER
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
-FAILED_MARKER = "FAILED"
 
 
 class FailedJobsReport(Callback):

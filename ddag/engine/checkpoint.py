@@ -107,17 +107,15 @@ def save_checkpoint(path, network, optimizer=None, meta: Optional[dict] = None) 
             for p in optimizer.get_parameters()
             if p.name not in seen
         ]
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    # The ".ckpt" suffix keeps MindSpore from appending one of its own to the temporary name.
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.ckpt", dir=path.parent)
     os.close(fd)
     try:
         ms.save_checkpoint(entries, tmp, append_dict={META_KEY: json.dumps(meta or {})})
-        # MindSpore appends ".ckpt" to names that lack it.
-        written = tmp if os.path.exists(tmp) and os.path.getsize(tmp) else tmp + ".ckpt"
-        os.replace(written, path)
+        os.replace(tmp, path)
     finally:
-        for leftover in (tmp, tmp + ".ckpt"):
-            if os.path.exists(leftover):
-                os.remove(leftover)
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path
 
 
