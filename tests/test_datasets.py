@@ -129,6 +129,20 @@ def test_doctor_on_a_healthy_tree_only_warns_about_counts(regdb_root, sysu_root)
         assert all("published" in f.problem or "without" in f.problem for f in report.findings)
 
 
+def test_sysu_start_up_check_and_splits_walk_the_tree_once(sysu_root, monkeypatch):
+    import ddag.data.datasets.sysu as sysu
+
+    walks = []
+    real = sysu.list_images
+    monkeypatch.setattr(sysu, "list_images", lambda *a: walks.append(a[2]) or real(*a))
+    dataset = SYSUDataset(str(sysu_root), height=32, width=16, use_prepared=False)
+    dataset.check()
+    assert len(walks) == 4  # training and test identities x visible and thermal cameras
+    train, test = dataset.train_split(), dataset.test_split()
+    assert len(walks) == 4
+    assert len(train.visible) == 64 and sorted(set(test.visible.ids)) == [9, 10, 11, 12]
+
+
 def test_doctor_names_missing_index_files(regdb_root):
     (regdb_root / "idx" / "test_thermal_2.txt").unlink()
     report = RegDBDataset(str(regdb_root), trial=2).check()

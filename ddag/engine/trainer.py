@@ -85,7 +85,8 @@ class Trainer:
         epochs: total number of epochs.
         lr_per_step: learning rate of the head group at every step (for logging).
         callbacks: hooks called in order.
-        max_steps_per_epoch: cut epochs short (smoke runs); None runs full epochs.
+        steps_per_epoch: steps taken per epoch, at most the sampler's batches per epoch
+            (fewer cuts epochs short, as smoke runs do).
         seed: seed of the dropout noise; step s uses the generator seeded by (seed, s).
     """
 
@@ -98,16 +99,14 @@ class Trainer:
         epochs: int,
         lr_per_step: np.ndarray,
         callbacks: List[Callback],
-        max_steps_per_epoch: Optional[int] = None,
+        steps_per_epoch: int,
         seed: int = 0,
     ):
         self.step_fn, self.objective = step_fn, objective
         self.pipeline, self.sampler = pipeline, sampler
         self.epochs, self.lr_per_step, self.callbacks = epochs, lr_per_step, callbacks
         self.seed = seed
-        self.steps_per_epoch = sampler.batches_per_epoch
-        if max_steps_per_epoch:
-            self.steps_per_epoch = min(self.steps_per_epoch, max_steps_per_epoch)
+        self.steps_per_epoch = min(steps_per_epoch, sampler.batches_per_epoch)
         self.images_per_step = 2 * sampler.batch_size
         self.noise_size = objective.noise_size(sampler.batch_size)
         self.term_names = ("total",) + objective.term_names

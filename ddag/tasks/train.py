@@ -170,7 +170,7 @@ def run(cfg: DictConfig) -> dict:
         epochs,
         lr_factors * recipe.lr,
         callbacks,
-        cfg.task.max_steps_per_epoch,
+        steps,
         seed=int(cfg.seed),
     )
     try:

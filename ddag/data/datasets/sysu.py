@@ -93,6 +93,7 @@ class SYSUDataset(VIReIDDataset):
         self.height, self.width = height, width
         self.merge_val, self.use_prepared = merge_val, use_prepared
         self._cache: Dict[str, Split] = {}
+        self._listings: Dict[tuple, tuple] = {}
 
     def split_ids(self, name: str) -> List[int]:
         return read_ids(self.root / "exp" / f"{name}_id.txt")
@@ -103,10 +104,17 @@ class SYSUDataset(VIReIDDataset):
             ids = sorted(set(ids) | set(self.split_ids("val")))
         return ids
 
+    def _listing(self, identities: List[int], cameras: Tuple[int, ...]):
+        """`list_images`, remembered so the start-up check and the splits walk the tree once."""
+        key = (tuple(identities), cameras)
+        if key not in self._listings:
+            self._listings[key] = list_images(self.root, identities, cameras)
+        return self._listings[key]
+
     def _file_split(self, identities: List[int], relabel: bool) -> Split:
         sets = []
         for cameras in (RGB_CAMERAS, IR_CAMERAS):
-            paths, ids, cams = list_images(self.root, identities, cameras)
+            paths, ids, cams = self._listing(identities, cameras)
             if relabel:
                 mapping = {identity: i for i, identity in enumerate(identities)}
                 ids = [mapping[i] for i in ids]
@@ -179,7 +187,7 @@ class SYSUDataset(VIReIDDataset):
         paths = []
         for group, identities in (("training", train), ("test", test)):
             for modality, cameras in (("visible", RGB_CAMERAS), ("thermal", IR_CAMERAS)):
-                files, ids, _ = list_images(self.root, identities, cameras)
+                files, ids, _ = self._listing(identities, cameras)
                 paths += files
                 if group == "training":
                     compare_count(
