@@ -110,6 +110,16 @@ def test_none_options_remove_the_branches(tmp_path):
     assert network.output_names == ("pool", "feat", "logits")
 
 
+def test_loss_terms_are_keys_of_loss(tmp_path):
+    cfg = compose_config(["loss.triplet.margin=0.5", "loss.graph=null"], output_dir=tmp_path)
+    validate_config(_resolved(cfg))
+    terms = common.build_loss_terms(cfg)
+    assert list(terms) == ["id", "triplet", "part"]  # null leaves a term out
+    assert terms["triplet"].margin == 0.5
+    with pytest.raises(ConfigError, match=r"loss\.triplet\.margn"):
+        validate_config(_resolved(compose_config(["+loss.triplet.margn=0.5"], output_dir=tmp_path)))
+
+
 def test_conf_tree_is_the_documented_one():
     assert (CONF / "config.yaml").is_file()
     assert (

@@ -96,7 +96,8 @@ def build_network(cfg: DictConfig, num_classes: int):
 
 
 def build_loss_terms(cfg: DictConfig) -> dict:
-    return {name: build(node) for name, node in to_dict(cfg.loss)["terms"].items()}
+    """The named loss terms of `cfg.loss`; a term set to null (`loss.graph=null`) is left out."""
+    return {name: build(node) for name, node in to_dict(cfg.loss).items() if node is not None}
 
 
 def build_protocols(cfg: DictConfig, dataset) -> List:
