@@ -106,7 +106,7 @@ class Trainer:
         self.pipeline, self.sampler = pipeline, sampler
         self.epochs, self.lr_per_step, self.callbacks = epochs, lr_per_step, callbacks
         self.seed = seed
-        self.steps_per_epoch = min(steps_per_epoch, sampler.batches_per_epoch)
+        self.steps_per_epoch = steps_per_epoch
         self.images_per_step = 2 * sampler.batch_size
         self.noise_size = objective.noise_size(sampler.batch_size)
         self.term_names = ("total",) + objective.term_names
