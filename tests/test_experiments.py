@@ -1,9 +1,13 @@
 """Presets, sweeps and tables."""
 
 import json
+import re
+import shlex
 from pathlib import Path
 
 import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Glob
 from omegaconf import OmegaConf
 
 from ddag.config.validate import validate_config
@@ -143,3 +147,47 @@ def test_slurm_launcher_config_composes():
     result = run_cli("hydra/launcher=slurm", "--cfg", "hydra", timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "SlurmLauncher" in result.stdout and "gpus_per_node: 1" in result.stdout
+
+
+def _documented_sweeps():
+    """The `python run.py -m ...` commands of the READMEs, as argument lists (no placeholders)."""
+    commands = []
+    for doc in (ROOT / "README.md", ROOT / "experiments" / "README.md"):
+        for found in re.findall(r"python run\.py -m ([^`\n#]+)", doc.read_text()):
+            args = shlex.split(found)
+            if not any("..." in a or "<" in a for a in args):
+                commands.append(args)
+    return commands
+
+
+def _sweep_values(override):
+    """Every value a sweep override expands to, as the basic sweeper and glob would."""
+    value = override.value()
+    if isinstance(value, Glob):
+        group = CONF / override.key_or_group
+        return value.filter(sorted(p.stem for p in group.glob("*.yaml")))
+    if override.is_sweep_override():
+        assert not any(isinstance(v, Glob) for v in getattr(value, "list", [])), (
+            f"{override.input_line}: Hydra cannot expand glob() inside a list; "
+            "give glob a list of patterns instead"
+        )
+        return list(override.sweep_string_iterator())
+    return [override.get_value_element_as_str()]
+
+
+@pytest.mark.parametrize("args", _documented_sweeps(), ids=" ".join)
+def test_documented_sweeps_expand_to_configs_that_compose(args, tmp_path):
+    overrides = [
+        o
+        for o in OverridesParser.create().parse_overrides(args)
+        if not o.key_or_group.startswith("hydra")
+    ]
+    assert overrides
+    sweeps = {o.get_key_element(): _sweep_values(o) for o in overrides}
+    assert all(sweeps.values()), sweeps
+    first = {key: values[0] for key, values in sweeps.items()}
+    for key, values in sweeps.items():
+        for value in values:
+            job = {**first, key: value}
+            cfg = compose_config([f"{k}={v}" for k, v in job.items()], output_dir=tmp_path)
+            validate_config(OmegaConf.to_container(cfg, resolve=True))
