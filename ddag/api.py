@@ -12,7 +12,7 @@ from typing import List, Union
 import numpy as np
 
 from ddag.config.instantiate import network_for_checkpoint
-from ddag.data.datasets.base import ArrayImageSet, ImageSet
+from ddag.data.datasets.base import ArrayImageSet, FileImageSet, ImageSet
 from ddag.data.datasets.folder import folder_images
 from ddag.data.loader import LoaderSettings
 from ddag.engine.runtime import RuntimeSettings, setup_runtime
@@ -79,8 +79,6 @@ class ReIDModel:
             n = len(images)
             return ArrayImageSet(images, [-1] * n, [-1] * n, [f"array[{i}]" for i in range(n)])
         if isinstance(images, (list, tuple)):
-            from ddag.data.datasets.base import FileImageSet
-
             n = len(images)
             return FileImageSet(list(images), [-1] * n, [-1] * n, self.height, self.width)
         return folder_images(images, self.height, self.width)

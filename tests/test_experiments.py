@@ -87,6 +87,9 @@ def test_table_means_stds_differences_and_missing_runs():
     markdown = table_markdown(table)
     assert "50.00 ± 10.00 (50.00, +0.00)" in markdown and "Missing runs:" in markdown
     assert "- a: seed 0, trial 3" in markdown
+    assert "Failed jobs" not in markdown
+    table["failed_jobs"] = ["sweep/1"]
+    assert "Failed jobs (see their logs): sweep/1" in table_markdown(table)
     assert table_csv(table).splitlines()[1].startswith("a,v2t,FC_att,2,3,50.0,10.0,50.0,0.0")
 
 

@@ -120,6 +120,8 @@ def table_markdown(table: dict) -> str:
     sources = sorted({r["source"] for r in table["rows"] if r["source"]})
     if sources:
         lines += ["", "Paper numbers: " + "; ".join(sources) + "."]
+    if table.get("failed_jobs"):
+        lines += ["", "Failed jobs (see their logs): " + ", ".join(table["failed_jobs"])]
     return "\n".join(lines) + "\n"
 
 

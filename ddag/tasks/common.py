@@ -7,7 +7,7 @@ from typing import List
 
 from omegaconf import DictConfig, OmegaConf
 
-from ddag.config.instantiate import build
+from ddag.config.instantiate import build, network_for_checkpoint
 from ddag.config.instantiate import build_network as instantiate_network
 from ddag.config.validate import check_node
 from ddag.data.loader import LoaderSettings, train_pipeline
@@ -93,6 +93,13 @@ def build_dataset(cfg: DictConfig, check: bool = True):
 def build_network(cfg: DictConfig, num_classes: int):
     """The DDAG network of `cfg.model`."""
     return instantiate_network(to_dict(cfg.model), num_classes)
+
+
+def network_from_checkpoint(cfg: DictConfig):
+    """(network, meta) of `task.checkpoint`, built with `cfg.model` unless the file says more."""
+    network, report, meta = network_for_checkpoint(cfg.task.checkpoint, to_dict(cfg.model))
+    log.info("loaded %s: %s", cfg.task.checkpoint, report.summary())
+    return network, meta
 
 
 def build_loss_terms(cfg: DictConfig) -> dict:

@@ -4,7 +4,6 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ddag.config.instantiate import network_for_checkpoint
 from ddag.evaluation.evaluator import evaluate
 from ddag.evaluation.features import FeatureExtractor
 from ddag.evaluation.plots import cmc_image, save_cmc_image
@@ -49,8 +48,7 @@ def run(cfg: DictConfig) -> dict:
     common.setup(cfg)
     path = Path(str(cfg.task.checkpoint))
     dataset = common.build_dataset(cfg)
-    network, report, meta = network_for_checkpoint(path, common.to_dict(cfg.model))
-    log.info("loaded %s: %s", path, report.summary())
+    network, meta = common.network_from_checkpoint(cfg)
     identity = {
         "checkpoint": str(path),
         "epoch": meta.get("state", {}).get("epoch"),

@@ -4,7 +4,6 @@ import numpy as np
 from omegaconf import DictConfig
 
 from ddag.api import ReIDModel
-from ddag.config.instantiate import network_for_checkpoint
 from ddag.data.datasets.folder import folder_images
 from ddag.errors import ConfigError
 from ddag.tasks import common
@@ -16,10 +15,7 @@ SPLITS = ("train", "val", "test")
 
 def load_model(cfg: DictConfig) -> ReIDModel:
     """The checkpoint of `task.checkpoint` as a ReIDModel at the configured input size."""
-    if not cfg.task.checkpoint:
-        raise ConfigError(f"task={cfg.task.name} needs task.checkpoint=PATH")
-    network, report, _ = network_for_checkpoint(cfg.task.checkpoint, common.to_dict(cfg.model))
-    log.info("loaded %s: %s", cfg.task.checkpoint, report.summary())
+    network, _ = common.network_from_checkpoint(cfg)
     settings = common.loader_settings(cfg)
     return ReIDModel(
         network, settings.height, settings.width, settings.test_batch_size, bool(cfg.eval.flip)

@@ -32,14 +32,11 @@ def run(cfg: DictConfig) -> dict:
     table["failed_jobs"] = found["failed"]
     folder = Path(str(cfg.task.results_dir)) if cfg.task.results_dir else common.output_dir(cfg)
     paths = write_table(table, folder)
-    text = table_markdown(table)
-    if found["failed"]:
-        text += "\nFailed jobs (see their logs): " + ", ".join(found["failed"]) + "\n"
     log.info(
         "table %s from %d records, written to %s\n%s",
         manifest["name"],
         len(found["records"]),
         ", ".join(map(str, paths)),
-        text,
+        table_markdown(table),
     )
     return {"rows": len(table["rows"]), "missing": sum(len(r["missing"]) for r in table["rows"])}
