@@ -1,7 +1,6 @@
-"""Shared fixtures: composed configs with tiny overrides and the reference files."""
+"""Shared fixtures: composed configs with tiny overrides and the reference data in tests/data."""
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from ddag.config.schema import register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-SHARED = ROOT.parent / "shared" / "reference"
+DATA = Path(__file__).resolve().parent / "data"
 
 # Small enough for a CPU test, big enough to learn: 8 train ids, 4 images per id and modality.
 TINY = [
@@ -43,10 +42,10 @@ def tiny_overrides():
     return list(TINY)
 
 
-def shared_reference(name: str) -> Path:
-    """Path of a file in shared/reference (beside the repository, or $DDAG_SHARED_REFERENCE)."""
-    path = Path(os.environ.get("DDAG_SHARED_REFERENCE", SHARED)) / name
-    assert path.is_file(), f"{path} is missing: the reference files must sit in ../shared/reference"
+def reference_data(name: str) -> Path:
+    """Path of a reference file kept in tests/data (see tests/data/README.md for its origin)."""
+    path = DATA / name
+    assert path.is_file(), f"{path} is missing from the repository"
     return path
 
 

@@ -5,11 +5,11 @@ import pytest
 
 from ddag.errors import EvaluationError
 from ddag.evaluation.metrics import cosine_distance, rank_metrics
-from tests.conftest import load_json, shared_reference
+from tests.conftest import load_json, reference_data
 
 
 def _golden_cases():
-    return load_json(shared_reference("golden_metrics.json"))["cases"]
+    return load_json(reference_data("golden_metrics.json"))["cases"]
 
 
 def test_golden_file_has_both_protocols():

@@ -14,7 +14,7 @@ from ddag.models.attention.cgsa import GraphStructuredAttention
 from ddag.models.attention.iwpa import WeightedPartAttention
 from ddag.models.backbones.resnet import ResNet
 from ddag.models.ddag import DDAG, THERMAL, VISIBLE, EmbeddingNet
-from tests.conftest import load_json, shared_reference
+from tests.conftest import load_json, reference_data
 
 ms.set_context(mode=ms.PYNATIVE_MODE)
 TINY = dict(layers=(1, 1, 1, 1), widths=(4, 4, 8, 8), stem_channels=8)
@@ -113,7 +113,7 @@ def test_every_parameter_gets_a_gradient_in_training():
 @pytest.mark.slow
 @pytest.mark.parametrize("stems", ["two_stream", "shared"])
 def test_resnet50_names_and_shapes_match_model_zoo_manifest(stems):
-    manifest = load_json(shared_reference("ms_param_manifest_regdb.json"))
+    manifest = load_json(reference_data("ms_param_manifest_regdb.json"))
     zoo = {p["name"]: tuple(p["shape"]) for p in manifest["params"]}
     net = _network(
         stems,

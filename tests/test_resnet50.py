@@ -6,7 +6,7 @@ import pytest
 
 from ddag.config.instantiate import network_for_checkpoint
 from ddag.tasks import eval as eval_task
-from tests.conftest import compose_config, load_json, shared_reference
+from tests.conftest import compose_config, load_json, reference_data
 
 
 def _model_zoo_checkpoint(path, manifest):
@@ -29,7 +29,7 @@ def _model_zoo_checkpoint(path, manifest):
 
 @pytest.mark.slow
 def test_model_zoo_checkpoint_is_evaluated_with_its_shared_layout(tmp_path):
-    manifest = load_json(shared_reference("ms_param_manifest_regdb.json"))
+    manifest = load_json(reference_data("ms_param_manifest_regdb.json"))
     path = tmp_path / "ddag_regdb.ckpt"
     values = _model_zoo_checkpoint(path, manifest)
     cfg = compose_config(

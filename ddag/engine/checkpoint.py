@@ -1,7 +1,7 @@
 """Checkpoints: atomic save with metadata inside the file, load with a readable report.
 
 Checkpoint names are API: the table `MS_ZOO_PREFIXES` maps the MindSpore model-zoo DDAG names
-(shared/reference/ms_param_manifest_*.json) onto ours, for both stem layouts.
+(tests/data/ms_param_manifest_regdb.json lists them) onto ours, for both stem layouts.
 """
 
 import json

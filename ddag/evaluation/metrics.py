@@ -3,7 +3,7 @@
 Pure numpy and vectorised over queries, without sorting the gallery: the position of each true
 match in the (stable) ranking is counted directly, and CMC, AP and INP follow from those
 positions. Reproduces `eval_sysu` and `eval_regdb` of the reference (mangye16/DDAG
-`eval_metrics.py`); shared/reference/golden_metrics.json holds its outputs and
+`eval_metrics.py`); tests/data/golden_*.json hold its outputs and
 tests/test_metrics.py compares with them.
 
 Reference rules kept on purpose:
