@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ddag.engine.schedules import WarmupLinearDecay, WarmupStep
+from ddag.engine.schedules import WarmupStep
 
 
 def test_paper_schedule_turning_points():
@@ -22,12 +22,3 @@ def test_per_step_array_is_constant_within_an_epoch():
     lr = WarmupStep(2, (3,), 0.1).per_step(0.1, epochs=4, steps_per_epoch=3)
     np.testing.assert_allclose(lr, [0.05] * 3 + [0.1] * 3 + [0.1] * 3 + [0.01] * 3, rtol=1e-6)
     assert lr.dtype == np.float32
-
-
-def test_port_schedule_decays_linearly():
-    schedule = WarmupLinearDecay(warmup_epochs=5, decay_start=15, decay_end=27, final_factor=0.01)
-    assert schedule.factor(0) == pytest.approx(0.2)
-    assert schedule.factor(14) == pytest.approx(1.0)
-    assert schedule.factor(21) == pytest.approx(1 + 0.5 * (0.01 - 1))
-    assert schedule.factor(27) == pytest.approx(0.01)
-    assert schedule.factor(39) == pytest.approx(0.01)

@@ -1,15 +1,30 @@
 """DDAG's identity sampler over both modalities, as a `mindspore.dataset.Sampler`.
 
 Reference: mangye16/DDAG `utils.py` (IdentitySampler). Per epoch: N = max(#visible, #thermal)
-images, int(N / (P*K)) + 1 batches; each batch draws P identities without replacement, then K
-visible and K thermal images of each identity with replacement. Visible and thermal image i of a
-batch share an identity. The order depends only on (seed, epoch), so runs and resumes repeat.
+images, int(N / (P*K)) + 1 batches; each batch draws P identities without replacement, then for
+each identity in turn K visible and K thermal images with replacement. Visible and thermal image
+i of a batch share an identity. The order depends only on (seed, epoch), so runs and resumes
+repeat; `draw_batches` with the legacy global generator gives the reference's exact indices.
 """
 
 import mindspore.dataset as ds
 import numpy as np
 
 from ddag.errors import DatasetError
+
+
+def draw_batches(rng, identities, visible_by_id, thermal_by_id, num_ids, num_instances, batches):
+    """(visible, thermal) index arrays of `batches` P x K batches, in the reference's draw order.
+
+    `rng` is anything with numpy's `choice` (a Generator, or a RandomState to repeat the
+    reference's `np.random` calls draw for draw).
+    """
+    visible, thermal = [], []
+    for _ in range(batches):
+        for identity in rng.choice(identities, num_ids, replace=False):
+            visible.append(rng.choice(visible_by_id[identity], num_instances))
+            thermal.append(rng.choice(thermal_by_id[identity], num_instances))
+    return np.concatenate(visible), np.concatenate(thermal)
 
 
 class IdentitySampler(ds.Sampler):
@@ -68,20 +83,21 @@ class IdentitySampler(ds.Sampler):
 
     def epoch_pairs(self, epoch: int):
         """(visible_index, thermal_index) arrays of every batch of `epoch`, for this shard."""
-        rng = np.random.default_rng((self.seed, epoch))
-        visible, thermal = [], []
-        for _ in range(self.batches_per_epoch):
-            chosen = rng.choice(self.identities, self.num_ids, replace=False)
-            v = np.concatenate(
-                [rng.choice(self._visible_by_id[i], self.num_instances) for i in chosen]
-            )
-            t = np.concatenate(
-                [rng.choice(self._thermal_by_id[i], self.num_instances) for i in chosen]
-            )
-            share = slice(self.shard_id * self.batch_size, (self.shard_id + 1) * self.batch_size)
-            visible.append(v[share])
-            thermal.append(t[share])
-        return np.concatenate(visible), np.concatenate(thermal)
+        visible, thermal = draw_batches(
+            np.random.default_rng((self.seed, epoch)),
+            self.identities,
+            self._visible_by_id,
+            self._thermal_by_id,
+            self.num_ids,
+            self.num_instances,
+            self.batches_per_epoch,
+        )
+        share = slice(self.shard_id * self.batch_size, (self.shard_id + 1) * self.batch_size)
+        per_batch = self.num_ids * self.num_instances
+        return (
+            visible.reshape(-1, per_batch)[:, share].ravel(),
+            thermal.reshape(-1, per_batch)[:, share].ravel(),
+        )
 
     def pair_at(self, slot: int):
         """(epoch, position, visible_index, thermal_index) of a slot yielded by iteration."""

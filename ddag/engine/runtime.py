@@ -85,7 +85,16 @@ def setup_runtime(settings: RuntimeSettings, seed: int) -> DistributedContext:
     device_id = settings.device_id
     if settings.distributed and settings.device_target != "CPU":
         device_id = int(os.environ.get("DEVICE_ID", device_id))  # msrun: one device per rank
-    ms.set_device(settings.device_target, device_id)
+    try:
+        ms.set_device(settings.device_target, device_id)
+    except RuntimeError as err:
+        # In one process (a notebook, the tests) kernels may already have run on the default
+        # CPU device; MindSpore then refuses set_device even for the same target.
+        if settings.device_target != "CPU":
+            raise DeviceError(
+                f"cannot switch this process to {settings.device_target}: MindSpore already ran "
+                f"on another device ({err}). Start a new process."
+            ) from err
     if settings.deterministic:
         ms.set_context(deterministic="ON")
     if settings.num_threads > 0:

@@ -41,30 +41,32 @@ class WarmupStep:
         return (base_lr * np.repeat(factors, steps_per_epoch)).astype(np.float32)
 
 
-class WarmupLinearDecay(WarmupStep):
-    """The MindSpore port's recipe: linear warm-up, then a linear decay between two epochs.
+class PortStepDecay(WarmupStep):
+    """The MindSpore port's recipe, exactly as its code computes it.
+
+    Reference: model-zoo research/cv/DDAG `train.py` (learning-rate table). With E = epoch + 1:
+    E < warmup: E / warmup; then 1 until `decay_start`; from `decay_start` to `decay_end` one
+    more factor `gamma` every epoch (gamma^(E - decay_start + 1)); after `decay_end` the
+    `decay_end` value. With the port's 15 and 27 the rate is 1e-13 x lr at the end: learning
+    effectively stops after epoch ~17 (spec of the port, not a typo here).
 
     Args:
-        warmup_epochs: epochs of linear warm-up.
-        decay_start: epoch at which the linear decay starts.
-        decay_end: epoch at which the rate reaches `final_factor` and stays there.
-        final_factor: multiplier reached at `decay_end`.
+        warmup_epochs: epochs of linear warm-up (port 5).
+        decay_start: first 1-based epoch multiplied by `gamma` (port 15).
+        decay_end: last 1-based epoch that decays (port 27).
+        gamma: decay factor per epoch (port 0.1).
     """
 
     def __init__(
-        self,
-        warmup_epochs: int = 5,
-        decay_start: int = 15,
-        decay_end: int = 27,
-        final_factor: float = 0.01,
+        self, warmup_epochs: int = 5, decay_start: int = 15, decay_end: int = 27, gamma: float = 0.1
     ):
-        super().__init__(warmup_epochs, (), 1.0)
-        self.decay_start, self.decay_end, self.final_factor = decay_start, decay_end, final_factor
+        super().__init__(warmup_epochs, (), gamma)
+        self.decay_start, self.decay_end = decay_start, decay_end
 
     def factor(self, epoch: int) -> float:
-        if epoch < self.warmup_epochs:
-            return (epoch + 1) / self.warmup_epochs
-        if epoch < self.decay_start:
+        number = epoch + 1
+        if number < self.warmup_epochs:
+            return number / self.warmup_epochs
+        if number < self.decay_start:
             return 1.0
-        progress = min(1.0, (epoch - self.decay_start) / max(1, self.decay_end - self.decay_start))
-        return 1.0 + progress * (self.final_factor - 1.0)
+        return self.gamma ** (min(number, self.decay_end) - self.decay_start + 1)
