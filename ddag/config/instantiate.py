@@ -15,6 +15,7 @@ from ddag.engine.checkpoint import (
     read_checkpoint,
 )
 from ddag.errors import CheckpointError, ConfigError, DdagError
+from ddag.models.architecture import build_spec
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -56,12 +57,16 @@ def build(node, **kwargs):
 
 
 def build_network(model: dict, num_classes: int):
-    """A DDAG network from a plain model dict; absent/empty attention options mean none."""
+    """A DDAG network from a plain model spec; absent/empty attention options mean none.
+
+    Built by `ddag.models.architecture`, which admits only `ddag.models` classes and plain
+    values, whether the spec comes from the user's config or from a checkpoint file.
+    """
     model = copy.deepcopy(model)
     for branch in ("part_attention", "graph_attention"):
         if not model.get(branch):
             model[branch] = None
-    return build(model, num_classes=num_classes, _convert_="all")
+    return build_spec(model, num_classes=num_classes)
 
 
 def num_classes_of(params: dict, path) -> int:
@@ -93,8 +98,17 @@ def network_for_checkpoint(path, fallback_model: Optional[dict] = None) -> Tuple
     model = meta.get("model") or fallback_model
     if model is None:
         raise CheckpointError(f"{path} does not say which model it holds; pass the model config")
+    if not isinstance(model, dict):
+        raise CheckpointError(f"{path}: its stored model is not a mapping; the file is damaged")
     model = copy.deepcopy(model)
-    model.get("backbone", {}).pop("pretrained", None)  # the weights come from the checkpoint
-    network = build_network(model, num_classes_of(params, path))
+    if isinstance(model.get("backbone"), dict):
+        model["backbone"].pop("pretrained", None)  # the weights come from the checkpoint
+    try:
+        network = build_network(model, num_classes_of(params, path))
+    except ConfigError as err:
+        raise CheckpointError(
+            f"{path}: the architecture stored in the checkpoint is refused: {err}. A checkpoint "
+            "may only name ddag.models components with plain values; nothing was built"
+        ) from None
     report: LoadReport = load_into(network, params, strict=True)
     return network, report, meta

@@ -1,0 +1,100 @@
+"""Architectures as plain data: checked and built without running anything a file names.
+
+A model spec is the `model` config node: nested dicts whose `_target_` names a class defined in
+`ddag.models` (the DDAG network, a backbone recipe, an attention module), optionally with
+`_partial_: true`, and whose other keys are constructor arguments with plain values. Checkpoints
+store their spec, so a spec may come from a downloaded file: it is data, and may only choose
+among our own components. Hydra's `instantiate` would call any importable callable a file
+names (`builtins.open`, `os.system`, ...), so specs are built here instead.
+"""
+
+import functools
+import importlib
+import inspect
+from typing import Any, Dict
+
+from ddag.errors import ConfigError
+
+COMPONENT_PACKAGE = "ddag.models."
+_SPEC_KEYS = ("_target_", "_partial_")
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def resolve_component(path: Any, where: str = "model") -> type:
+    """The class `path` names, if it is a class defined in `ddag.models` under that very name.
+
+    The name must be the class's own `module.QualName`: an alias reached through another
+    module's attributes (`ddag.models.x.os.system`) is refused without being called.
+    """
+    if not isinstance(path, str) or not path.startswith(COMPONENT_PACKAGE):
+        raise ConfigError(
+            f"{where}._target_={path!r} is not allowed: a model may only use classes of "
+            f"the {COMPONENT_PACKAGE.rstrip('.')} package"
+        )
+    module_path, _, name = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_path)
+    except ImportError as err:
+        raise ConfigError(f"{where}._target_={path!r}: no such module ({err})") from None
+    component = module.__dict__.get(name)
+    if not (
+        inspect.isclass(component)
+        and component.__module__ == module_path
+        and component.__qualname__ == name
+    ):
+        raise ConfigError(
+            f"{where}._target_={path!r} is not a component class defined in {module_path}"
+        )
+    return component
+
+
+def _check_value(value: Any, where: str) -> None:
+    if isinstance(value, _PLAIN):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            if isinstance(item, dict):
+                raise ConfigError(f"{where}[{i}]: components inside lists are not supported")
+            _check_value(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        check_spec(value, where)
+        return
+    raise ConfigError(f"{where} holds a {type(value).__name__}; only plain values are allowed")
+
+
+def check_spec(spec: Any, where: str = "model") -> type:
+    """Validate a spec (recursively) and return the class of its top node; ConfigError if not."""
+    if not isinstance(spec, dict) or "_target_" not in spec:
+        raise ConfigError(f"{where} must be a mapping with a _target_, got {type(spec).__name__}")
+    component = resolve_component(spec["_target_"], where)
+    parameters = inspect.signature(component).parameters
+    for key, value in spec.items():
+        key_where = f"{where}.{key}"
+        if key == "_partial_":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{key_where} must be true or false, got {value!r}")
+        elif key != "_target_":
+            if str(key).startswith("_") or key not in parameters:
+                raise ConfigError(
+                    f"unknown key {key_where!r}: {spec['_target_']} accepts "
+                    f"{[p for p in parameters if p not in ('self', 'args', 'kwargs')]}"
+                )
+            _check_value(value, key_where)
+    return component
+
+
+def build_spec(spec: Dict, where: str = "model", **extra):
+    """Build a checked spec: nested specs first; `_partial_` nodes become functools.partial."""
+    component = check_spec(spec, where)
+    kwargs = {}
+    for key, value in spec.items():
+        if key in _SPEC_KEYS:
+            continue
+        kwargs[key] = build_spec(value, f"{where}.{key}") if isinstance(value, dict) else value
+    if spec.get("_partial_", False):
+        return functools.partial(component, **kwargs, **extra)
+    try:
+        return component(**kwargs, **extra)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where} ({spec['_target_']}): {err}") from err

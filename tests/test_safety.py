@@ -1,0 +1,84 @@
+"""Untrusted files hold data only: checkpoints, manifests and index files cannot run code or
+reach files outside their folder, and damaged files are refused instead of loaded."""
+
+import copy
+
+import mindspore as ms
+import pytest
+
+from ddag.config.instantiate import build_network, network_for_checkpoint
+from ddag.engine.checkpoint import save_checkpoint
+from ddag.errors import CheckpointError
+
+ms.set_context(mode=ms.PYNATIVE_MODE)
+
+TINY_MODEL = {
+    "_target_": "ddag.models.ddag.DDAG",
+    "stems": "two_stream",
+    "low_dim": 8,
+    "backbone": {
+        "_target_": "ddag.models.backbones.resnet.ResNet",
+        "layers": [1, 1, 1, 1],
+        "widths": [4, 4, 8, 8],
+        "stem_channels": 8,
+        "last_stride": 1,
+        "pretrained": None,
+        "strict": True,
+    },
+    "part_attention": {
+        "_target_": "ddag.models.attention.iwpa.WeightedPartAttention",
+        "_partial_": True,
+        "num_parts": 2,
+    },
+    "graph_attention": None,
+}
+
+
+def _with(path, value):
+    """TINY_MODEL with the value at a dotted `path` replaced."""
+    model = copy.deepcopy(TINY_MODEL)
+    *parents, last = path.split(".")
+    node = model
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return model
+
+
+def _fill(value, victim: str):
+    """`value` with every "VICTIM" string replaced by the victim file's path."""
+    if isinstance(value, dict):
+        return {k: _fill(v, victim) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, victim) for v in value]
+    return value.replace("VICTIM", victim) if isinstance(value, str) else value
+
+
+@pytest.mark.parametrize(
+    "path, value",
+    [
+        ("backbone.stem_channels", {"_target_": "builtins.open", "_args_": ["VICTIM", "w"]}),
+        ("backbone.stem_channels", {"_target_": "os.system", "_args_": ["echo > VICTIM"]}),
+        # An alias reached through one of our modules' attributes is still not our class.
+        ("backbone", {"_target_": "ddag.models.architecture.importlib.import_module"}),
+        ("backbone._args_", ["VICTIM"]),
+        ("_target_", "pathlib.Path.write_text"),
+        ("part_attention._recursive_", False),
+    ],
+)
+def test_a_checkpoint_cannot_choose_what_gets_built(tmp_path, path, value):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    crafted = _with(path, _fill(value, str(victim)))
+    checkpoint = tmp_path / "crafted.ckpt"
+    save_checkpoint(checkpoint, build_network(TINY_MODEL, 4), meta={"model": crafted})
+    with pytest.raises(CheckpointError, match="refused"):
+        network_for_checkpoint(checkpoint)
+    assert victim.read_text() == "precious"
+
+
+def test_a_checkpoint_with_our_components_and_plain_values_loads(tmp_path):
+    checkpoint = tmp_path / "good.ckpt"
+    save_checkpoint(checkpoint, build_network(TINY_MODEL, 4), meta={"model": TINY_MODEL})
+    network, report, _ = network_for_checkpoint(checkpoint)
+    assert report.ok and network.has_part_attention and not network.has_graph_attention
