@@ -201,3 +201,33 @@ def test_re_ranking_matches_the_plain_algorithm_and_helps_on_clusters():
     plain = rank_metrics(cosine_distance(q, g), q_ids, g_ids, protocol="regdb")
     better = rank_metrics(reranked, q_ids, g_ids, protocol="regdb")
     assert better.mAP > plain.mAP
+
+
+def test_rerank_setting_re_ranks_every_protocol():
+    from ddag.evaluation.evaluator import evaluate_features
+    from ddag.evaluation.metrics import rank_metrics
+    from ddag.evaluation.rerank import re_ranking
+
+    rng = np.random.default_rng(3)
+    split = _image_split()
+    centres = rng.normal(size=(10, 16))
+
+    def features(image_set):
+        x = centres[image_set.ids % 10] + 0.9 * rng.normal(size=(len(image_set), 16))
+        x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+        return {"FC": x, "FC_att": x}
+
+    feats = {"visible": features(split.visible), "thermal": features(split.thermal)}
+    protocols = [CrossModalProtocol("visible", "thermal")]
+    settings = {"k1": 6, "k2": 3, "lambda_value": 0.3}
+    plain = evaluate_features(feats, split, protocols)[0]
+    reranked = evaluate_features(feats, split, protocols, rerank=settings)[0]
+    assert reranked.flags["rerank"] and reranked.flags["transductive"]
+    assert reranked.trials[0] != plain.trials[0]
+    expected = rank_metrics(
+        re_ranking(feats["visible"]["FC"], feats["thermal"]["FC"], **settings),
+        split.visible.ids,
+        split.thermal.ids,
+        protocol="regdb",
+    )
+    assert reranked.trials[0] == pytest.approx(expected.as_dict())

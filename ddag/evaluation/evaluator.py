@@ -4,6 +4,7 @@ from typing import Dict, List, Optional
 
 from ddag.evaluation.features import FeatureExtractor
 from ddag.evaluation.metrics import cosine_distance, rank_metrics
+from ddag.evaluation.rerank import re_ranking
 from ddag.evaluation.results import ResultRecord
 
 FEATURES = ("FC", "FC_att")
@@ -19,7 +20,8 @@ def evaluate_features(
 ) -> List[ResultRecord]:
     """Score precomputed split features (see `FeatureExtractor.split_features`) on protocols.
 
-    `rerank`: keyword arguments of `re_ranking` (k1, k2, lambda_value) to re-rank, or None.
+    `rerank`: keyword arguments of `re_ranking` (k1, k2, lambda_value): every protocol then
+    ranks with the re-ranked distances instead of the cosine distances. None: no re-ranking.
     """
     flags = {**(flags or {}), "rerank": rerank is not None}
     if rerank is not None:
@@ -32,9 +34,11 @@ def evaluate_features(
             q_mod, q_idx, g_mod, g_idx = protocol.select(split, trial)
             q_set, g_set = split.modality(q_mod), split.modality(g_mod)
             for name in FEATURES:
-                distmat = cosine_distance(
-                    features[q_mod][name][q_idx], features[g_mod][name][g_idx]
-                )
+                query, gallery = features[q_mod][name][q_idx], features[g_mod][name][g_idx]
+                if rerank is None:
+                    distmat = cosine_distance(query, gallery)
+                else:
+                    distmat = re_ranking(query, gallery, **rerank)
                 result = rank_metrics(
                     distmat,
                     q_set.ids[q_idx],
@@ -55,7 +59,7 @@ def evaluate_features(
                     protocol=protocol.name,
                     fingerprint=protocol.fingerprint(),
                     feature=name,
-                    flags=dict(flags or {}),
+                    flags=dict(flags),
                     identity=dict(identity or {}),
                     trials=per_feature[name],
                     cmc=mean_cmc,
