@@ -216,3 +216,87 @@ def test_corrupt_image_met_during_training_is_named(tmp_path):
     )
     with pytest.raises(DatasetError, match=r"cannot read image .*\.bmp"):
         train.run(cfg)
+
+
+def _rewrite_index(root, name, edit):
+    path = root / "idx" / name
+    path.write_text(edit(path.read_text()))
+
+
+def test_regdb_training_labels_mean_one_person_in_both_modalities(regdb_root):
+    # Drop one training identity from the thermal index: the visible labels would shift by one
+    # against the thermal ones if each modality were relabelled on its own.
+    first_label = (regdb_root / "idx" / "train_thermal_1.txt").read_text().split()[1]
+    _rewrite_index(
+        regdb_root,
+        "train_thermal_1.txt",
+        lambda text: "\n".join(
+            line for line in text.splitlines() if line.split()[1] != first_label
+        ),
+    )
+    dataset = RegDBDataset(str(regdb_root), trial=1, height=32, width=16)
+    with pytest.raises(DatasetError, match="different identities"):
+        dataset.train_split()
+    report = RegDBDataset(str(regdb_root), trial=1, height=32, width=16).check()
+    assert any("different identities" in f.problem for f in report.errors)
+    assert f"label {first_label} (visible only)" in report.text()
+
+
+@pytest.mark.parametrize("bad_path", ["../../etc/hostname", "/etc/hostname", "Visible/../../x.bmp"])
+def test_regdb_index_paths_cannot_leave_the_root(regdb_root, bad_path):
+    _rewrite_index(regdb_root, "test_visible_1.txt", lambda text: f"{bad_path} 3\n" + text)
+    with pytest.raises(DatasetError, match="outside the dataset root"):
+        RegDBDataset(str(regdb_root), trial=1).test_split()
+
+
+def test_index_and_split_files_that_are_not_text_are_named(regdb_root, sysu_root):
+    (regdb_root / "idx" / "test_thermal_1.txt").write_bytes(b"Thermal/1/a.bmp 1\n\xff\xfe\x00")
+    with pytest.raises(DatasetError, match="not a UTF-8 text file"):
+        RegDBDataset(str(regdb_root), trial=1).test_split()
+    (sysu_root / "exp" / "test_id.txt").write_bytes(b"\xff\xfe1,2")
+    with pytest.raises(DatasetError, match="not a UTF-8 text file"):
+        SYSUDataset(str(sysu_root)).test_split()
+
+
+def test_sysu_reads_only_image_files(sysu_root):
+    before = SYSUDataset(str(sysu_root), height=32, width=16).test_split()
+    test_id = int((sysu_root / "exp" / "test_id.txt").read_text().split(",")[0])
+    folder = sysu_root / "cam1" / f"{test_id:04d}"
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    (folder / "._0001.jpg").write_bytes(b"\x00\x05\x16\x07")
+    after = SYSUDataset(str(sysu_root), height=32, width=16).test_split()
+    assert after.visible.names == before.visible.names
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
+    ramp = (np.arange(64 * 32, dtype=np.uint32).reshape(64, 32) * 31).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "thermal.png")
+    rgb = read_rgb(str(tmp_path / "thermal.png"))
+    assert rgb.shape == (64, 32, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb[..., 0], np.round(ramp / 257.0).astype(np.uint8))
+    assert rgb.min() == 0 and rgb.max() == round(ramp.max() / 257)
+
+
+def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4096 pixels is then a "bomb"
+    with pytest.raises(DatasetError, match="refusing image"):
+        read_rgb(str(tmp_path / "bomb.png"))
+
+
+def test_prepared_arrays_of_other_split_files_are_not_used(sysu_root):
+    prepare_sysu(SYSUDataset(str(sysu_root), height=32, width=16), chunk=20)
+    fresh = SYSUDataset(str(sysu_root), height=32, width=16)
+    assert fresh.prepared_split() is not None
+    # Move one identity from train to test: the packed arrays no longer describe the split.
+    train_ids = (sysu_root / "exp" / "train_id.txt").read_text().strip().split(",")
+    (sysu_root / "exp" / "train_id.txt").write_text(",".join(train_ids[1:]))
+    moved = SYSUDataset(str(sysu_root), height=32, width=16)
+    assert moved.prepared_split() is None
+    assert moved.train_split().visible.names[0].endswith(".jpg")
+    assert moved.num_train_ids == int(moved.train_split().visible.ids.max()) + 1
+    # Arrays without their fingerprint (e.g. packed by other code) are not trusted either.
+    (sysu_root / "train_resized_fingerprint.json").unlink()
+    (sysu_root / "exp" / "train_id.txt").write_text(",".join(train_ids))
+    assert SYSUDataset(str(sysu_root), height=32, width=16).prepared_split() is None

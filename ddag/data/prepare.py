@@ -6,6 +6,7 @@ chunks kept under `<root>/.ddag_prepare/`, so an interrupted run resumes where i
 file is written to a temporary name and renamed, so nothing is ever half-written.
 """
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -13,7 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from ddag.data.datasets.base import ImageSet
-from ddag.data.datasets.sysu import SYSUDataset, prepared_paths
+from ddag.data.datasets.sysu import (
+    SYSUDataset,
+    fingerprint_path,
+    prepared_paths,
+    split_files_fingerprint,
+)
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -43,7 +49,8 @@ def _pack(images: ImageSet, work: Path, prefix: str, chunk: int) -> np.ndarray:
 def prepare_sysu(dataset: SYSUDataset, chunk: int = 1000) -> dict:
     """Write the packed training arrays of `dataset` (skipped when already complete)."""
     targets = prepared_paths(dataset.root, dataset.merge_val)
-    if all(p.is_file() for p in targets.values()):
+    fingerprint = fingerprint_path(dataset.root, dataset.merge_val)
+    if dataset.prepared_split() is not None:
         log.info("prepared arrays already present in %s", dataset.root)
         return {name: str(path) for name, path in targets.items()}
     visible, thermal = dataset.decoded_train_sets()
@@ -54,5 +61,13 @@ def prepare_sysu(dataset: SYSUDataset, chunk: int = 1000) -> dict:
         save_atomic(targets[f"{mod}_label"], images.ids.astype(np.int64))
         save_atomic(targets[f"{mod}_img"], packed)
         log.info("wrote %s (%s)", targets[f"{mod}_img"], packed.shape)
+    record = {
+        "split_files_sha256": split_files_fingerprint(dataset.root, dataset.merge_val),
+        "height": dataset.height,
+        "width": dataset.width,
+    }
+    tmp = fingerprint.with_name(fingerprint.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, fingerprint)
     shutil.rmtree(work.parent)
     return {name: str(path) for name, path in targets.items()}

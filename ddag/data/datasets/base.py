@@ -4,7 +4,9 @@ A dataset hands out `ImageSet`s: images of one modality with identities, cameras
 Training sets carry labels relabelled to 0..num_ids-1; test sets keep the original identities.
 """
 
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
@@ -13,6 +15,12 @@ from PIL import Image, UnidentifiedImageError
 from ddag.errors import DatasetError
 
 MODALITIES = ("visible", "thermal")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def is_image_file(path: Path) -> bool:
+    """An image by its suffix, and not a hidden file (.DS_Store, ._name copies of macOS)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
 class ImageSet:
@@ -66,20 +74,50 @@ class FileImageSet(ImageSet):
 
 
 def read_rgb(path: str, size=None) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB (grayscale/RGBA converted), optionally resized.
+    """Read an image file as (H, W, 3) uint8 RGB, optionally resized.
 
-    `size` is (width, height); resizing uses Lanczos (the reference's ANTIALIAS).
+    Grayscale, palette and RGBA images are converted; 16-bit and 32-bit integer grayscale
+    (thermal cameras often write 16-bit PNG or TIFF) is scaled to 0-255 by its bit depth, not
+    clipped. `size` is (width, height); resizing uses Lanczos (the reference's ANTIALIAS).
+    Files that Pillow flags as decompression bombs are refused.
     """
     try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            if size is not None and image.size != tuple(size):
-                image = image.resize(tuple(size), Image.LANCZOS)
-            return np.asarray(image, dtype=np.uint8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image = _to_rgb(image)
+                if size is not None and image.size != tuple(size):
+                    image = image.resize(tuple(size), Image.LANCZOS)
+                return np.asarray(image, dtype=np.uint8)
     except FileNotFoundError as err:
         raise DatasetError(f"image file not found: {path}") from err
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DatasetError(
+            f"refusing image {path}: {err}. A person crop is a few hundred pixels; replace the "
+            "file with the real image"
+        ) from err
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DatasetError(f"cannot read image {path}: {err}. Replace or remove the file.") from err
+
+
+_WIDE_GRAY_MAX = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535}
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB view of `image`; wide grayscale modes are scaled down instead of clipped."""
+    if image.mode in _WIDE_GRAY_MAX or image.mode in ("I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        peak = values.max(initial=0)
+        top = _WIDE_GRAY_MAX.get(image.mode)
+        if image.mode == "I":  # 32-bit integers: 8-bit or 16-bit data, told apart by the range
+            top = 255 if peak <= 255 else 65535 if peak <= 65535 else None
+        elif image.mode == "F":
+            top = 1.0 if peak <= 1.0 else 255.0 if peak <= 255 else None
+        if top is None or values.min(initial=0) < 0:
+            raise ValueError(f"unsupported pixel range for mode {image.mode}")
+        gray = np.round(values * (255.0 / top)).astype(np.uint8)
+        return Image.fromarray(np.repeat(gray[..., None], 3, axis=2))
+    return image.convert("RGB")
 
 
 @dataclass

@@ -2,12 +2,11 @@
 
 from pathlib import Path
 
-from ddag.data.datasets.base import FileImageSet
+from ddag.data.datasets.base import IMAGE_SUFFIXES, FileImageSet, is_image_file
 from ddag.errors import DatasetError
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def folder_images(folder, height: int, width: int) -> FileImageSet:
@@ -21,8 +20,8 @@ def folder_images(folder, height: int, width: int) -> FileImageSet:
     if not folder.is_dir():
         raise DatasetError(f"image folder not found: {folder}")
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
-    others = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+    images = [p for p in files if is_image_file(p)]
+    others = [p for p in files if not is_image_file(p)]
     if others:
         log.warning(
             "skipping %d non-image file(s) in %s: %s",
@@ -31,6 +30,6 @@ def folder_images(folder, height: int, width: int) -> FileImageSet:
             ", ".join(str(p.relative_to(folder)) for p in others[:5]),
         )
     if not images:
-        raise DatasetError(f"no images in {folder} (looked for {sorted(IMAGE_SUFFIXES)})")
+        raise DatasetError(f"no images in {folder} (looked for {list(IMAGE_SUFFIXES)})")
     ids = [int(p.parent.name) if p.parent.name.isdigit() else -1 for p in images]
     return FileImageSet(images, ids, [-1] * len(images), height, width)

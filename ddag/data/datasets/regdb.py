@@ -9,6 +9,7 @@
 kept. Visible images get camera 1, thermal images camera 2.
 """
 
+import os
 from pathlib import Path
 from typing import List, Tuple
 
@@ -27,25 +28,51 @@ PREPARE_HINT = (
 
 
 def read_index(path: Path) -> List[Tuple[str, int]]:
-    """(relative path, label) per line of an idx/*.txt file."""
+    """(relative path, label) per line of an idx/*.txt file.
+
+    Paths must stay inside the dataset root: absolute paths and paths climbing out with ".."
+    are refused (an index file is data, it must not make us read arbitrary files).
+    """
     if not path.is_file():
         raise DatasetError(f"RegDB index file missing: {path}. {PREPARE_HINT}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DatasetError(
+            f"{path} is not a UTF-8 text file ({err.reason} at byte {err.start}); restore it "
+            "from the original archive"
+        ) from err
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split()
         if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
             raise DatasetError(f"{path}:{number}: expected '<relative path> <label>', got {line!r}")
+        if not is_inside(parts[0]):
+            raise DatasetError(
+                f"{path}:{number}: {parts[0]!r} points outside the dataset root; index paths "
+                "must be relative to the root, like Visible/1/female_back_v_00001_1.bmp"
+            )
         rows.append((parts[0], int(parts[1])))
     if not rows:
         raise DatasetError(f"RegDB index file is empty: {path}")
     return rows
 
 
-def _relabel(labels: List[int]) -> List[int]:
-    mapping = {label: i for i, label in enumerate(sorted(set(labels)))}
-    return [mapping[label] for label in labels]
+def is_inside(relative: str) -> bool:
+    """Whether a path from an index file stays below the folder it is relative to."""
+    normal = os.path.normpath(relative.replace("\\", "/"))
+    return not (os.path.isabs(normal) or normal == ".." or normal.startswith("../"))
+
+
+def unmatched_identities(visible: List[int], thermal: List[int]) -> List[str]:
+    """Identities listed for only one modality, as 'label N (visible only)' lines."""
+    only_visible = sorted(set(visible) - set(thermal))
+    only_thermal = sorted(set(thermal) - set(visible))
+    return [f"label {i} (visible only)" for i in only_visible] + [
+        f"label {i} (thermal only)" for i in only_thermal
+    ]
 
 
 class RegDBDataset(VIReIDDataset):
@@ -72,21 +99,37 @@ class RegDBDataset(VIReIDDataset):
     def index_path(self, split: str, modality: str) -> Path:
         return self.root / "idx" / f"{split}_{modality}_{self.trial}.txt"
 
-    def _image_set(self, split: str, modality: str, relabel: bool) -> FileImageSet:
-        rows = read_index(self.index_path(split, modality))
+    def _rows(self, split: str, modality: str) -> List[Tuple[str, int]]:
+        return read_index(self.index_path(split, modality))
+
+    def _image_set(self, rows, modality: str, mapping=None) -> FileImageSet:
         paths = [self.root / rel for rel, _ in rows]
         labels = [label for _, label in rows]
-        if relabel:
-            labels = _relabel(labels)
+        if mapping is not None:
+            labels = [mapping[label] for label in labels]
         cam = 1 if modality == "visible" else 2
         return FileImageSet(paths, labels, [cam] * len(rows), self.height, self.width)
 
     def _split(self, split: str) -> Split:
+        """The split's images; training labels relabelled by one mapping for both modalities."""
         if split not in self._splits:
-            relabel = split == "train"
+            visible, thermal = self._rows(split, "visible"), self._rows(split, "thermal")
+            mapping = None
+            if split == "train":
+                v_ids, t_ids = [label for _, label in visible], [label for _, label in thermal]
+                unmatched = unmatched_identities(v_ids, t_ids)
+                if unmatched:
+                    raise DatasetError(
+                        f"RegDB trial {self.trial}: the training index files list different "
+                        f"identities for the two modalities ({len(unmatched)} unmatched: "
+                        f"{', '.join(unmatched[:5])}). A training label must mean the same person "
+                        f"in both; fix idx/train_visible_{self.trial}.txt and "
+                        f"idx/train_thermal_{self.trial}.txt"
+                    )
+                mapping = {label: i for i, label in enumerate(sorted(set(v_ids)))}
             self._splits[split] = Split(
-                visible=self._image_set(split, "visible", relabel),
-                thermal=self._image_set(split, "thermal", relabel),
+                visible=self._image_set(visible, "visible", mapping),
+                thermal=self._image_set(thermal, "thermal", mapping),
             )
         return self._splits[split]
 
@@ -122,6 +165,25 @@ class RegDBDataset(VIReIDDataset):
             report.add(level, f"{len(absent)} index file(s) missing", PREPARE_HINT, absent)
             if level == "error":
                 return report
+        for split, level in (("train", "error"), ("test", "warning")):
+            unmatched = unmatched_identities(
+                *([label for _, label in self._rows(split, m)] for m in ("visible", "thermal"))
+            )
+            if unmatched:
+                report.add(
+                    level,
+                    f"trial {self.trial} {split}: the visible and thermal index files list "
+                    f"different identities ({len(unmatched)} unmatched)",
+                    "list every identity in both modalities"
+                    + (
+                        " (training labels must mean the same person in both)"
+                        if level == "error"
+                        else "; unmatched queries are skipped by the metrics"
+                    ),
+                    unmatched,
+                )
+        if report.errors:
+            return report
         paths = []
         for split in ("train", "test"):
             for modality in ("visible", "thermal"):

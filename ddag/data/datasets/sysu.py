@@ -13,14 +13,26 @@ gallery builders do (mangye16/DDAG `pre_process_sysu.py`, `data_manager.py`).
 size matches, and decodes the JPEGs otherwise.
 """
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ddag.data.datasets.base import ArrayImageSet, FileImageSet, ImageSet, Split, VIReIDDataset
+from ddag.data.datasets.base import (
+    ArrayImageSet,
+    FileImageSet,
+    ImageSet,
+    Split,
+    VIReIDDataset,
+    is_image_file,
+)
 from ddag.data.doctor import DoctorReport, check_files, compare_count, expect_folders
 from ddag.errors import DatasetError
+from ddag.utils.logging import get_logger
+
+log = get_logger(__name__)
 
 RGB_CAMERAS = (1, 2, 4, 5)
 IR_CAMERAS = (3, 6)
@@ -35,7 +47,14 @@ def read_ids(path: Path) -> List[int]:
     """Identity numbers of an exp/*_id.txt file (comma separated, possibly over several lines)."""
     if not path.is_file():
         raise DatasetError(f"SYSU-MM01 split file missing: {path}. {PREPARE_HINT}")
-    tokens = [t.strip() for t in path.read_text().replace("\n", ",").split(",") if t.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DatasetError(
+            f"{path} is not a UTF-8 text file ({err.reason} at byte {err.start}); restore it "
+            "from the original archive"
+        ) from err
+    tokens = [t.strip() for t in text.replace("\n", ",").split(",") if t.strip()]
     try:
         return sorted({int(t) for t in tokens})
     except ValueError as err:
@@ -49,11 +68,24 @@ def list_images(root: Path, identities: List[int], cameras: Tuple[int, ...]):
         for cam in cameras:
             folder = root / f"cam{cam}" / f"{identity:04d}"
             if folder.is_dir():
-                for path in sorted(p for p in folder.iterdir() if p.is_file()):
+                for path in sorted(p for p in folder.iterdir() if is_image_file(p) and p.is_file()):
                     paths.append(path)
                     ids.append(identity)
                     cams.append(cam)
     return paths, ids, cams
+
+
+def split_files_fingerprint(root: Path, merge_val: bool) -> str:
+    """sha256 of the split files that decide the training set (train_id, and val_id if merged)."""
+    digest = hashlib.sha256()
+    for name in ("train", "val") if merge_val else ("train",):
+        digest.update((root / "exp" / f"{name}_id.txt").read_bytes())
+    return digest.hexdigest()
+
+
+def fingerprint_path(root: Path, merge_val: bool) -> Path:
+    """The JSON written beside the packed arrays: split-file fingerprint and image size."""
+    return root / f"train_resized_fingerprint{'' if merge_val else '_trainonly'}.json"
 
 
 def prepared_paths(root: Path, merge_val: bool) -> Dict[str, Path]:
@@ -121,23 +153,62 @@ class SYSUDataset(VIReIDDataset):
             sets.append(FileImageSet(paths, ids, cams, self.height, self.width))
         return Split(visible=sets[0], thermal=sets[1])
 
-    def _prepared_split(self) -> Optional[Split]:
+    def prepared_split(self) -> Optional[Split]:
+        """The packed arrays of `task=prepare`, if present and made from this tree's split."""
         files = prepared_paths(self.root, self.merge_val)
         if not self.use_prepared or not all(p.is_file() for p in files.values()):
             return None
+        arrays = {
+            mod: (np.load(files[f"{mod}_img"], mmap_mode="r"), np.load(files[f"{mod}_label"]))
+            for mod in ("rgb", "ir")
+        }
+        problem = self._prepared_problem(arrays)
+        if problem:
+            log.warning(
+                "not using the prepared arrays in %s: %s. The JPEGs are decoded instead "
+                "(task=prepare packs the arrays again)",
+                self.root,
+                problem,
+            )
+            return None
         sets = []
-        for mod, cam in (("rgb", 0), ("ir", 0)):
-            images = np.load(files[f"{mod}_img"], mmap_mode="r")
-            labels = np.load(files[f"{mod}_label"])
-            if images.shape[1:] != (self.height, self.width, 3) or len(images) != len(labels):
-                return None  # prepared for another image size: decode the JPEGs instead
+        for mod in ("rgb", "ir"):
+            images, labels = arrays[mod]
             names = [f"{files[f'{mod}_img'].name}[{i}]" for i in range(len(labels))]
-            sets.append(ArrayImageSet(images, labels, [cam] * len(labels), names))
+            sets.append(ArrayImageSet(images, labels, [0] * len(labels), names))
         return Split(visible=sets[0], thermal=sets[1])
+
+    def _prepared_problem(self, arrays) -> Optional[str]:
+        """Why the packed arrays do not belong to this tree and size, or None when they do."""
+        fingerprint = fingerprint_path(self.root, self.merge_val)
+        if not fingerprint.is_file():
+            return f"{fingerprint.name} is missing, so their split files are unknown"
+        try:
+            stored = json.loads(fingerprint.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            return f"{fingerprint.name} is not valid JSON"
+        if stored.get("split_files_sha256") != split_files_fingerprint(self.root, self.merge_val):
+            return "they were packed from other exp/*_id.txt split files"
+        identities = self.train_ids()
+        for mod, cameras in (("rgb", RGB_CAMERAS), ("ir", IR_CAMERAS)):
+            images, labels = arrays[mod]
+            if images.shape[1:] != (self.height, self.width, 3) or len(images) != len(labels):
+                return (
+                    f"they hold {images.shape[1:3]} images, the run uses {self.height}x{self.width}"
+                )
+            _, listed, _ = self._listing(identities, cameras)
+            mapping = {identity: i for i, identity in enumerate(identities)}
+            expected = np.bincount([mapping[i] for i in listed], minlength=len(identities))
+            labels = np.asarray(labels)
+            if labels.min(initial=0) < 0 or labels.max(initial=0) >= len(identities):
+                return f"{mod} labels fall outside 0..{len(identities) - 1}"
+            if not np.array_equal(np.bincount(labels, minlength=len(identities)), expected):
+                return f"their {mod} images per identity differ from the image folders"
+        return None
 
     def train_split(self) -> Split:
         if "train" not in self._cache:
-            split = self._prepared_split()
+            split = self.prepared_split()
             self._cache["train"] = split or self._file_split(self.train_ids(), relabel=True)
         return self._cache["train"]
 
