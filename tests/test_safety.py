@@ -82,3 +82,29 @@ def test_a_checkpoint_with_our_components_and_plain_values_loads(tmp_path):
     save_checkpoint(checkpoint, build_network(TINY_MODEL, 4), meta={"model": TINY_MODEL})
     network, report, _ = network_for_checkpoint(checkpoint)
     assert report.ok and network.has_part_attention and not network.has_graph_attention
+
+
+@pytest.mark.parametrize("name", ["../../README", "/tmp/x", "sub/table", "..", ".hidden"])
+def test_a_table_manifest_name_cannot_write_outside_the_results_folder(tmp_path, name):
+    from ddag.evaluation.tables import build_table, write_table
+    from ddag.errors import ConfigError
+
+    results = tmp_path / "deep" / "results"
+    table = build_table({"name": name, "rows": []}, [])
+    with pytest.raises(ConfigError, match="not a plain file name"):
+        write_table(table, results)
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == []
+
+
+def test_extract_output_must_be_a_file_name_in_the_run_directory(tmp_path):
+    from ddag.errors import ConfigError
+    from ddag.tasks import extract
+    from tests.conftest import compose_config
+
+    cfg = compose_config(
+        ["task=extract", "task.checkpoint=unused.ckpt", "task.output=../../features.npz"],
+        output_dir=tmp_path / "run",
+    )
+    with pytest.raises(ConfigError, match="task.output='../../features.npz'"):
+        extract.run(cfg)
+    assert not (tmp_path.parent / "features.npz").exists()

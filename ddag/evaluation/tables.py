@@ -15,6 +15,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ddag.evaluation.results import read_records
+from ddag.utils.paths import file_in
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -159,7 +160,7 @@ def write_table(table: dict, folder) -> List[Path]:
     }
     paths = []
     for suffix, text in outputs.items():
-        path = folder / f"{table['name']}{suffix}"
+        path = file_in(folder, f"{table['name']}{suffix}", "the table manifest's name")
         path.write_text(text)
         paths.append(path)
     return paths

@@ -7,6 +7,7 @@ from ddag.api import ReIDModel
 from ddag.data.datasets.folder import folder_images
 from ddag.errors import ConfigError
 from ddag.tasks import common
+from ddag.utils.paths import file_in
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -34,11 +35,11 @@ def _images(cfg: DictConfig, model: ReIDModel):
 
 
 def run(cfg: DictConfig) -> dict:
+    path = file_in(common.output_dir(cfg), cfg.task.output, "task.output")  # before any work
     common.setup(cfg)
     model = load_model(cfg)
     images = _images(cfg, model)
     fc, fc_att = model.extract(images, cfg.task.modality)
-    path = common.output_dir(cfg) / cfg.task.output
     np.savez(
         path,
         fc=fc,
