@@ -15,8 +15,8 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ddag.evaluation.results import read_records
-from ddag.utils.paths import file_in
 from ddag.utils.logging import get_logger
+from ddag.utils.paths import file_in
 
 log = get_logger(__name__)
 FAILED_MARKER = "FAILED"  # written by run.py into the directory of a failed sweep job

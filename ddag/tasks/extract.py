@@ -7,8 +7,8 @@ from ddag.api import ReIDModel
 from ddag.data.datasets.folder import folder_images
 from ddag.errors import ConfigError
 from ddag.tasks import common
-from ddag.utils.paths import file_in
 from ddag.utils.logging import get_logger
+from ddag.utils.paths import file_in
 
 log = get_logger(__name__)
 SPLITS = ("train", "val", "test")
