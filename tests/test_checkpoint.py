@@ -143,3 +143,44 @@ def test_pretrained_backbone_of_another_shape_is_refused_unless_not_strict(tmp_p
         4,
     )
     assert "visible_stem.conv1.weight" in _values(net)
+
+
+def test_a_flipped_byte_in_the_tensor_data_is_refused(tmp_path):
+    net = _network()
+    marker = np.arange(1, 1 + net.classifier.weight.size, dtype=np.float32) * 1.25
+    net.classifier.weight.set_data(ms.Tensor(marker.reshape(net.classifier.weight.shape)))
+    path = save_checkpoint(tmp_path / "a.ckpt", net)
+    read_checkpoint(path)  # intact: loads
+    data = bytearray(path.read_bytes())
+    offset = bytes(data).find(marker[:16].tobytes())
+    assert offset > 0
+    data[offset + 40] ^= 0x01  # one bit of one float of the classifier
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="damaged"):
+        read_checkpoint(path)
+
+
+def test_a_full_disk_keeps_the_last_good_checkpoint_and_names_the_path(tmp_path, monkeypatch):
+    import errno
+
+    net = _network()
+    path = save_checkpoint(tmp_path / "last.ckpt", net)
+    good = path.read_bytes()
+
+    def full_disk(entries, name, **kwargs):
+        with open(name, "wb") as handle:
+            handle.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ms, "save_checkpoint", full_disk)
+    with pytest.raises(CheckpointError, match=r"could not write checkpoint .*last\.ckpt.*space"):
+        save_checkpoint(path, _network(seed=1))
+    assert path.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary left behind
+
+
+def test_leftover_temporary_files_are_removed_on_the_next_save(tmp_path):
+    stale = tmp_path / "last.ckpt.abc123.tmp.ckpt"
+    stale.write_bytes(b"half a checkpoint from a killed run")
+    save_checkpoint(tmp_path / "last.ckpt", _network())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]

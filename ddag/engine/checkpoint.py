@@ -4,9 +4,11 @@ Checkpoint names are API: the table `MS_ZOO_PREFIXES` maps the MindSpore model-z
 (tests/data/ms_param_manifest_regdb.json lists them) onto ours, for both stem layouts.
 """
 
+import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,8 @@ import numpy as np
 from ddag.errors import CheckpointError
 
 META_KEY = "ddag_meta"
+DIGEST_KEY = "ddag_sha256"
+TEMP_SUFFIX = ".tmp.ckpt"
 
 _COMMON_PREFIXES = (
     ("bottleneck.", "bottleneck."),
@@ -95,10 +99,34 @@ class LoadReport:
         return "; ".join(lines)
 
 
+def parameter_digest(named_arrays) -> str:
+    """sha256 over (name, dtype, shape, bytes) of every array, in name order."""
+    digest = hashlib.sha256()
+    for name, array in sorted(named_arrays, key=lambda item: item[0]):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def remove_stale_temporaries(folder) -> List[Path]:
+    """Delete temporary files that an interrupted checkpoint write left in `folder`."""
+    stale = sorted(Path(folder).glob(f"*{TEMP_SUFFIX}")) if Path(folder).is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def save_checkpoint(path, network, optimizer=None, meta: Optional[dict] = None) -> Path:
-    """Write network (+ optimiser state) and JSON metadata atomically: temp file, then rename."""
+    """Write network (+ optimiser state) and JSON metadata atomically: temp file, then rename.
+
+    The file also holds a sha256 of every tensor (checked by `read_checkpoint`); it is flushed
+    to disk before the rename, so after a crash `path` is either the old or the new checkpoint.
+    A failed write (full disk) raises CheckpointError and leaves the previous `path` untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path.parent)
     entries = [{"name": p.name, "data": p} for p in network.get_parameters()]
     if optimizer is not None:
         seen = {e["name"] for e in entries}
@@ -107,20 +135,52 @@ def save_checkpoint(path, network, optimizer=None, meta: Optional[dict] = None) 
             for p in optimizer.get_parameters()
             if p.name not in seen
         ]
+    digest = parameter_digest((e["name"], e["data"].asnumpy()) for e in entries)
     # The ".ckpt" suffix keeps MindSpore from appending one of its own to the temporary name.
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.ckpt", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
-        ms.save_checkpoint(entries, tmp, append_dict={META_KEY: json.dumps(meta or {})})
+        ms.save_checkpoint(
+            entries, tmp, append_dict={META_KEY: json.dumps(meta or {}), DIGEST_KEY: digest}
+        )
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
+        _sync_folder(path.parent)
+    except (OSError, RuntimeError, ValueError) as err:
+        free = shutil.disk_usage(path.parent).free / 2**20
+        kept = f"{path} still holds the previous checkpoint" if path.is_file() else "nothing lost"
+        raise CheckpointError(
+            f"could not write checkpoint {path}: {err}. {free:.0f} MiB free on that disk; "
+            f"{kept}. Free space (or set hydra.run.dir on another disk) and resume"
+        ) from err
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
 
 
+def _sync_folder(folder: Path) -> None:
+    """fsync a folder so a rename inside it survives a power cut (no-op where unsupported)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def read_checkpoint(path) -> Tuple[Dict[str, ms.Parameter], dict]:
-    """(parameters by name, metadata dict) of a checkpoint file; CheckpointError if unreadable."""
+    """(parameters by name, metadata dict) of a checkpoint file; CheckpointError if unreadable.
+
+    ddag checkpoints carry a sha256 of their tensors: a file whose bytes changed after it was
+    written (a flipped bit, a partial copy) is refused. Files without one (the model zoo's)
+    load as they are.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -131,9 +191,23 @@ def read_checkpoint(path) -> Tuple[Dict[str, ms.Parameter], dict]:
             f"cannot read checkpoint {path}: it is truncated or not a MindSpore checkpoint ({err})"
         ) from err
     meta = params.pop(META_KEY, None)
-    if isinstance(meta, ms.Parameter):
-        meta = None
-    return params, json.loads(meta) if isinstance(meta, str) else {}
+    digest = params.pop(DIGEST_KEY, None)
+    if isinstance(digest, str):
+        actual = parameter_digest((name, p.asnumpy()) for name, p in params.items())
+        if actual != digest:
+            raise CheckpointError(
+                f"checkpoint {path} is damaged: its tensors do not match the checksum written "
+                "with them (changed bytes or an incomplete copy). Copy it again or use another"
+            )
+    if not isinstance(meta, str):
+        return params, {}
+    try:
+        meta = json.loads(meta)
+    except ValueError as err:
+        raise CheckpointError(f"checkpoint {path}: its metadata is not JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {path}: its metadata is not a mapping")
+    return params, meta
 
 
 def load_into(
