@@ -125,3 +125,53 @@ def test_conf_tree_is_the_documented_one():
     assert (
         Path(CONF / "task" / "train.yaml").is_file() and Path(CONF / "task" / "eval.yaml").is_file()
     )
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("task.epochs=0", "task.epochs=0 is out of range; it must be >= 1"),
+        ("task.epochs=-3", "task.epochs=-3 is out of range"),
+        ("task.max_steps_per_epoch=0", "task.max_steps_per_epoch=0 is out of range"),
+        ("loader.num_instances=0", "loader.num_instances=0 is out of range"),
+        ("loader.num_ids=0", "loader.num_ids=0 is out of range"),
+        ("loader.test_batch_size=0", "loader.test_batch_size=0 is out of range"),
+        ("loader.padding=-1", "loader.padding=-1 is out of range; it must be >= 0"),
+        ("task.top_k=0", "task.top_k=0 is out of range"),
+        ("eval.rerank_lambda=1.5", "must be between 0 and 1"),
+    ],
+)
+def test_values_out_of_range_are_refused_at_start_up(override, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        validate_config(_resolved(compose_config([override])))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("optimizer.lr=-0.1", "lr=-0.1 must be >= 0"),
+        ("optimizer.momentum=1.5", r"momentum=1.5 must be in \[0, 1\)"),
+        ("model.graph_attention.dropout=1.5", r"dropout=1.5 must be in \[0, 1\)"),
+    ],
+)
+def test_component_values_out_of_range_fail_when_built(override, message, tmp_path):
+    cfg = compose_config(["logger=none", override], output_dir=tmp_path)
+    validate_config(_resolved(cfg))
+    with pytest.raises(ConfigError, match=message):
+        if override.startswith("optimizer"):
+            common.build(cfg.optimizer)
+        else:
+            common.build_network(cfg, 4)
+
+
+def test_a_protocol_typo_stops_training_before_any_network_is_built(tmp_path, monkeypatch):
+    from ddag.tasks import train
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a network was built before the protocols were checked")
+
+    monkeypatch.setattr(common, "build_network", no_network)
+    cfg = compose_config(["logger=none", "eval.protocols=[sysu_al]"], output_dir=tmp_path)
+    validate_config(_resolved(cfg))
+    with pytest.raises(ConfigError, match="unknown evaluation protocol 'sysu_al'"):
+        train.run(cfg)

@@ -99,3 +99,85 @@ def test_mixed_precision_trains_with_float32_heads_and_unchanged_names(tmp_path,
     assert "trunk.layer1.0.conv1.weight" in params and "classifier.weight" in params
     assert str(params["classifier.weight"].dtype) == "Float32"
     assert "v2t/FC_att/rank1" in summary
+
+
+def _records_by_key(out):
+    return {
+        (r["protocol"], r["feature"]): r for r in json.loads((out / "results.json").read_text())
+    }
+
+
+def test_resume_keeps_model_selection(tmp_path, monkeypatch):
+    """Killed between an evaluation and its last.ckpt, or mid-epoch, then resumed: the selected
+    epoch, best.ckpt, the selection history and the test numbers equal an uninterrupted run's."""
+    from ddag.engine.callbacks import CheckpointSaver
+
+    run = ("task.epochs=4", "task.eval_every=1", "task.selection=val", "seed=3")
+    straight_summary, straight_history, straight = _train(tmp_path, "straight", *run)
+    assert len(straight_history["selection"]) == 4
+    save, progress = CheckpointSaver.on_epoch_end, ProgressLogger.on_step_end
+
+    def kill_before_save(self, trainer, state):
+        if state.epoch == 2:  # epoch 2 is evaluated (best.ckpt may be new), last.ckpt is not
+            raise KeyboardInterrupt
+        save(self, trainer, state)
+
+    def kill_mid_epoch(self, trainer, state, losses):
+        progress(self, trainer, state, losses)
+        if state.step == 2 * trainer.steps_per_epoch + 2:
+            raise KeyboardInterrupt
+
+    for name, target, patch in (
+        ("before_save", CheckpointSaver, ("on_epoch_end", kill_before_save)),
+        ("mid_epoch", ProgressLogger, ("on_step_end", kill_mid_epoch)),
+    ):
+        monkeypatch.setattr(target, *patch)
+        with pytest.raises(Interrupted):
+            _train(tmp_path, name, *run)
+        monkeypatch.undo()
+        summary, history, out = _train(tmp_path, name, *run, "task.resume=auto")
+        assert history["selection"] == straight_history["selection"], name
+        ours, theirs = _records_by_key(out), _records_by_key(straight)
+        for key, record in theirs.items():
+            assert ours[key]["flags"]["selected_epoch"] == record["flags"]["selected_epoch"]
+            assert ours[key]["flags"]["selection"] == "val"
+            assert ours[key]["mean"] == pytest.approx(record["mean"], abs=1e-6), (name, key)
+        best, meta = read_checkpoint(out / "checkpoints" / "best.ckpt")
+        expected, expected_meta = read_checkpoint(straight / "checkpoints" / "best.ckpt")
+        assert meta["state"]["epoch"] == expected_meta["state"]["epoch"]
+        for param in ("classifier.weight", "trunk.layer4.0.conv2.weight"):
+            np.testing.assert_allclose(
+                best[param].asnumpy(), expected[param].asnumpy(), rtol=1e-5, atol=1e-6
+            )
+
+
+def test_results_say_which_selection_was_done(tmp_path):
+    # No validation identities: task.selection=val falls back to the last epoch, and says so.
+    _, _, out = _train(
+        tmp_path,
+        "noval",
+        "task.epochs=1",
+        "task.max_steps_per_epoch=2",
+        "dataset.num_val_ids=0",
+        "task.selection=val",
+    )
+    flags = json.loads((out / "results.json").read_text())[0]["flags"]
+    assert flags["selection"] == "last" and flags["requested_selection"] == "val"
+    assert flags["selected_epoch"] == 1
+
+
+def test_an_evaluated_checkpoint_fills_the_table_row_of_its_training_run(tmp_path):
+    from ddag.evaluation.tables import build_table, collect_runs
+    from ddag.tasks import eval as eval_task
+
+    _, _, out = _train(tmp_path, "trained", "task.epochs=1", "task.max_steps_per_epoch=2", "seed=5")
+    cfg = compose_config(
+        TINY + ["task=eval", f"task.checkpoint={out / 'checkpoints' / 'last.ckpt'}"],
+        output_dir=tmp_path / "evaluated",
+    )
+    eval_task.run(cfg)
+    manifest = {"name": "t", "rows": [{"preset": "default", "protocol": "v2t", "seeds": [5]}]}
+    row = build_table(manifest, collect_runs([str(tmp_path / "evaluated")])["records"])["rows"][0]
+    assert (row["runs"], row["missing"]) == (1, [])
+    trained = _records_by_key(out)[("v2t", "FC_att")]["mean"]
+    assert row["mean"]["rank1"] == pytest.approx(100 * trained["rank1"], abs=1e-4)

@@ -128,6 +128,42 @@ CHOICES = {
 }
 
 
+# Lowest (and highest) accepted value of numeric keys of the fixed sections; None: unbounded.
+RANGES = {
+    ("task", "epochs"): (1, None),
+    ("task", "eval_every"): (1, None),
+    ("task", "save_every"): (1, None),
+    ("task", "log_every"): (1, None),
+    ("task", "max_steps_per_epoch"): (1, None),
+    ("task", "top_k"): (1, None),
+    ("task", "batch_size"): (1, None),
+    ("task", "repeats"): (1, None),
+    ("task", "warmup"): (0, None),
+    ("loader", "num_ids"): (1, None),
+    ("loader", "num_instances"): (1, None),
+    ("loader", "height"): (8, None),
+    ("loader", "width"): (8, None),
+    ("loader", "padding"): (0, None),
+    ("loader", "test_batch_size"): (1, None),
+    ("loader", "num_workers"): (1, None),
+    ("eval", "rerank_k1"): (1, None),
+    ("eval", "rerank_k2"): (1, None),
+    ("eval", "rerank_lambda"): (0, 1),
+    ("runtime", "device_id"): (0, None),
+    ("runtime", "num_threads"): (0, None),
+}
+
+
+def _check_ranges(container: dict) -> None:
+    for (section, key), (low, high) in RANGES.items():
+        value = (container.get(section) or {}).get(key)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if value < low or (high is not None and value > high):
+            valid = f">= {low}" if high is None else f"between {low} and {high}"
+            raise ConfigError(f"{section}.{key}={value} is out of range; it must be {valid}")
+
+
 def _check_choices(container: dict) -> None:
     for (section, key), choices in CHOICES.items():
         value = container.get(section, {}).get(key)
@@ -171,5 +207,6 @@ def validate_config(container: dict) -> None:
     """Check fixed sections, choices and every `_target_` node of a resolved config."""
     _check_fixed_sections(container)
     _check_choices(container)
+    _check_ranges(container)
     for path, node in _target_nodes(container, ""):
         check_node(path, node)

@@ -1,7 +1,7 @@
 """Callbacks of the training loop: progress, TensorBoard, checkpoints, periodic evaluation."""
 
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Optional
 
 from ddag.engine.checkpoint import save_checkpoint
 from ddag.engine.trainer import Callback, StepTimer
@@ -111,6 +111,9 @@ class CheckpointSaver(Callback):
 class PeriodicEvaluation(Callback):
     """Every `every_n_epochs`, score the model with `evaluate_fn` and keep the best as best.ckpt.
 
+    Scores, best metric and best epoch live in the TrainState, so they are checkpointed with it;
+    put this callback before the CheckpointSaver so last.ckpt records the fresh scores.
+
     Args:
         evaluate_fn: `() -> dict` of metrics (fractions) on the selection split.
         metric: key of the metric to maximise (e.g. "rank1").
@@ -134,13 +137,12 @@ class PeriodicEvaluation(Callback):
             metric,
         )
         self.saver, self.tensorboard, self.prefix = saver, tensorboard, prefix
-        self.history: List[dict] = []
 
     def on_epoch_end(self, trainer, state):
         if state.epoch % self.every_n_epochs and state.epoch != trainer.epochs:
             return
         metrics = self.evaluate_fn()
-        self.history.append({"epoch": state.epoch, **metrics})
+        state.selection_history.append({"epoch": state.epoch, **metrics})
         log.info(
             "%s after epoch %d: %s",
             self.prefix,

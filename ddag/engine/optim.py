@@ -6,6 +6,13 @@ from mindspore import Tensor, nn
 BACKBONE_PREFIXES = ("visible_stem.", "thermal_stem.", "shared_stem.", "trunk.")
 
 
+def check_rates(**values: float) -> None:
+    """ValueError naming the first negative rate (learning rate, decay, scale)."""
+    for name, value in values.items():
+        if value < 0:
+            raise ValueError(f"{name}={value} must be >= 0")
+
+
 def parameter_groups(
     network, lr_per_step: np.ndarray, backbone_lr_scale: float, weight_decay: float
 ):
@@ -44,6 +51,9 @@ class SGD:
         weight_decay: float = 5e-4,
         backbone_lr_scale: float = 0.1,
     ):
+        check_rates(lr=lr, weight_decay=weight_decay, backbone_lr_scale=backbone_lr_scale)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum={momentum} must be in [0, 1)")
         self.lr, self.momentum, self.nesterov = lr, momentum, nesterov
         self.weight_decay, self.backbone_lr_scale = weight_decay, backbone_lr_scale
 
@@ -80,6 +90,9 @@ class Adam:
         beta1: float = 0.9,
         beta2: float = 0.999,
     ):
+        check_rates(lr=lr, weight_decay=weight_decay, backbone_lr_scale=backbone_lr_scale)
+        if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
+            raise ValueError(f"beta1={beta1} and beta2={beta2} must be in [0, 1)")
         self.lr, self.weight_decay, self.backbone_lr_scale = lr, weight_decay, backbone_lr_scale
         self.beta1, self.beta2 = beta1, beta2
 

@@ -25,6 +25,7 @@ class TrainState:
         best_epoch: epoch at which `best_metric` was reached.
         last_checkpoint: path of the newest complete checkpoint, if any.
         epoch_losses: mean of every loss term per finished epoch.
+        selection_history: the model-selection scores, one dict per evaluated epoch.
     """
 
     epoch: int = 0
@@ -34,6 +35,7 @@ class TrainState:
     best_epoch: int = -1
     last_checkpoint: Optional[str] = None
     epoch_losses: List[Dict[str, float]] = field(default_factory=list)
+    selection_history: List[Dict[str, float]] = field(default_factory=list)
 
     def to_meta(self) -> dict:
         return {
@@ -43,6 +45,7 @@ class TrainState:
             "best_metric": self.best_metric if math.isfinite(self.best_metric) else None,
             "best_epoch": self.best_epoch,
             "epoch_losses": self.epoch_losses,
+            "selection_history": self.selection_history,
         }
 
     @classmethod
@@ -56,6 +59,7 @@ class TrainState:
         best = meta.get("best_metric")
         state.best_metric = -math.inf if best is None else float(best)
         state.epoch_losses = list(meta.get("epoch_losses", []))
+        state.selection_history = list(meta.get("selection_history", []))
         return state
 
 

@@ -102,6 +102,8 @@ def rank_metrics(
             (the reference crashes there).
         protocol: "sysu" (camera-3/camera-2 rule, identity-deduplicated CMC) or "regdb".
     """
+    if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
+        raise EvaluationError(f"max_rank={max_rank!r} must be a whole number >= 1")
     distmat = np.asarray(distmat, dtype=np.float64)
     query_ids = np.asarray(query_ids)
     gallery_ids = np.asarray(gallery_ids)

@@ -45,6 +45,32 @@ def run_identity(cfg: DictConfig, dataset) -> dict:
     }
 
 
+def checkpoint_identity(cfg: DictConfig, dataset, path, meta: dict) -> dict:
+    """A results record's identity for a checkpoint: the run that trained it, so that
+    `task=table` matches evaluations of saved checkpoints like the training runs' own records.
+
+    Name, seed, RegDB trial and config hash come from the checkpoint (plain values only; the
+    current config fills in what an older or foreign checkpoint does not say).
+    """
+    stored = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    stored_dataset = stored.get("dataset") if isinstance(stored.get("dataset"), dict) else {}
+    state = meta.get("state") if isinstance(meta.get("state"), dict) else {}
+    current = run_identity(cfg, dataset)
+
+    def pick(value, kind, fallback):
+        return value if isinstance(value, kind) and not isinstance(value, bool) else fallback
+
+    return {
+        "name": pick(stored.get("name"), str, current["name"]),
+        "seed": pick(stored.get("seed"), int, current["seed"]),
+        "trial": pick(stored_dataset.get("trial"), int, current["trial"]),
+        "dataset": dataset.name,
+        "config_hash": pick(meta.get("config_hash"), str, current["config_hash"]),
+        "checkpoint": str(path),
+        "epoch": pick(state.get("epoch"), int, None),
+    }
+
+
 def setup(cfg: DictConfig):
     """Device, mode, seeds (and the msrun job) from `cfg.runtime` and `cfg.seed`."""
     return setup_runtime(RuntimeSettings(**to_dict(cfg.runtime)), int(cfg.seed))

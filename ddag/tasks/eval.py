@@ -17,6 +17,7 @@ log = get_logger(__name__)
 def test_and_report(
     extractor: FeatureExtractor,
     dataset,
+    protocols: list,
     cfg: DictConfig,
     identity: dict,
     flags: dict,
@@ -28,7 +29,7 @@ def test_and_report(
     records = evaluate(
         extractor,
         dataset.test_split(),
-        common.build_protocols(cfg, dataset),
+        protocols,
         flags=flags,
         identity=identity,
         rerank=common.rerank_settings(cfg),
@@ -48,18 +49,15 @@ def run(cfg: DictConfig) -> dict:
     common.setup(cfg)
     path = Path(str(cfg.task.checkpoint))
     dataset = common.build_dataset(cfg)
+    protocols = common.build_protocols(cfg, dataset)
     network, meta = common.network_from_checkpoint(cfg)
-    identity = {
-        "checkpoint": str(path),
-        "epoch": meta.get("state", {}).get("epoch"),
-        "config_hash": common.config_hash(cfg),
-        "dataset": dataset.name,
-    }
+    identity = common.checkpoint_identity(cfg, dataset, path, meta)
     extractor = FeatureExtractor(network, common.loader_settings(cfg), flip=bool(cfg.eval.flip))
     tensorboard = common.build_logger(cfg)
     summary = test_and_report(
         extractor,
         dataset,
+        protocols,
         cfg,
         identity,
         {"checkpoint": str(path)},

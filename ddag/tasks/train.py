@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 
 from ddag.config.instantiate import build
 from ddag.engine.callbacks import CheckpointSaver, PeriodicEvaluation, ProgressLogger
-from ddag.engine.checkpoint import load_into, read_checkpoint
+from ddag.engine.checkpoint import load_into, read_checkpoint, remove_stale_temporaries
 from ddag.engine.distributed import gradient_reducer
 from ddag.engine.step import make_train_step
 from ddag.engine.trainer import Trainer, TrainState
@@ -49,6 +49,7 @@ def _resume(cfg: DictConfig, out_dir: Path, network, optimizer) -> TrainState:
     if resume == "auto" and not path.is_file():
         log.info("task.resume=auto: no %s yet, starting from scratch", path)
         return TrainState()
+    remove_stale_temporaries(path.parent)
     params, meta = read_checkpoint(path)
     if "state" not in meta:
         raise ConfigError(f"task.resume={path}: the checkpoint has no training state to resume")
@@ -77,18 +78,25 @@ def _selection_callback(cfg, dataset, network, extractor, saver, tensorboard):
 
 
 def _load_selected(cfg, out_dir: Path, network, state: TrainState, selecting: bool) -> dict:
-    """Load best.ckpt when a selection ran; returns the flags recorded with the results."""
+    """Load best.ckpt when a selection ran; returns the flags recorded with the results.
+
+    The flags say what was done: without a validation split `task.selection=val` tests the last
+    epoch, and the record says `selection: last` (with the requested policy beside it).
+    """
+    best = out_dir / "checkpoints" / "best.ckpt"
+    done = cfg.task.selection if selecting and best.is_file() else "last"
     flags = {
-        "selection": cfg.task.selection,
+        "selection": done,
         "selected_epoch": state.epoch,
-        "test_set_selection": cfg.task.selection == "test",
+        "test_set_selection": done == "test",
         "checkpoint": state.last_checkpoint,
     }
-    best = out_dir / "checkpoints" / "best.ckpt"
-    if selecting and best.is_file():
+    if done != cfg.task.selection:
+        flags["requested_selection"] = cfg.task.selection
+    if done != "last":
         load_into(network, read_checkpoint(best)[0], strict=True)
         flags.update(selected_epoch=state.best_epoch, checkpoint=str(best))
-        log.info("testing the model of epoch %d (best on %s)", state.best_epoch, cfg.task.selection)
+        log.info("testing the model of epoch %d (best on %s)", state.best_epoch, done)
     return flags
 
 
@@ -110,6 +118,9 @@ def run(cfg: DictConfig) -> dict:
     context = common.setup(cfg)
     out_dir = common.output_dir(cfg)
     dataset = common.build_dataset(cfg)
+    # Test protocols and the test split are checked now, not after hours of training.
+    protocols = common.build_protocols(cfg, dataset)
+    dataset.test_split()
     settings = common.loader_settings(cfg)
     sampler, pipeline = common.training_data(cfg, dataset, context.size, context.rank)
     if context.size > 1:
@@ -159,7 +170,8 @@ def run(cfg: DictConfig) -> dict:
             every_n_epochs=int(cfg.task.save_every),
         )
         selection = _selection_callback(cfg, dataset, network, extractor, saver, tensorboard)
-    callbacks = [ProgressLogger(int(cfg.task.log_every)), tensorboard, saver, selection]
+    # Evaluation before saving: last.ckpt then holds the scores and best epoch of its epoch.
+    callbacks = [ProgressLogger(int(cfg.task.log_every)), tensorboard, selection, saver]
     callbacks = [cb for cb in callbacks if cb is not None]
 
     trainer = Trainer(
@@ -187,13 +199,13 @@ def run(cfg: DictConfig) -> dict:
     history = {
         "term_names": list(objective.term_names),
         "epoch_losses": state.epoch_losses,
-        "selection": selection.history if selection else [],
+        "selection": state.selection_history,
     }
     (out_dir / "train_history.json").write_text(json.dumps(history, indent=2))
     flags = _load_selected(cfg, out_dir, network, state, selection is not None)
     identity = common.run_identity(cfg, dataset)
     summary = test_and_report(
-        extractor, dataset, cfg, identity, flags, out_dir, tensorboard, state.step
+        extractor, dataset, protocols, cfg, identity, flags, out_dir, tensorboard, state.step
     )
     if tensorboard is not None:
         tensorboard.close()

@@ -79,6 +79,10 @@ class GraphStructuredAttention(nn.Cell):
         alpha: float = 0.2,
     ):
         super().__init__()
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout={dropout} must be in [0, 1)")
+        if num_heads < 1 or low_dim < 1:
+            raise ValueError(f"num_heads={num_heads} and low_dim={low_dim} must be >= 1")
         self.heads = nn.CellList(
             [
                 GraphAttentionLayer(in_features, low_dim, dropout, alpha, True)
