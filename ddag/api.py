@@ -21,6 +21,34 @@ from ddag.evaluation.features import MODALITY_CODES, FeatureExtractor
 from ddag.evaluation.metrics import cosine_distance
 
 Images = Union[str, List[str], np.ndarray, ImageSet]
+FEATURES = ("FC", "FC_att")
+
+
+def pixel_array(images: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 RGB from uint8 0-255 or float 0-1 pixels; ConfigError for the rest.
+
+    Other integer types (uint16, int64) and floats outside [0, 1] are refused rather than
+    guessed: they would give features of the wrong images without any sign.
+    """
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ConfigError(f"images must be an (N, H, W, 3) RGB array, got shape {images.shape}")
+    if len(images) == 0:
+        raise ConfigError("no images: the array holds 0 images")
+    if images.dtype == np.uint8:
+        return images
+    if np.issubdtype(images.dtype, np.floating):
+        if not np.all(np.isfinite(images)):
+            raise ConfigError("images hold NaN or infinite values")
+        if images.min() < 0 or images.max() > 1:
+            raise ConfigError(
+                f"float images must be in [0, 1], got values from {images.min():g} to "
+                f"{images.max():g}; pass uint8 for 0-255 pixels"
+            )
+        return np.round(images * 255.0).astype(np.uint8)
+    raise ConfigError(
+        f"images of dtype {images.dtype} are not supported: pass uint8 (0-255) or float "
+        "(0-1) RGB pixels"
+    )
 
 
 @dataclass
@@ -72,13 +100,16 @@ class ReIDModel:
         self.extractor = FeatureExtractor(network, settings, flip=flip)
 
     def images(self, images: Images) -> ImageSet:
-        """An ImageSet from a folder, a list of files, an (N, H, W, 3) uint8 array or a set."""
+        """An ImageSet from a folder, a list of files, an array (see `pixel_array`) or a set."""
         if isinstance(images, ImageSet):
             return images
         if isinstance(images, np.ndarray):
-            n = len(images)
-            return ArrayImageSet(images, [-1] * n, [-1] * n, [f"array[{i}]" for i in range(n)])
+            pixels = pixel_array(images)
+            n = len(pixels)
+            return ArrayImageSet(pixels, [-1] * n, [-1] * n, [f"array[{i}]" for i in range(n)])
         if isinstance(images, (list, tuple)):
+            if not images:
+                raise ConfigError("no images: the list of files is empty")
             n = len(images)
             return FileImageSet(list(images), [-1] * n, [-1] * n, self.height, self.width)
         return folder_images(images, self.height, self.width)
@@ -99,10 +130,17 @@ class ReIDModel:
         top_k: int = 10,
         feature: str = "FC_att",
     ) -> Ranking:
-        """Rank `gallery` (the other modality) for every query image."""
+        """Rank `gallery` (the other modality) for every query image.
+
+        `feature` is "FC" (BN feature) or "FC_att" (part attention), spelled exactly.
+        """
+        if feature not in FEATURES:
+            raise ConfigError(f"feature={feature!r}; choose one of {', '.join(FEATURES)}")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ConfigError(f"top_k={top_k!r} must be a whole number >= 1")
         gallery_modality = "visible" if query_modality == "thermal" else "thermal"
         query_set, gallery_set = self.images(query), self.images(gallery)
-        pick = 1 if feature == "FC_att" else 0
+        pick = FEATURES.index(feature)
         q = self.extract(query_set, query_modality)[pick]
         g = self.extract(gallery_set, gallery_modality)[pick]
         distances = cosine_distance(q, g)
@@ -127,11 +165,13 @@ def load_model(
     """
     setup_runtime(RuntimeSettings(device_target=device, mode=mode), seed=0)
     network, _, meta = network_for_checkpoint(checkpoint)
-    loader = meta.get("config", {}).get("loader", {})
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    loader = config.get("loader") if isinstance(config.get("loader"), dict) else {}
+
+    def stored(key: str, default: int) -> int:
+        value = loader.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) else default
+
     return ReIDModel(
-        network,
-        height or loader.get("height", 288),
-        width or loader.get("width", 144),
-        batch_size,
-        flip,
+        network, height or stored("height", 288), width or stored("width", 144), batch_size, flip
     )

@@ -110,3 +110,60 @@ def test_export_reloads_with_the_checkpoint_features(trained, tmp_path, fmt):
     result = export.run(cfg)
     assert result["path"].endswith(".mindir" if fmt == "MINDIR" else ".onnx")
     assert result["max_abs_diff/visible"] < 1e-5 and result["max_abs_diff/thermal"] < 1e-5
+
+
+def test_tasks_and_api_give_the_same_features_of_one_checkpoint(trained, tmp_path):
+    # The config says 64x32 (loader=small); the checkpoint was trained at 32x16. Both routes
+    # must use the checkpoint's size unless the command line sets another.
+    checkpoint, tree = trained
+    cfg = compose_config(
+        [
+            "logger=none",
+            "task=extract",
+            f"task.checkpoint={checkpoint}",
+            "task.modality=thermal",
+            f"task.images={tree / 'Thermal'}",
+        ],
+        output_dir=tmp_path,
+    )
+    assert (cfg.loader.height, cfg.loader.width) == (64, 32)
+    extract.run(cfg)
+    from_task = np.load(tmp_path / "features.npz")["fc_att"]
+    from_api = load_model(str(checkpoint), mode="pynative").extract(
+        str(tree / "Thermal"), "thermal"
+    )
+    np.testing.assert_allclose(from_task, from_api[1], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "images, message",
+    [
+        (np.full((2, 32, 16, 3), 40000, np.uint16), "uint16"),
+        (np.zeros((2, 32, 16, 3), np.int64), "int64"),
+        (np.full((2, 32, 16, 3), np.nan, np.float32), "NaN"),
+        (np.full((2, 32, 16, 3), 2.0, np.float32), r"\[0, 1\]"),
+        (np.zeros((0, 32, 16, 3), np.uint8), "no images"),
+        (np.zeros((2, 32, 16), np.uint8), r"\(N, H, W, 3\)"),
+    ],
+)
+def test_api_refuses_arrays_it_would_read_wrong(trained, images, message):
+    model = load_model(str(trained[0]), mode="pynative")
+    with pytest.raises(ConfigError, match=message):
+        model.extract(images, "visible")
+
+
+def test_api_reads_float_images_in_zero_one_like_uint8(trained):
+    model = load_model(str(trained[0]), mode="pynative")
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 32, 16, 3)).astype(np.uint8)
+    as_uint8 = model.extract(pixels, "visible")
+    as_float = model.extract(pixels.astype(np.float32) / 255.0, "visible")
+    np.testing.assert_allclose(as_float[1], as_uint8[1], atol=1e-5)
+
+
+def test_api_feature_names_are_exact(trained, tmp_path):
+    model = load_model(str(trained[0]), mode="pynative")
+    pixels = np.zeros((2, 32, 16, 3), np.uint8)
+    with pytest.raises(ConfigError, match="feature='fc_att'.*FC, FC_att"):
+        model.search(pixels, pixels, "thermal", feature="fc_att")
+    with pytest.raises(ConfigError, match="top_k=0"):
+        model.search(pixels, pixels, "thermal", top_k=0)

@@ -34,6 +34,19 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def config_differences(old: dict, new: dict, prefix: str = "") -> List[str]:
+    """`key: old -> new` for every leaf that differs between two resolved configs."""
+    lines = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            lines += config_differences(a, b, name + ".")
+        elif a != b:
+            lines.append(f"{name}: {a!r} -> {b!r}")
+    return lines
+
+
 def run_identity(cfg: DictConfig, dataset) -> dict:
     """What a results record says about its run: preset name, seed, RegDB trial, config hash."""
     return {
@@ -121,11 +134,55 @@ def build_network(cfg: DictConfig, num_classes: int):
     return instantiate_network(to_dict(cfg.model), num_classes)
 
 
+def command_line_keys() -> List[str]:
+    """Keys and groups the user set on the command line (`loader.height`, `model/backbone`)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return [o.lstrip("+~").split("=", 1)[0] for o in HydraConfig.get().overrides.task]
+
+
 def network_from_checkpoint(cfg: DictConfig):
-    """(network, meta) of `task.checkpoint`, built with `cfg.model` unless the file says more."""
+    """(network, meta, cfg) of `task.checkpoint`; the returned cfg is the one to infer with.
+
+    The checkpoint's own model and input size are the defaults: the config's image size is
+    replaced by the one the checkpoint was trained with, unless the command line sets it (then
+    the conflict is reported, since features then differ from training's). `model` settings on
+    the command line cannot change a checkpoint that stores its model: they are reported.
+    """
     network, report, meta = network_for_checkpoint(cfg.task.checkpoint, to_dict(cfg.model))
     log.info("loaded %s: %s", cfg.task.checkpoint, report.summary())
-    return network, meta
+    keys = command_line_keys()
+    if meta.get("model"):
+        ignored = [k for k in keys if k == "model" or k.startswith(("model.", "model/"))]
+        if ignored:
+            log.warning(
+                "%s holds its own model; ignored from the command line: %s",
+                cfg.task.checkpoint,
+                ", ".join(ignored),
+            )
+    stored = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    loader = stored.get("loader") if isinstance(stored.get("loader"), dict) else {}
+    size = {k: loader[k] for k in ("height", "width") if isinstance(loader.get(k), int)}
+    current = {k: int(cfg.loader[k]) for k in size}
+    if size and current != size:
+        trained = f"{size.get('height', '?')}x{size.get('width', '?')}"
+        forced = [k for k in keys if k in ("loader", "loader.height", "loader.width")]
+        if forced:
+            log.warning(
+                "%s was trained on %s images; %s on the command line makes it see %sx%s, so "
+                "its features differ from those of training",
+                cfg.task.checkpoint,
+                trained,
+                ", ".join(forced),
+                current.get("height", "?"),
+                current.get("width", "?"),
+            )
+        else:
+            log.info("input size %s, as the checkpoint was trained", trained)
+            cfg = OmegaConf.merge(cfg, {"loader": size})
+    return network, meta, cfg
 
 
 def build_loss_terms(cfg: DictConfig) -> dict:

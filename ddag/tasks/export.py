@@ -32,7 +32,7 @@ def run(cfg: DictConfig) -> dict:
     fmt = str(cfg.task.format).upper()
     if fmt not in FORMATS:
         raise ConfigError(f"task.format={cfg.task.format!r}; choose one of {list(FORMATS)}")
-    model = load_model(cfg)
+    model, _ = load_model(cfg)
     network = model.network
     network.set_train(False)
     batch = int(cfg.task.batch_size)

@@ -18,7 +18,7 @@ def run(cfg: DictConfig) -> dict:
     common.setup(cfg)
     if not cfg.task.query or not cfg.task.gallery:
         raise ConfigError("task=search needs task.query=FOLDER and task.gallery=FOLDER")
-    model = load_model(cfg)
+    model, _ = load_model(cfg)
     ranking = model.search(
         cfg.task.query, cfg.task.gallery, cfg.task.modality, top_k=int(cfg.task.top_k)
     )
