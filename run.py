@@ -25,14 +25,16 @@ log = logging.getLogger("ddag")
 
 
 def _run_stamp() -> str:
-    """Run-directory stamp shared by every rank of an msrun job on a node.
+    """Run-directory stamp `<date>/<time>-<pid>`, shared by every rank of an msrun job on a node.
 
-    Each rank composes its own config at slightly different times, so `now` could differ; the
-    ranks share their msrun parent process, whose start time is the stamp. Outside msrun: now.
-    Multi-node jobs should pass hydra.run.dir explicitly.
+    The process id keeps two runs started in the same second apart. Each rank of an msrun job
+    composes its own config at slightly different times, so `now` could differ; the ranks share
+    their msrun parent process, whose start time and id make the stamp. Multi-node jobs should
+    pass hydra.run.dir explicitly.
     """
-    start = time.time()
+    start, owner = time.time(), os.getpid()
     if "MS_WORKER_NUM" in os.environ:
+        owner = os.getppid()
         try:
             ticks = int(
                 Path(f"/proc/{os.getppid()}/stat").read_text().rsplit(")", 1)[1].split()[19]
@@ -45,7 +47,7 @@ def _run_stamp() -> str:
             start = boot + ticks / os.sysconf("SC_CLK_TCK")
         except (OSError, ValueError, IndexError, StopIteration):
             pass
-    return time.strftime("%Y-%m-%d/%H-%M-%S", time.localtime(start))
+    return time.strftime("%Y-%m-%d/%H-%M-%S", time.localtime(start)) + f"-{owner}"
 
 
 def _rank_overrides() -> list:

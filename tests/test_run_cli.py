@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -103,3 +104,53 @@ def test_multirun_over_seeds(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for job in ("0", "1"):
         assert (tmp_path / job / "results.json").is_file()
+
+
+def _wait_for(process, text: str, lines: list, timeout: float = 300) -> None:
+    """Read the process's output until a line contains `text` (all lines go into `lines`)."""
+    import time
+
+    end = time.time() + timeout
+    while time.time() < end:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if text in line:
+            return
+    raise AssertionError(f"{text!r} never printed:\n" + "".join(lines[-30:]))
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_ends_training_cleanly_and_a_live_folder_is_not_shared(tmp_path, stop):
+    from ddag.engine.checkpoint import read_checkpoint
+
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    run_dir = tmp_path / "run"
+    args = ["logger=none", "task.epochs=100", "task.log_every=1", f"hydra.run.dir={run_dir}"]
+    process = subprocess.Popen(
+        [sys.executable, "run.py", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    try:
+        _wait_for(process, "epoch 1 step 2/", lines)  # epoch 0 is checkpointed, the loop runs
+        second = run_cli("logger=none", "task.epochs=1", f"hydra.run.dir={run_dir}", timeout=300)
+        assert second.returncode == 1, second.stdout[-2000:] + second.stderr[-2000:]
+        assert "is in use by a live run" in second.stdout + second.stderr
+        process.send_signal(stop)
+        rest, _ = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = "".join(lines) + rest
+    assert process.returncode == 130, output[-3000:]
+    assert "training stopped (SIGINT or SIGTERM received)" in output, output[-3000:]
+    assert f"task.resume=auto hydra.run.dir={run_dir}" in output
+    assert "Traceback" not in output
+    _, meta = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    assert meta["state"]["epoch"] >= 1

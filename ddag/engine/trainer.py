@@ -1,6 +1,8 @@
 """The epoch loop: sampler batches -> compiled step -> callbacks; dynamic weight per epoch."""
 
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
@@ -61,6 +63,42 @@ class TrainState:
         state.epoch_losses = list(meta.get("epoch_losses", []))
         state.selection_history = list(meta.get("selection_history", []))
         return state
+
+
+class StopRequested(Exception):
+    """SIGINT or SIGTERM arrived during training; the loop stopped between two steps.
+
+    MindSpore's runtime keeps a C-level SIGINT handler of its own that turns Ctrl-C into a
+    SIGTERM to the process, so the two cannot be told apart here: both mean "stop".
+    """
+
+
+class StopSignals:
+    """While installed, SIGINT and SIGTERM only record their number in `received`.
+
+    Outside the main thread, where Python cannot set handlers, nothing is installed.
+    """
+
+    NUMBERS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received: List[int] = []
+        self._previous = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for number in self.NUMBERS:
+            previous = signal.signal(number, self._record)
+            self._previous.setdefault(number, previous)
+
+    def _record(self, signum, frame) -> None:
+        self.received.append(signum)
+
+    def restore(self) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous = {}
 
 
 class Callback:
@@ -125,17 +163,30 @@ class Trainer:
         return ms.Tensor(rng.random(self.noise_size, dtype=np.float32))
 
     def fit(self, state: TrainState) -> TrainState:
-        """Train from `state` to `self.epochs`; returns the final state."""
+        """Train from `state` to `self.epochs`; returns the final state.
+
+        SIGINT (Ctrl-C) and SIGTERM stop the loop after the current step with StopRequested;
+        `state` then still describes the last finished epoch's checkpoint.
+        """
+        self._signals = StopSignals()
         for cb in self.callbacks:
             cb.on_train_start(self, state)
         if state.epoch < self.epochs:
             self.sampler.set_epoch(state.epoch)
             iterator = self.pipeline.create_tuple_iterator(num_epochs=self.epochs - state.epoch)
-            for epoch in range(state.epoch, self.epochs):
-                with source_errors(self.pipeline):
-                    self._run_epoch(iterator, epoch, state)
-                for cb in self.callbacks:
-                    cb.on_epoch_end(self, state)
+            self._signals.install()
+            try:
+                for epoch in range(state.epoch, self.epochs):
+                    with source_errors(self.pipeline):
+                        self._run_epoch(iterator, epoch, state)
+                    for cb in self.callbacks:
+                        cb.on_epoch_end(self, state)
+                    self._stop_if_requested()
+            except RuntimeError:
+                self._stop_if_requested()  # a pipeline torn down by the signal: still a stop
+                raise
+            finally:
+                self._signals.restore()
         for cb in self.callbacks:
             cb.on_train_end(self, state)
         return state
@@ -156,9 +207,14 @@ class Trainer:
             losses = dict(zip(self.term_names, values.tolist()))
             for cb in self.callbacks:
                 cb.on_step_end(self, state, losses)
+            self._stop_if_requested()
         state.epoch = epoch + 1
         state.epoch_losses.append(dict(zip(self.term_names, (sums / max(count, 1)).tolist())))
         state.graph_weight.end_epoch()
+
+    def _stop_if_requested(self) -> None:
+        if self._signals.received:
+            raise StopRequested("SIGINT or SIGTERM")
 
     def _check_finite(self, values: np.ndarray, epoch: int, state: TrainState) -> None:
         if np.all(np.isfinite(values)):

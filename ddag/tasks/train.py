@@ -11,7 +11,7 @@ from ddag.engine.callbacks import CheckpointSaver, PeriodicEvaluation, ProgressL
 from ddag.engine.checkpoint import load_into, read_checkpoint, remove_stale_temporaries
 from ddag.engine.distributed import gradient_reducer
 from ddag.engine.step import make_train_step
-from ddag.engine.trainer import Trainer, TrainState
+from ddag.engine.trainer import StopRequested, Trainer, TrainState
 from ddag.errors import ConfigError, Interrupted
 from ddag.evaluation.evaluator import evaluate
 from ddag.evaluation.features import FeatureExtractor
@@ -41,6 +41,31 @@ def _selection_split(cfg: DictConfig, dataset):
     return None, None
 
 
+# Settings that may change between an interrupted run and its resume without notice.
+RESUME_MAY_CHANGE = ("task.resume", "task.log_every", "paths.output_dir")
+
+
+def _report_changes(meta: dict, cfg: DictConfig, path: Path) -> None:
+    """Warn, naming every setting, when a run resumes with another config than it trained with."""
+    stored = meta.get("config")
+    if not isinstance(stored, dict) or meta.get("config_hash") == common.config_hash(cfg):
+        return
+    changes = [
+        line
+        for line in common.config_differences(stored, common.to_dict(cfg))
+        if not line.startswith(RESUME_MAY_CHANGE)
+    ]
+    if changes:
+        log.warning(
+            "resuming %s with settings that differ from the ones it was trained with (config "
+            "hash %s, now %s); the run mixes both:\n  %s",
+            path,
+            meta.get("config_hash"),
+            common.config_hash(cfg),
+            "\n  ".join(changes),
+        )
+
+
 def _resume(cfg: DictConfig, out_dir: Path, network, optimizer) -> TrainState:
     resume = cfg.task.resume
     if not resume:
@@ -53,6 +78,7 @@ def _resume(cfg: DictConfig, out_dir: Path, network, optimizer) -> TrainState:
     params, meta = read_checkpoint(path)
     if "state" not in meta:
         raise ConfigError(f"task.resume={path}: the checkpoint has no training state to resume")
+    _report_changes(meta, cfg, path)
     load_into(network, params, strict=True, optimizer=optimizer)
     state = TrainState.from_meta(meta["state"])
     state.last_checkpoint = str(path)
@@ -187,11 +213,12 @@ def run(cfg: DictConfig) -> dict:
     )
     try:
         state = trainer.fit(state)
-    except KeyboardInterrupt as err:
+    except (KeyboardInterrupt, StopRequested) as err:
+        cause = f"{err} received" if isinstance(err, StopRequested) else "KeyboardInterrupt"
         raise Interrupted(
-            f"training interrupted at epoch {state.epoch}, step {state.step}. The last complete "
-            f"checkpoint is {state.last_checkpoint or 'not written yet'}; continue with "
-            f"task.resume={state.last_checkpoint or 'auto'} hydra.run.dir={out_dir}"
+            f"training stopped ({cause}) at epoch {state.epoch}, step {state.step}. The last "
+            f"complete checkpoint is {state.last_checkpoint or 'not written yet'}; continue "
+            f"with: python run.py <same overrides> task.resume=auto hydra.run.dir={out_dir}"
         ) from err
 
     if not context.is_main:
