@@ -187,7 +187,14 @@ def test_doctor_names_missing_split_files_and_folders(sysu_root):
 def test_short_training_run_on_each_miniature_tree(name, builder, tmp_path):
     root = builder(tmp_path / name)
     cfg = compose_config(
-        [f"dataset={name}", f"dataset.root={root}", "+debug=fast", "loader.test_batch_size=16"],
+        [
+            f"dataset={name}",
+            f"dataset.root={root}",
+            "+debug=fast",
+            "loader.test_batch_size=16",
+            "runtime.mode=pynative",  # no compilation: two steps are cheaper run eagerly
+            "runtime.jit_step=false",
+        ],
         output_dir=tmp_path / "run",
     )
     summary = train.run(cfg)

@@ -65,6 +65,8 @@ def test_training_under_msrun_writes_one_run_directory_from_rank_0(tmp_path):
         [
             "run.py",
             "+debug=fast",
+            "runtime.mode=pynative",  # two steps: cheaper eagerly than compiled
+            "runtime.jit_step=false",
             "runtime.distributed=true",
             "logger=tensorboard",
             f"hydra.run.dir={run_dir}",
@@ -87,6 +89,8 @@ def test_distributed_without_msrun_is_a_clear_error(tmp_path):
             sys.executable,
             "run.py",
             "+debug=fast",
+            "runtime.mode=pynative",  # two steps: cheaper eagerly than compiled
+            "runtime.jit_step=false",
             "runtime.distributed=true",
             f"hydra.run.dir={tmp_path}",
         ],

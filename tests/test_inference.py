@@ -17,7 +17,8 @@ from tests.conftest import TINY, compose_config
 def trained(tmp_path_factory):
     """A smoke-trained checkpoint and a RegDB-layout image tree (ids in the folder names)."""
     root = tmp_path_factory.mktemp("inference")
-    train.run(compose_config(TINY + ["+debug=fast"], output_dir=root / "run"))
+    eager = ["runtime.mode=pynative", "runtime.jit_step=false"]
+    train.run(compose_config(TINY + ["+debug=fast", *eager], output_dir=root / "run"))
     return root / "run" / "checkpoints" / "last.ckpt", regdb_tree(root / "RegDB")
 
 

@@ -103,7 +103,7 @@ def test_user_errors_are_one_paragraph_without_traceback(args, message, tmp_path
 
 
 def test_multirun_over_seeds(tmp_path):
-    result = run_cli("-m", "seed=0,1", "+debug=fast", f"hydra.sweep.dir={tmp_path}")
+    result = run_cli("-m", "seed=0,1", "+debug=smoke", f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for job in ("0", "1"):
         assert (tmp_path / job / "results.json").is_file()
@@ -124,13 +124,19 @@ def _wait_for(process, text: str, lines: list, timeout: float = 300) -> None:
     raise AssertionError(f"{text!r} never printed:\n" + "".join(lines[-30:]))
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_ends_training_cleanly_and_a_live_folder_is_not_shared(tmp_path, stop):
+def test_ctrl_c_ends_training_cleanly_and_a_live_folder_is_not_shared(tmp_path):
+    """SIGINT to `python run.py` (SIGTERM is tested in-process in test_train.py)."""
     from ddag.engine.checkpoint import read_checkpoint
 
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     run_dir = tmp_path / "run"
-    args = ["logger=none", "task.epochs=100", "task.log_every=1", f"hydra.run.dir={run_dir}"]
+    args = [
+        "+debug=smoke",  # eager: no compilation before the loop runs
+        "task.epochs=100",
+        "task.max_steps_per_epoch=3",
+        "task.log_every=1",
+        f"hydra.run.dir={run_dir}",
+    ]
     process = subprocess.Popen(
         [sys.executable, "run.py", *args],
         cwd=ROOT,
@@ -145,7 +151,7 @@ def test_a_signal_ends_training_cleanly_and_a_live_folder_is_not_shared(tmp_path
         second = run_cli("logger=none", "task.epochs=1", f"hydra.run.dir={run_dir}", timeout=300)
         assert second.returncode == 1, second.stdout[-2000:] + second.stderr[-2000:]
         assert "is in use by a live run" in second.stdout + second.stderr
-        process.send_signal(stop)
+        process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=300)
     finally:
         if process.poll() is None:

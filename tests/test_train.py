@@ -1,183 +1,186 @@
-"""Training behaviour in-process on the tiny synthetic setting: determinism, failure messages."""
+"""Training behaviour in-process on the tiny synthetic setting: determinism, resume, records.
+
+Every graph-mode run compiles its step and inference graphs (~10 s here), so runs are shared:
+one reference run serves the determinism and resume tests, one short run the record tests.
+"""
 
 import json
+import os
+import signal
 
 import numpy as np
 import pytest
 
-from ddag.engine.callbacks import ProgressLogger
+from ddag.engine.callbacks import CheckpointSaver, ProgressLogger
 from ddag.engine.checkpoint import read_checkpoint
 from ddag.errors import Interrupted, TrainingError
 from ddag.tasks import train
 from tests.conftest import TINY, compose_config
 
+# The reference run: 3 epochs, the model selected on the validation identities every epoch.
+REFERENCE = ("task.epochs=3", "task.eval_every=1", "task.selection=val", "seed=3")
+# No graph compilation, for runs whose numbers are not compared with graph-mode runs.
+EAGER = ("runtime.mode=pynative", "runtime.jit_step=false")
 
-def _train(tmp_path, name, *overrides):
-    out = tmp_path / name
+
+def _train(root, name, *overrides):
+    out = root / name
     cfg = compose_config(TINY + ["task.selection=last", *overrides], output_dir=out)
     summary = train.run(cfg)
     return summary, json.loads((out / "train_history.json").read_text()), out
 
 
-def test_same_seed_gives_identical_losses_and_other_seed_does_not(tmp_path):
-    _, first, _ = _train(tmp_path, "a", "task.epochs=2")
-    _, second, _ = _train(tmp_path, "b", "task.epochs=2")
-    _, other, _ = _train(tmp_path, "c", "task.epochs=2", "seed=1")
-    assert first["epoch_losses"] == second["epoch_losses"]
-    assert first["epoch_losses"] != other["epoch_losses"]
-    # The graph term only counts from the second epoch, with w_G = 1 / (1 + mean instance loss).
-    assert first["term_names"] == ["id", "triplet", "part", "graph"]
-
-
-def test_run_writes_checkpoint_results_and_history(tmp_path):
-    summary, history, out = _train(tmp_path, "run", "task.epochs=1", "task.max_steps_per_epoch=2")
-    params, meta = read_checkpoint(out / "checkpoints" / "last.ckpt")
-    assert meta["state"]["epoch"] == 1 and meta["state"]["step"] == 2
-    assert "classifier.weight" in params and any(k.startswith("optimizer.") for k in params)
-    assert (out / "results.json").is_file()
-    assert set(summary) >= {"v2t/FC/rank1", "t2v/FC_att/mAP"}
-    assert len(history["epoch_losses"]) == 1
-
-
-def test_non_finite_loss_stops_with_the_step_number(tmp_path):
-    with pytest.raises(TrainingError, match=r"non-finite at epoch \d+, step \d+"):
-        _train(tmp_path, "nan", "task.epochs=3", "optimizer.lr=1e30", "schedule.warmup_epochs=0")
-
-
-def _interrupt_in_second_epoch(monkeypatch, step_in_epoch: int):
-    """Make the progress callback raise KeyboardInterrupt (Ctrl-C) after that step of epoch 2."""
-    original = ProgressLogger.on_step_end
-
-    def interrupt(self, trainer, state, losses):
-        original(self, trainer, state, losses)
-        if state.step == trainer.steps_per_epoch + step_in_epoch:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ProgressLogger, "on_step_end", interrupt)
-    return original
-
-
-def test_interrupt_keeps_the_last_checkpoint_loadable(tmp_path, monkeypatch):
-    _interrupt_in_second_epoch(monkeypatch, 2)
-    with pytest.raises(Interrupted, match="task.resume=") as err:
-        _train(tmp_path, "stop", "task.epochs=3")
-    last = tmp_path / "stop" / "checkpoints" / "last.ckpt"
-    assert str(last) in str(err.value)
-    _, meta = read_checkpoint(last)
-    assert meta["state"]["epoch"] == 1
-
-
-def test_resume_after_interrupt_equals_an_uninterrupted_run(tmp_path, monkeypatch):
-    _, straight_history, straight = _train(tmp_path, "straight", "task.epochs=2")
-    original = _interrupt_in_second_epoch(monkeypatch, 1)
-    with pytest.raises(Interrupted):
-        _train(tmp_path, "resumed", "task.epochs=2")
-    monkeypatch.setattr(ProgressLogger, "on_step_end", original)
-    _, resumed_history, resumed = _train(tmp_path, "resumed", "task.epochs=2", "task.resume=auto")
-
-    a, meta_a = read_checkpoint(straight / "checkpoints" / "last.ckpt")
-    b, meta_b = read_checkpoint(resumed / "checkpoints" / "last.ckpt")
-    assert meta_a["state"]["step"] == meta_b["state"]["step"]
-    assert meta_a["state"]["graph_weight"] == pytest.approx(meta_b["state"]["graph_weight"])
-    assert set(a) == set(b)
-    for name in a:
-        np.testing.assert_allclose(
-            a[name].asnumpy(), b[name].asnumpy(), rtol=1e-5, atol=1e-6, err_msg=name
-        )
-    assert resumed_history["epoch_losses"][-1] == pytest.approx(
-        straight_history["epoch_losses"][-1]
-    )
-
-
-@pytest.mark.parametrize("level", ["O2", "O3"])
-def test_mixed_precision_trains_with_float32_heads_and_unchanged_names(tmp_path, level):
-    summary, history, out = _train(
-        tmp_path, level, "task.epochs=1", "task.max_steps_per_epoch=2", f"runtime.amp_level={level}"
-    )
-    assert np.isfinite(history["epoch_losses"][0]["total"])
-    params, _ = read_checkpoint(out / "checkpoints" / "last.ckpt")
-    assert "trunk.layer1.0.conv1.weight" in params and "classifier.weight" in params
-    assert str(params["classifier.weight"].dtype) == "Float32"
-    assert "v2t/FC_att/rank1" in summary
-
-
-def _records_by_key(out):
+def _records(out):
     return {
         (r["protocol"], r["feature"]): r for r in json.loads((out / "results.json").read_text())
     }
 
 
-def test_resume_keeps_model_selection(tmp_path, monkeypatch):
-    """Killed between an evaluation and its last.ckpt, or mid-epoch, then resumed: the selected
-    epoch, best.ckpt, the selection history and the test numbers equal an uninterrupted run's."""
-    from ddag.engine.callbacks import CheckpointSaver
-
-    run = ("task.epochs=4", "task.eval_every=1", "task.selection=val", "seed=3")
-    straight_summary, straight_history, straight = _train(tmp_path, "straight", *run)
-    assert len(straight_history["selection"]) == 4
-    save, progress = CheckpointSaver.on_epoch_end, ProgressLogger.on_step_end
-
-    def kill_before_save(self, trainer, state):
-        if state.epoch == 2:  # epoch 2 is evaluated (best.ckpt may be new), last.ckpt is not
-            raise KeyboardInterrupt
-        save(self, trainer, state)
-
-    def kill_mid_epoch(self, trainer, state, losses):
-        progress(self, trainer, state, losses)
-        if state.step == 2 * trainer.steps_per_epoch + 2:
-            raise KeyboardInterrupt
-
-    for name, target, patch in (
-        ("before_save", CheckpointSaver, ("on_epoch_end", kill_before_save)),
-        ("mid_epoch", ProgressLogger, ("on_step_end", kill_mid_epoch)),
-    ):
-        monkeypatch.setattr(target, *patch)
-        with pytest.raises(Interrupted):
-            _train(tmp_path, name, *run)
-        monkeypatch.undo()
-        summary, history, out = _train(tmp_path, name, *run, "task.resume=auto")
-        assert history["selection"] == straight_history["selection"], name
-        ours, theirs = _records_by_key(out), _records_by_key(straight)
-        for key, record in theirs.items():
-            assert ours[key]["flags"]["selected_epoch"] == record["flags"]["selected_epoch"]
-            assert ours[key]["flags"]["selection"] == "val"
-            assert ours[key]["mean"] == pytest.approx(record["mean"], abs=1e-6), (name, key)
-        best, meta = read_checkpoint(out / "checkpoints" / "best.ckpt")
-        expected, expected_meta = read_checkpoint(straight / "checkpoints" / "best.ckpt")
-        assert meta["state"]["epoch"] == expected_meta["state"]["epoch"]
-        for param in ("classifier.weight", "trunk.layer4.0.conv2.weight"):
-            np.testing.assert_allclose(
-                best[param].asnumpy(), expected[param].asnumpy(), rtol=1e-5, atol=1e-6
-            )
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """(summary, history, run dir) of the uninterrupted reference run."""
+    return _train(tmp_path_factory.mktemp("reference"), "run", *REFERENCE)
 
 
-def test_results_say_which_selection_was_done(tmp_path):
-    # No validation identities: task.selection=val falls back to the last epoch, and says so.
-    _, _, out = _train(
-        tmp_path,
-        "noval",
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    """One epoch of two steps without validation identities, asking for selection on val."""
+    return _train(
+        tmp_path_factory.mktemp("short"),
+        "run",
         "task.epochs=1",
         "task.max_steps_per_epoch=2",
         "dataset.num_val_ids=0",
         "task.selection=val",
+        "seed=5",
     )
-    flags = json.loads((out / "results.json").read_text())[0]["flags"]
+
+
+def test_same_seed_gives_identical_losses_and_other_seed_does_not(reference, tmp_path):
+    _, history, _ = reference
+    # The schedule is a function of the epoch, so a one-epoch run repeats the first epoch.
+    _, again, _ = _train(tmp_path, "again", *REFERENCE[1:], "task.epochs=1")
+    _, other, _ = _train(tmp_path, "other", *REFERENCE[1:-1], "task.epochs=1", "seed=4")
+    assert again["epoch_losses"] == history["epoch_losses"][:1]
+    assert other["epoch_losses"] != history["epoch_losses"][:1]
+    assert history["term_names"] == ["id", "triplet", "part", "graph"]
+
+
+def test_run_writes_checkpoint_results_and_history(short_run):
+    summary, history, out = short_run
+    params, meta = read_checkpoint(out / "checkpoints" / "last.ckpt")
+    assert meta["state"]["epoch"] == 1 and meta["state"]["step"] == 2
+    assert "classifier.weight" in params and any(k.startswith("optimizer.") for k in params)
+    assert set(summary) >= {"v2t/FC/rank1", "t2v/FC_att/mAP"}
+    assert len(history["epoch_losses"]) == 1
+
+
+def test_results_say_which_selection_was_done(short_run):
+    # No validation identities: task.selection=val falls back to the last epoch, and says so.
+    flags = _records(short_run[2])[("v2t", "FC_att")]["flags"]
     assert flags["selection"] == "last" and flags["requested_selection"] == "val"
     assert flags["selected_epoch"] == 1
 
 
-def test_an_evaluated_checkpoint_fills_the_table_row_of_its_training_run(tmp_path):
+def test_an_evaluated_checkpoint_fills_the_table_row_of_its_training_run(short_run, tmp_path):
     from ddag.evaluation.tables import build_table, collect_runs
     from ddag.tasks import eval as eval_task
 
-    _, _, out = _train(tmp_path, "trained", "task.epochs=1", "task.max_steps_per_epoch=2", "seed=5")
+    out = short_run[2]
     cfg = compose_config(
-        TINY + ["task=eval", f"task.checkpoint={out / 'checkpoints' / 'last.ckpt'}"],
+        TINY
+        + [
+            "task=eval",
+            f"task.checkpoint={out / 'checkpoints' / 'last.ckpt'}",
+            "dataset.num_val_ids=0",  # the same test identities as the training run
+        ],
         output_dir=tmp_path / "evaluated",
     )
     eval_task.run(cfg)
     manifest = {"name": "t", "rows": [{"preset": "default", "protocol": "v2t", "seeds": [5]}]}
     row = build_table(manifest, collect_runs([str(tmp_path / "evaluated")])["records"])["rows"][0]
     assert (row["runs"], row["missing"]) == (1, [])
-    trained = _records_by_key(out)[("v2t", "FC_att")]["mean"]
+    trained = _records(out)[("v2t", "FC_att")]["mean"]
     assert row["mean"]["rank1"] == pytest.approx(100 * trained["rank1"], abs=1e-4)
+
+
+def test_non_finite_loss_stops_with_the_step_number(tmp_path):
+    with pytest.raises(TrainingError, match=r"non-finite at epoch \d+, step \d+"):
+        _train(
+            tmp_path,
+            "nan",
+            "task.epochs=3",
+            "optimizer.lr=1e30",
+            "schedule.warmup_epochs=0",
+            *EAGER,
+        )
+
+
+def test_interrupted_runs_resume_to_the_reference_run(reference, tmp_path, monkeypatch):
+    """Ctrl-C between an evaluation and its last.ckpt, or SIGTERM mid-epoch, then
+    task.resume=auto: parameters, graph weight, losses, selected epoch, best.ckpt, selection
+    history and test numbers all equal the uninterrupted reference run's."""
+    _, ref_history, ref_out = reference
+    save, progress = CheckpointSaver.on_epoch_end, ProgressLogger.on_step_end
+
+    def ctrl_c_before_save(self, trainer, state):
+        if state.epoch == 2:  # epoch 2 is evaluated (best.ckpt may be new), last.ckpt is not
+            raise KeyboardInterrupt
+        save(self, trainer, state)
+
+    def sigterm_mid_epoch(self, trainer, state, losses):
+        progress(self, trainer, state, losses)
+        if state.step == trainer.steps_per_epoch + 2:  # epoch 1, step 2
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    for name, target, patch, last_epoch in (
+        ("ctrl_c", CheckpointSaver, ("on_epoch_end", ctrl_c_before_save), 1),
+        ("sigterm", ProgressLogger, ("on_step_end", sigterm_mid_epoch), 1),
+    ):
+        monkeypatch.setattr(target, *patch)
+        with pytest.raises(Interrupted, match="task.resume=auto") as stopped:
+            _train(tmp_path, name, *REFERENCE)
+        monkeypatch.undo()
+        last = tmp_path / name / "checkpoints" / "last.ckpt"
+        assert str(last) in str(stopped.value)
+        assert read_checkpoint(last)[1]["state"]["epoch"] == last_epoch
+
+        _, history, out = _train(tmp_path, name, *REFERENCE, "task.resume=auto")
+        assert history["selection"] == ref_history["selection"], name
+        assert history["epoch_losses"][-1] == pytest.approx(ref_history["epoch_losses"][-1])
+        for checkpoint in ("last.ckpt", "best.ckpt"):
+            ours, meta = read_checkpoint(out / "checkpoints" / checkpoint)
+            theirs, ref_meta = read_checkpoint(ref_out / "checkpoints" / checkpoint)
+            assert set(ours) == set(theirs)
+            assert meta["state"]["epoch"] == ref_meta["state"]["epoch"]
+            assert meta["state"]["graph_weight"] == pytest.approx(ref_meta["state"]["graph_weight"])
+            for param in ours:
+                np.testing.assert_allclose(
+                    ours[param].asnumpy(),
+                    theirs[param].asnumpy(),
+                    rtol=1e-5,
+                    atol=1e-6,
+                    err_msg=f"{name} {checkpoint} {param}",
+                )
+        for key, record in _records(ref_out).items():
+            resumed = _records(out)[key]
+            assert resumed["flags"]["selection"] == "val"
+            assert resumed["flags"]["selected_epoch"] == record["flags"]["selected_epoch"]
+            assert resumed["mean"] == pytest.approx(record["mean"], abs=1e-6), (name, key)
+
+
+@pytest.mark.parametrize("level", ["O2", "O3"])
+def test_mixed_precision_trains_with_float32_heads_and_unchanged_names(tmp_path, level):
+    summary, history, out = _train(
+        tmp_path,
+        level,
+        "task.epochs=1",
+        "task.max_steps_per_epoch=2",
+        f"runtime.amp_level={level}",
+        *EAGER,
+    )
+    assert np.isfinite(history["epoch_losses"][0]["total"])
+    params, _ = read_checkpoint(out / "checkpoints" / "last.ckpt")
+    assert "trunk.layer1.0.conv1.weight" in params and "classifier.weight" in params
+    assert str(params["classifier.weight"].dtype) == "Float32"
+    assert "v2t/FC_att/rank1" in summary
