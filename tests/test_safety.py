@@ -108,3 +108,24 @@ def test_extract_output_must_be_a_file_name_in_the_run_directory(tmp_path):
     with pytest.raises(ConfigError, match="task.output='../../features.npz'"):
         extract.run(cfg)
     assert not (tmp_path.parent / "features.npz").exists()
+
+
+def test_resuming_with_other_settings_names_every_changed_key(tmp_path, caplog):
+    import logging
+
+    from ddag.tasks import common, train
+    from tests.conftest import compose_config
+
+    trained = compose_config(["logger=none"], output_dir=tmp_path)
+    meta = {"config": common.to_dict(trained), "config_hash": common.config_hash(trained)}
+    same = compose_config(["logger=none", "task.resume=auto"], output_dir=tmp_path)
+    changed = compose_config(
+        ["logger=none", "task.resume=auto", "seed=1", "optimizer.lr=0.05"], output_dir=tmp_path
+    )
+    with caplog.at_level(logging.WARNING, logger="ddag.tasks.train"):
+        train._report_changes(meta, same, tmp_path / "last.ckpt")
+        assert not caplog.records  # only task.resume differs: nothing to report
+        train._report_changes(meta, changed, tmp_path / "last.ckpt")
+    text = caplog.text
+    assert "seed: 0 -> 1" in text and "optimizer.lr: 0.1 -> 0.05" in text
+    assert "task.resume" not in text
