@@ -18,8 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ddag.config.schema import register_configs
 from ddag.config.validate import validate_config
-from ddag.errors import DdagError, Interrupted
-from ddag.evaluation.tables import FAILED_MARKER
+from ddag.errors import FAILED_MARKER, DdagError, Interrupted
 
 log = logging.getLogger("ddag")
 

@@ -11,7 +11,6 @@ from typing import List, Union
 
 import numpy as np
 
-from ddag.config.instantiate import network_for_checkpoint
 from ddag.data.datasets.base import ArrayImageSet, FileImageSet, ImageSet
 from ddag.data.datasets.folder import folder_images
 from ddag.data.loader import LoaderSettings
@@ -19,6 +18,7 @@ from ddag.engine.runtime import RuntimeSettings, setup_runtime
 from ddag.errors import ConfigError
 from ddag.evaluation.features import MODALITY_CODES, FeatureExtractor
 from ddag.evaluation.metrics import cosine_distance
+from ddag.models.loading import network_for_checkpoint
 
 Images = Union[str, List[str], np.ndarray, ImageSet]
 FEATURES = ("FC", "FC_att")

@@ -4,6 +4,10 @@ Each one carries a message that names the bad thing and the fix; `run.py` prints
 paragraph instead of a traceback.
 """
 
+# File a failed job of a sweep leaves in its run folder, holding the error (run.py writes it;
+# the sweep's end report and task=table look for it).
+FAILED_MARKER = "FAILED"
+
 
 class DdagError(Exception):
     """Base class of every error ddag reports to the user."""

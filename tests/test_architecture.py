@@ -36,3 +36,51 @@ def test_no_print_calls_in_package():
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
                 offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
     assert not offenders, f"use the logger instead of print: {offenders}"
+
+
+def _package_imports(path):
+    """Modules of ddag a file imports, `from ddag.tasks import common` as ddag.tasks.common."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names if alias.name.startswith("ddag"))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ddag"):
+            yield node.module
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+
+
+def _violations(folders, forbidden, allowed=()):
+    found = []
+    for folder in folders:
+        for path in (PACKAGE / folder).rglob("*.py"):
+            for name in _package_imports(path):
+                if name.startswith(forbidden) and not name.startswith(allowed):
+                    found.append(f"{path.relative_to(PACKAGE)} imports {name}")
+    return found
+
+
+def test_models_and_engine_import_neither_tasks_nor_config():
+    assert not _violations(("models", "engine"), ("ddag.tasks", "ddag.config"))
+
+
+def test_no_task_imports_another_task():
+    found = []
+    for path in (PACKAGE / "tasks").glob("*.py"):
+        for name in _package_imports(path):
+            module = name.split(".")
+            if module[:2] == ["ddag", "tasks"] and len(module) > 2:
+                if module[2] not in ("common", path.stem):
+                    found.append(f"{path.name} imports {name}")
+    assert not found, found
+
+
+def test_checkpoint_files_are_read_by_a_leaf_module():
+    # ddag.io may be used by models, engine and tasks; it imports nothing of theirs.
+    assert not _violations(("io",), ("ddag.",), ("ddag.errors", "ddag.utils", "ddag.io"))
+    assert not (PACKAGE / "engine" / "checkpoint.py").exists()
+
+
+def test_run_py_imports_only_config_and_errors():
+    runner = PACKAGE.parent / "run.py"
+    names = [n for n in _package_imports(runner) if n.count(".") == 2 or n == "ddag.errors"]
+    assert all(n.startswith(("ddag.config", "ddag.errors")) for n in names), names

@@ -6,8 +6,8 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from ddag.engine.checkpoint import load_into, ms_zoo_to_ddag, read_checkpoint, save_checkpoint
 from ddag.errors import CheckpointError
+from ddag.io.checkpoint import load_into, ms_zoo_to_ddag, read_checkpoint, save_checkpoint
 from ddag.models.attention.iwpa import WeightedPartAttention
 from ddag.models.backbones.resnet import ResNet
 from ddag.models.ddag import DDAG

@@ -4,7 +4,7 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from ddag.config.instantiate import network_for_checkpoint
+from ddag.models.loading import network_for_checkpoint
 from ddag.tasks import eval as eval_task
 from tests.conftest import compose_config, load_json, reference_data
 

@@ -6,9 +6,9 @@ import copy
 import mindspore as ms
 import pytest
 
-from ddag.config.instantiate import build_network, network_for_checkpoint
-from ddag.engine.checkpoint import save_checkpoint
 from ddag.errors import CheckpointError
+from ddag.io.checkpoint import save_checkpoint
+from ddag.models.loading import build_network, network_for_checkpoint
 
 ms.set_context(mode=ms.PYNATIVE_MODE)
 

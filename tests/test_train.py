@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from ddag.engine.callbacks import CheckpointSaver, ProgressLogger
-from ddag.engine.checkpoint import read_checkpoint
 from ddag.errors import Interrupted, TrainingError
+from ddag.io.checkpoint import read_checkpoint
 from ddag.tasks import train
 from tests.conftest import TINY, compose_config
 

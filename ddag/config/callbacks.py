@@ -8,7 +8,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from ddag.evaluation.tables import FAILED_MARKER
+from ddag.errors import FAILED_MARKER
 from ddag.utils.logging import current_rank, get_logger
 
 log = get_logger(__name__)

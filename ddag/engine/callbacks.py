@@ -3,8 +3,8 @@
 from pathlib import Path
 from typing import Callable, Optional
 
-from ddag.engine.checkpoint import save_checkpoint
 from ddag.engine.trainer import Callback, StepTimer
+from ddag.io.checkpoint import save_checkpoint
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)

@@ -14,12 +14,12 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from ddag.errors import FAILED_MARKER
 from ddag.evaluation.results import read_records
 from ddag.utils.logging import get_logger
 from ddag.utils.paths import file_in
 
 log = get_logger(__name__)
-FAILED_MARKER = "FAILED"  # written by run.py into the directory of a failed sweep job
 
 
 def collect_runs(paths: List[str]) -> Dict[str, list]:

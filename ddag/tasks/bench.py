@@ -21,12 +21,12 @@ import numpy as np
 from mindspore import ops
 from omegaconf import DictConfig
 
-from ddag.config.instantiate import build_network
 from ddag.engine.step import make_train_step
 from ddag.evaluation.metrics import rank_metrics
 from ddag.losses.objective import Objective
 from ddag.losses.terms import CrossEntropy
 from ddag.models.ddag import VISIBLE, EmbeddingNet
+from ddag.models.loading import build_network
 from ddag.tasks import common
 from ddag.utils.logging import get_logger
 

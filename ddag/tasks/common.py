@@ -3,17 +3,23 @@
 import hashlib
 import json
 from pathlib import Path
-from typing import List
+from typing import List, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
-from ddag.config.instantiate import build, network_for_checkpoint
-from ddag.config.instantiate import build_network as instantiate_network
+from ddag.api import ReIDModel
+from ddag.config.instantiate import build
 from ddag.config.validate import check_node
 from ddag.data.loader import LoaderSettings, train_pipeline
 from ddag.data.sampler import IdentitySampler
 from ddag.engine.runtime import RuntimeSettings, setup_runtime
 from ddag.errors import ConfigError
+from ddag.evaluation.evaluator import evaluate
+from ddag.evaluation.features import FeatureExtractor
+from ddag.evaluation.plots import cmc_image, save_cmc_image
+from ddag.evaluation.results import markdown_table, write_records
+from ddag.models.loading import build_network as build_model_network
+from ddag.models.loading import network_for_checkpoint
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -131,7 +137,7 @@ def build_dataset(cfg: DictConfig, check: bool = True):
 
 def build_network(cfg: DictConfig, num_classes: int):
     """The DDAG network of `cfg.model`."""
-    return instantiate_network(to_dict(cfg.model), num_classes)
+    return build_model_network(to_dict(cfg.model), num_classes)
 
 
 def command_line_keys() -> List[str]:
@@ -224,3 +230,44 @@ def build_logger(cfg: DictConfig):
     if not node or "_target_" not in node:
         return None
     return build(node)
+
+
+def inference_model(cfg: DictConfig) -> Tuple[ReIDModel, DictConfig]:
+    """(ReIDModel of `task.checkpoint`, the config to infer with: the checkpoint's input size)."""
+    network, _, cfg = network_from_checkpoint(cfg)
+    settings = loader_settings(cfg)
+    model = ReIDModel(
+        network, settings.height, settings.width, settings.test_batch_size, bool(cfg.eval.flip)
+    )
+    return model, cfg
+
+
+def test_and_report(
+    extractor: FeatureExtractor,
+    dataset,
+    protocols: list,
+    cfg: DictConfig,
+    identity: dict,
+    flags: dict,
+    out_dir: Path,
+    tensorboard=None,
+    step: int = 0,
+) -> dict:
+    """Evaluate on the test split, write results.json, log the table; returns the means."""
+    records = evaluate(
+        extractor,
+        dataset.test_split(),
+        protocols,
+        flags=flags,
+        identity=identity,
+        rerank=rerank_settings(cfg),
+    )
+    path = write_records(records, out_dir / "results.json")
+    save_cmc_image(records, out_dir / "cmc.png")
+    table = markdown_table(records)
+    log.info("test results (%s), written to %s\n%s", dataset.name, path, table)
+    summary = {f"{r.protocol}/{r.feature}/{m}": v for r in records for m, v in r.mean.items()}
+    if tensorboard is not None:
+        tensorboard.log_metrics("test", summary, step)
+        tensorboard.log_image("test/cmc", cmc_image(records), step)
+    return summary

@@ -7,7 +7,6 @@ from omegaconf import DictConfig
 from ddag.errors import ConfigError
 from ddag.models.ddag import THERMAL, VISIBLE, EmbeddingNet, ModalityEmbeddingNet
 from ddag.tasks import common
-from ddag.tasks.extract import load_model
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -32,7 +31,7 @@ def run(cfg: DictConfig) -> dict:
     fmt = str(cfg.task.format).upper()
     if fmt not in FORMATS:
         raise ConfigError(f"task.format={cfg.task.format!r}; choose one of {list(FORMATS)}")
-    model, _ = load_model(cfg)
+    model, _ = common.inference_model(cfg)
     network = model.network
     network.set_train(False)
     batch = int(cfg.task.batch_size)

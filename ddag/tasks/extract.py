@@ -1,7 +1,5 @@
 """task=extract: FC and FC_att features of a folder or a dataset split, written to .npz."""
 
-from typing import Tuple
-
 import numpy as np
 from omegaconf import DictConfig
 
@@ -14,16 +12,6 @@ from ddag.utils.paths import file_in
 
 log = get_logger(__name__)
 SPLITS = ("train", "val", "test")
-
-
-def load_model(cfg: DictConfig) -> Tuple[ReIDModel, DictConfig]:
-    """(ReIDModel of `task.checkpoint`, the config to infer with: the checkpoint's input size)."""
-    network, _, cfg = common.network_from_checkpoint(cfg)
-    settings = common.loader_settings(cfg)
-    model = ReIDModel(
-        network, settings.height, settings.width, settings.test_batch_size, bool(cfg.eval.flip)
-    )
-    return model, cfg
 
 
 def _images(cfg: DictConfig, model: ReIDModel):
@@ -40,7 +28,7 @@ def _images(cfg: DictConfig, model: ReIDModel):
 def run(cfg: DictConfig) -> dict:
     path = file_in(common.output_dir(cfg), cfg.task.output, "task.output")  # before any work
     common.setup(cfg)
-    model, cfg = load_model(cfg)
+    model, cfg = common.inference_model(cfg)
     images = _images(cfg, model)
     fc, fc_att = model.extract(images, cfg.task.modality)
     np.savez(

@@ -8,7 +8,6 @@ from PIL import Image
 from ddag.errors import ConfigError
 from ddag.evaluation.plots import ranking_image
 from ddag.tasks import common
-from ddag.tasks.extract import load_model
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -18,7 +17,7 @@ def run(cfg: DictConfig) -> dict:
     common.setup(cfg)
     if not cfg.task.query or not cfg.task.gallery:
         raise ConfigError("task=search needs task.query=FOLDER and task.gallery=FOLDER")
-    model, _ = load_model(cfg)
+    model, _ = common.inference_model(cfg)
     ranking = model.search(
         cfg.task.query, cfg.task.gallery, cfg.task.modality, top_k=int(cfg.task.top_k)
     )

@@ -1,23 +1,24 @@
 """task=train: train DDAG, select a model, evaluate it on the test protocols."""
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mindspore as ms
 from omegaconf import DictConfig
 
 from ddag.config.instantiate import build
 from ddag.engine.callbacks import CheckpointSaver, PeriodicEvaluation, ProgressLogger
-from ddag.engine.checkpoint import load_into, read_checkpoint, remove_stale_temporaries
 from ddag.engine.distributed import gradient_reducer
 from ddag.engine.step import make_train_step
 from ddag.engine.trainer import StopRequested, Trainer, TrainState
 from ddag.errors import ConfigError, Interrupted
 from ddag.evaluation.evaluator import evaluate
 from ddag.evaluation.features import FeatureExtractor
+from ddag.io.checkpoint import load_into, read_checkpoint, remove_stale_temporaries
 from ddag.losses.objective import Objective
 from ddag.tasks import common
-from ddag.tasks.eval import test_and_report
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -140,7 +141,62 @@ def _mixed_precision(cfg: DictConfig, network):
     return ms.amp.DynamicLossScaler(scale_value=2.0**12, scale_factor=2, scale_window=500)
 
 
-def run(cfg: DictConfig) -> dict:
+@dataclass
+class TrainingRun:
+    """Everything `build` wires together for `fit` and `report`."""
+
+    cfg: DictConfig
+    out_dir: Path
+    is_main: bool
+    dataset: Any
+    protocols: list
+    network: Any
+    objective: Objective
+    trainer: Trainer
+    state: TrainState
+    extractor: FeatureExtractor
+    tensorboard: Any
+    selecting: bool
+
+
+def _train_step(cfg: DictConfig, context, network, objective, steps: int):
+    """(compiled step, optimizer, per-step learning rate of the head group)."""
+    loss_scaler = _mixed_precision(cfg, network)
+    lr_factors = build(cfg.schedule).per_step(1.0, int(cfg.task.epochs), steps)
+    recipe = build(cfg.optimizer)
+    optimizer = recipe.build(network, lr_factors)
+    step_fn = make_train_step(
+        objective,
+        optimizer,
+        gradient_reducer(context, optimizer),
+        jit=bool(cfg.runtime.jit_step),
+        loss_scaler=loss_scaler,
+    )
+    return step_fn, optimizer, lr_factors * recipe.lr
+
+
+def _callbacks(cfg, out_dir, dataset, network, optimizer, extractor, is_main):
+    """(callbacks in order, TensorBoard logger or None, whether a model selection runs)."""
+    tensorboard = saver = selection = None
+    if is_main:  # only rank 0 writes checkpoints, events and results
+        tensorboard = common.build_logger(cfg)
+        meta = {
+            "config_hash": common.config_hash(cfg),
+            "dataset": dataset.name,
+            "model": common.to_dict(cfg.model),
+            "config": common.to_dict(cfg),
+        }
+        saver = CheckpointSaver(
+            out_dir / "checkpoints", network, optimizer, meta, int(cfg.task.save_every)
+        )
+        selection = _selection_callback(cfg, dataset, network, extractor, saver, tensorboard)
+    # Evaluation before saving: last.ckpt then holds the scores and best epoch of its epoch.
+    callbacks = [ProgressLogger(int(cfg.task.log_every)), tensorboard, selection, saver]
+    return [cb for cb in callbacks if cb is not None], tensorboard, selection is not None
+
+
+def build_run(cfg: DictConfig) -> TrainingRun:
+    """Data, network, objective, compiled step, optimizer, callbacks and trainer of a run."""
     context = common.setup(cfg)
     out_dir = common.output_dir(cfg)
     dataset = common.build_dataset(cfg)
@@ -159,81 +215,83 @@ def run(cfg: DictConfig) -> dict:
             sampler.batch_size,
         )
     network = common.build_network(cfg, dataset.num_train_ids)
-    loss_scaler = _mixed_precision(cfg, network)
     objective = Objective(network, common.build_loss_terms(cfg))
-
-    epochs = int(cfg.task.epochs)
     steps = sampler.batches_per_epoch
     if cfg.task.max_steps_per_epoch:
         steps = min(steps, int(cfg.task.max_steps_per_epoch))
-    lr_factors = build(cfg.schedule).per_step(1.0, epochs, steps)
-    recipe = build(cfg.optimizer)
-    optimizer = recipe.build(network, lr_factors)
-    step_fn = make_train_step(
-        objective,
-        optimizer,
-        gradient_reducer(context, optimizer),
-        jit=bool(cfg.runtime.jit_step),
-        loss_scaler=loss_scaler,
-    )
+    step_fn, optimizer, lr_per_step = _train_step(cfg, context, network, objective, steps)
     state = _resume(cfg, out_dir, network, optimizer)
-
     extractor = FeatureExtractor(network, settings, flip=bool(cfg.eval.flip))
-    tensorboard = saver = selection = None
-    if context.is_main:  # only rank 0 writes checkpoints, events and results
-        tensorboard = common.build_logger(cfg)
-        meta = {
-            "config_hash": common.config_hash(cfg),
-            "dataset": dataset.name,
-            "model": common.to_dict(cfg.model),
-            "config": common.to_dict(cfg),
-        }
-        saver = CheckpointSaver(
-            out_dir / "checkpoints",
-            network,
-            optimizer,
-            meta,
-            every_n_epochs=int(cfg.task.save_every),
-        )
-        selection = _selection_callback(cfg, dataset, network, extractor, saver, tensorboard)
-    # Evaluation before saving: last.ckpt then holds the scores and best epoch of its epoch.
-    callbacks = [ProgressLogger(int(cfg.task.log_every)), tensorboard, selection, saver]
-    callbacks = [cb for cb in callbacks if cb is not None]
-
+    callbacks, tensorboard, selecting = _callbacks(
+        cfg, out_dir, dataset, network, optimizer, extractor, context.is_main
+    )
     trainer = Trainer(
         step_fn,
         objective,
         pipeline,
         sampler,
-        epochs,
-        lr_factors * recipe.lr,
+        int(cfg.task.epochs),
+        lr_per_step,
         callbacks,
         steps,
         seed=int(cfg.seed),
     )
+    return TrainingRun(
+        cfg,
+        out_dir,
+        context.is_main,
+        dataset,
+        protocols,
+        network,
+        objective,
+        trainer,
+        state,
+        extractor,
+        tensorboard,
+        selecting,
+    )
+
+
+def fit(run: TrainingRun) -> TrainState:
+    """Train to the last epoch; a Ctrl-C or SIGTERM ends in Interrupted with the resume command."""
+    state = run.state
     try:
-        state = trainer.fit(state)
+        return run.trainer.fit(state)
     except (KeyboardInterrupt, StopRequested) as err:
         cause = f"{err} received" if isinstance(err, StopRequested) else "KeyboardInterrupt"
         raise Interrupted(
             f"training stopped ({cause}) at epoch {state.epoch}, step {state.step}. The last "
             f"complete checkpoint is {state.last_checkpoint or 'not written yet'}; continue "
-            f"with: python run.py <same overrides> task.resume=auto hydra.run.dir={out_dir}"
+            f"with: python run.py <same overrides> task.resume=auto hydra.run.dir={run.out_dir}"
         ) from err
 
-    if not context.is_main:
-        return {}
+
+def report(run: TrainingRun, state: TrainState) -> dict:
+    """Write the history, load the selected model, evaluate it on the test protocols."""
     history = {
-        "term_names": list(objective.term_names),
+        "term_names": list(run.objective.term_names),
         "epoch_losses": state.epoch_losses,
         "selection": state.selection_history,
     }
-    (out_dir / "train_history.json").write_text(json.dumps(history, indent=2))
-    flags = _load_selected(cfg, out_dir, network, state, selection is not None)
-    identity = common.run_identity(cfg, dataset)
-    summary = test_and_report(
-        extractor, dataset, protocols, cfg, identity, flags, out_dir, tensorboard, state.step
+    (run.out_dir / "train_history.json").write_text(json.dumps(history, indent=2))
+    flags = _load_selected(run.cfg, run.out_dir, run.network, state, run.selecting)
+    summary = common.test_and_report(
+        run.extractor,
+        run.dataset,
+        run.protocols,
+        run.cfg,
+        common.run_identity(run.cfg, run.dataset),
+        flags,
+        run.out_dir,
+        run.tensorboard,
+        state.step,
     )
-    if tensorboard is not None:
-        tensorboard.close()
+    if run.tensorboard is not None:
+        run.tensorboard.close()
     return summary
+
+
+def run(cfg: DictConfig) -> dict:
+    training = build_run(cfg)
+    state = fit(training)
+    return report(training, state) if training.is_main else {}

@@ -73,6 +73,17 @@ class FileImageSet(ImageSet):
         return read_rgb(self.names[index], self.size)
 
 
+def read_text(path: Path) -> str:
+    """Text of a dataset's index or split file; DatasetError naming it if it is not UTF-8."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DatasetError(
+            f"{path} is not a UTF-8 text file ({err.reason} at byte {err.start}); restore it "
+            "from the original archive"
+        ) from err
+
+
 def read_rgb(path: str, size=None) -> np.ndarray:
     """Read an image file as (H, W, 3) uint8 RGB, optionally resized.
 

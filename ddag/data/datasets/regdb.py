@@ -15,7 +15,7 @@ from typing import List, Tuple
 
 import numpy as np
 
-from ddag.data.datasets.base import FileImageSet, Split, VIReIDDataset
+from ddag.data.datasets.base import FileImageSet, Split, VIReIDDataset, read_text
 from ddag.data.doctor import DoctorReport, check_files, compare_count, expect_folders
 from ddag.errors import DatasetError
 
@@ -35,13 +35,7 @@ def read_index(path: Path) -> List[Tuple[str, int]]:
     """
     if not path.is_file():
         raise DatasetError(f"RegDB index file missing: {path}. {PREPARE_HINT}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise DatasetError(
-            f"{path} is not a UTF-8 text file ({err.reason} at byte {err.start}); restore it "
-            "from the original archive"
-        ) from err
+    text = read_text(path)
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

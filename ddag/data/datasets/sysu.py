@@ -27,6 +27,7 @@ from ddag.data.datasets.base import (
     Split,
     VIReIDDataset,
     is_image_file,
+    read_text,
 )
 from ddag.data.doctor import DoctorReport, check_files, compare_count, expect_folders
 from ddag.errors import DatasetError
@@ -47,13 +48,7 @@ def read_ids(path: Path) -> List[int]:
     """Identity numbers of an exp/*_id.txt file (comma separated, possibly over several lines)."""
     if not path.is_file():
         raise DatasetError(f"SYSU-MM01 split file missing: {path}. {PREPARE_HINT}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise DatasetError(
-            f"{path} is not a UTF-8 text file ({err.reason} at byte {err.start}); restore it "
-            "from the original archive"
-        ) from err
+    text = read_text(path)
     tokens = [t.strip() for t in text.replace("\n", ",").split(",") if t.strip()]
     try:
         return sorted({int(t) for t in tokens})

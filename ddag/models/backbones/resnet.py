@@ -3,7 +3,7 @@
 DDAG paper section 3.1 (two-stream ResNet-50, last stride 1); reference: mangye16/DDAG
 `model_main.py` (visible_module / thermal_module / base_resnet). Block and parameter names follow
 the MindSpore model-zoo ResNet (conv1, bn1, ..., down_sample_layer) so that published checkpoints
-map onto ours through the explicit table in `ddag/engine/checkpoint.py`.
+map onto ours through the explicit table in `ddag/io/checkpoint.py`.
 """
 
 from typing import Optional, Sequence
@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 from mindspore import nn, ops
 from mindspore.common.initializer import HeNormal
 
-from ddag.engine.checkpoint import backbone_name, load_into, read_checkpoint
+from ddag.io.checkpoint import backbone_name, load_into, read_checkpoint
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)

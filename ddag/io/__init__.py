@@ -1,0 +1,1 @@
+"""Reading and writing files: a leaf that models, engine and tasks may all use."""
