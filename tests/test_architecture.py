@@ -84,3 +84,8 @@ def test_run_py_imports_only_config_and_errors():
     runner = PACKAGE.parent / "run.py"
     names = [n for n in _package_imports(runner) if n.count(".") == 2 or n == "ddag.errors"]
     assert all(n.startswith(("ddag.config", "ddag.errors")) for n in names), names
+
+
+def test_engine_imports_no_model_or_loss():
+    # The trainer and step serve any network/objective pair (tests/test_engine.py trains a toy).
+    assert not _violations(("engine",), ("ddag.models", "ddag.losses"))

@@ -11,7 +11,8 @@ log = get_logger(__name__)
 
 
 class ProgressLogger(Callback):
-    """A log line every `every_n_steps` steps and at each epoch end: losses, lr, w_G, images/s."""
+    """A log line every `every_n_steps` steps and at each epoch end: losses, lr, the objective's
+    scalars (DDAG: the graph weight), images/s."""
 
     def __init__(self, every_n_steps: int = 10):
         self.every_n_steps = max(1, every_n_steps)
@@ -31,14 +32,15 @@ class ProgressLogger(Callback):
         in_epoch = (state.step - 1) % trainer.steps_per_epoch + 1
         if in_epoch % self.every_n_steps == 0 or in_epoch == trainer.steps_per_epoch:
             terms = " ".join(f"{k}={v:.4f}" for k, v in losses.items())
+            scalars = "".join(f"  {k}={v:.3f}" for k, v in trainer.scalars().items())
             log.info(
-                "epoch %d step %d/%d  %s  lr=%.2e  w_G=%.3f  %.1f img/s",
+                "epoch %d step %d/%d  %s  lr=%.2e%s  %.1f img/s",
                 state.epoch,
                 in_epoch,
                 trainer.steps_per_epoch,
                 terms,
                 trainer.lr_at(state.step - 1),
-                state.graph_weight.value,
+                scalars,
                 self.timer.rate(),
             )
 
@@ -58,7 +60,8 @@ class TensorBoardLogger(Callback):
         for name, value in losses.items():
             self.writer.add_scalar(f"loss/{name}", value, state.step)
         self.writer.add_scalar("train/lr", trainer.lr_at(state.step - 1), state.step)
-        self.writer.add_scalar("train/graph_weight", state.graph_weight.value, state.step)
+        for name, value in trainer.scalars().items():
+            self.writer.add_scalar(f"train/{name}", value, state.step)
 
     def log_metrics(self, prefix: str, metrics: dict, step: int) -> None:
         for name, value in metrics.items():

@@ -5,29 +5,25 @@ from mindspore import jit as ms_jit
 
 
 def make_train_step(objective, optimizer, grad_reducer=None, jit: bool = True, loss_scaler=None):
-    """Build `step(visible, thermal, visible_labels, thermal_labels, graph_weight, noise)`.
+    """Build `step(*inputs)`: `objective(*inputs) -> (total, terms)`, then the update.
 
-    The step returns `(total, terms)` after applying the optimiser. `noise` is the flat uniform
-    dropout noise of the step (see `Objective.noise_size`), drawn on the host. `grad_reducer`
-    averages gradients across data-parallel ranks. With a `loss_scaler` (mixed precision) the
-    loss is scaled before differentiation, gradients are unscaled, and a step whose gradients
-    overflowed is skipped while the scaler lowers its scale.
+    The inputs are the batch followed by the objective's per-step inputs (for DDAG: the graph
+    weight and the dropout noise drawn on the host); the step returns `(total, terms)` after
+    applying the optimiser. `grad_reducer` averages gradients across data-parallel ranks. With
+    a `loss_scaler` (mixed precision) the loss is scaled before differentiation, gradients are
+    unscaled, and a step whose gradients overflowed is skipped while the scaler lowers its scale.
     """
 
-    def forward(visible, thermal, visible_labels, thermal_labels, graph_weight, noise):
-        total, terms = objective(
-            visible, thermal, visible_labels, thermal_labels, graph_weight, noise
-        )
+    def forward(*inputs):
+        total, terms = objective(*inputs)
         if loss_scaler is not None:
             total = loss_scaler.scale(total)
         return total, terms
 
     grad_fn = value_and_grad(forward, None, optimizer.parameters, has_aux=True)
 
-    def train_step(visible, thermal, visible_labels, thermal_labels, graph_weight, noise):
-        (total, terms), grads = grad_fn(
-            visible, thermal, visible_labels, thermal_labels, graph_weight, noise
-        )
+    def train_step(*inputs):
+        (total, terms), grads = grad_fn(*inputs)
         if grad_reducer is not None:
             grads = grad_reducer(grads)
         if loss_scaler is None:

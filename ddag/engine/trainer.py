@@ -1,4 +1,10 @@
-"""The epoch loop: sampler batches -> compiled step -> callbacks; dynamic weight per epoch."""
+"""The epoch loop: batches -> compiled step -> callbacks, for any objective.
+
+The trainer knows nothing of DDAG: the objective names its loss terms, supplies the step's extra
+inputs (`step_inputs`), hears each step's losses (`step_end`) and each epoch's end
+(`epoch_end`), and keeps its own state (`state_dict` / `load_state_dict`). That state, and that
+of every callback with a `state_dict`, is checkpointed with the TrainState.
+"""
 
 import math
 import signal
@@ -7,12 +13,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-import mindspore as ms
 import numpy as np
 
 from ddag.data.loader import source_errors
 from ddag.errors import TrainingError
-from ddag.losses.dynamic_weight import DynamicGraphWeight
 
 
 @dataclass
@@ -22,7 +26,7 @@ class TrainState:
     Attributes:
         epoch: number of completed epochs (the next epoch to run).
         step: number of completed optimiser steps.
-        graph_weight: DDAG's dynamic weight of the graph term.
+        components: state of the stateful parts (the objective, callbacks) by name.
         best_metric: best model-selection metric so far (-inf before the first evaluation).
         best_epoch: epoch at which `best_metric` was reached.
         last_checkpoint: path of the newest complete checkpoint, if any.
@@ -32,7 +36,7 @@ class TrainState:
 
     epoch: int = 0
     step: int = 0
-    graph_weight: DynamicGraphWeight = field(default_factory=DynamicGraphWeight)
+    components: Dict[str, dict] = field(default_factory=dict)
     best_metric: float = -math.inf
     best_epoch: int = -1
     last_checkpoint: Optional[str] = None
@@ -43,7 +47,7 @@ class TrainState:
         return {
             "epoch": self.epoch,
             "step": self.step,
-            "graph_weight": self.graph_weight.state_dict(),
+            "components": self.components,
             "best_metric": self.best_metric if math.isfinite(self.best_metric) else None,
             "best_epoch": self.best_epoch,
             "epoch_losses": self.epoch_losses,
@@ -57,7 +61,9 @@ class TrainState:
             step=int(meta["step"]),
             best_epoch=int(meta.get("best_epoch", -1)),
         )
-        state.graph_weight.load_state_dict(meta["graph_weight"])
+        state.components = dict(meta.get("components") or {})
+        if "graph_weight" in meta:  # checkpoints written before the objective kept its state
+            state.components.setdefault("objective", {"graph_weight": meta["graph_weight"]})
         best = meta.get("best_metric")
         state.best_metric = -math.inf if best is None else float(best)
         state.epoch_losses = list(meta.get("epoch_losses", []))
@@ -119,17 +125,17 @@ class Trainer:
     """Runs `step_fn` over `pipeline` for `epochs` epochs.
 
     Args:
-        step_fn: `(visible, thermal, visible_labels, thermal_labels, graph_weight, noise)`
-            -> `(total, terms)`.
-        objective: the Objective (term names, train mode, dropout noise size).
-        pipeline: batches of (visible, thermal, visible_labels, thermal_labels).
-        sampler: the identity sampler feeding the pipeline (re-positioned on resume).
+        step_fn: `(*batch, *objective.step_inputs(step)) -> (total, terms)`, applying the update.
+        objective: names its terms (`term_names`), is put in train mode, supplies per-step
+            inputs and keeps its own state (see the module docstring).
+        pipeline: a MindSpore dataset of training batches.
+        sampler: the sampler feeding the pipeline; `set_epoch` re-positions it on resume.
         epochs: total number of epochs.
         lr_per_step: learning rate of the head group at every step (for logging).
         callbacks: hooks called in order.
         steps_per_epoch: steps taken per epoch, at most the sampler's batches per epoch
             (fewer cuts epochs short, as smoke runs do).
-        seed: seed of the dropout noise; step s uses the generator seeded by (seed, s).
+        images_per_step: images one step consumes (for throughput lines).
     """
 
     def __init__(
@@ -142,25 +148,35 @@ class Trainer:
         lr_per_step: np.ndarray,
         callbacks: List[Callback],
         steps_per_epoch: int,
-        seed: int = 0,
+        images_per_step: int,
     ):
         self.step_fn, self.objective = step_fn, objective
         self.pipeline, self.sampler = pipeline, sampler
         self.epochs, self.lr_per_step, self.callbacks = epochs, lr_per_step, callbacks
-        self.seed = seed
         self.steps_per_epoch = steps_per_epoch
-        self.images_per_step = 2 * sampler.batch_size
-        self.noise_size = objective.noise_size(sampler.batch_size)
-        self.term_names = ("total",) + objective.term_names
-        self._instance = np.array(objective.instance_term_mask)
+        self.images_per_step = images_per_step
+        self.term_names = ("total",) + tuple(objective.term_names)
+        self._stateful = {"objective": objective}
+        for cb in callbacks:
+            if hasattr(cb, "state_dict"):
+                self._stateful[type(cb).__name__] = cb
 
     def lr_at(self, step: int) -> float:
         return float(self.lr_per_step[min(step, len(self.lr_per_step) - 1)])
 
-    def noise_at(self, step: int) -> ms.Tensor:
-        """Dropout noise of `step`: a pure function of (seed, step), so resume repeats it."""
-        rng = np.random.default_rng((self.seed, step))
-        return ms.Tensor(rng.random(self.noise_size, dtype=np.float32))
+    def scalars(self) -> Dict[str, float]:
+        """Values the objective wants logged beside the losses (DDAG: the graph weight)."""
+        return dict(self.objective.scalars()) if hasattr(self.objective, "scalars") else {}
+
+    def _restore_components(self, state: TrainState) -> None:
+        for name, part in self._stateful.items():
+            if name in state.components and hasattr(part, "load_state_dict"):
+                part.load_state_dict(state.components[name])
+
+    def _record_components(self, state: TrainState) -> None:
+        for name, part in self._stateful.items():
+            if hasattr(part, "state_dict"):
+                state.components[name] = part.state_dict()
 
     def fit(self, state: TrainState) -> TrainState:
         """Train from `state` to `self.epochs`; returns the final state.
@@ -169,6 +185,7 @@ class Trainer:
         `state` then still describes the last finished epoch's checkpoint.
         """
         self._signals = StopSignals()
+        self._restore_components(state)
         for cb in self.callbacks:
             cb.on_train_start(self, state)
         if state.epoch < self.epochs:
@@ -193,15 +210,14 @@ class Trainer:
 
     def _run_epoch(self, iterator, epoch: int, state: TrainState) -> None:
         self.objective.set_train(True)
-        weight = ms.Tensor(state.graph_weight.value, ms.float32)
         sums, count = np.zeros(len(self.term_names)), 0
         for index, batch in enumerate(iterator):
             if index >= self.steps_per_epoch:
                 continue  # drain the rest of a shortened epoch so the next starts cleanly
-            total, terms = self.step_fn(*batch, weight, self.noise_at(state.step))
+            total, terms = self.step_fn(*batch, *self.objective.step_inputs(state.step))
             values = np.array([float(total.asnumpy())] + [float(t.asnumpy()) for t in terms])
             self._check_finite(values, epoch, state)
-            state.graph_weight.accumulate(values[1:][self._instance].sum())
+            self.objective.step_end(values)
             state.step += 1
             sums, count = sums + values, count + 1
             losses = dict(zip(self.term_names, values.tolist()))
@@ -210,7 +226,8 @@ class Trainer:
             self._stop_if_requested()
         state.epoch = epoch + 1
         state.epoch_losses.append(dict(zip(self.term_names, (sums / max(count, 1)).tolist())))
-        state.graph_weight.end_epoch()
+        self.objective.epoch_end()
+        self._record_components(state)
 
     def _stop_if_requested(self) -> None:
         if self._signals.received:

@@ -2,14 +2,19 @@
 
 The first output is what gets differentiated; the tuple of term values is auxiliary (logging and
 the dynamic weight). Term names stay on the Python side (`term_names`) so the compiled graph only
-handles tensors.
+handles tensors. The objective also owns what is special to DDAG's training loop: the dynamic
+graph weight (its state is checkpointed through `state_dict`) and the graph branch's dropout
+noise, both handed to the step by `step_inputs`.
 """
 
-from typing import Dict
+from typing import Dict, Optional
 
+import mindspore as ms
+import numpy as np
 from mindspore import nn, ops
 
 from ddag.errors import ConfigError
+from ddag.losses.dynamic_weight import DynamicGraphWeight
 from ddag.losses.terms import LossTerm
 from ddag.models.attention.cgsa import identity_adjacency
 from ddag.utils.logging import get_logger
@@ -24,9 +29,19 @@ class Objective(nn.Cell):
         network: a DDAG network whose training forward returns `network.output_names`.
         terms: name -> LossTerm. A term whose output the network does not produce (for example the
             graph term when graph attention is off) is dropped with a log line.
+        batch_pairs: visible/thermal pairs per training step (sizes the dropout noise); needed
+            by `step_inputs`.
+        seed: seed of the dropout noise; step s draws from the generator seeded by (seed, s),
+            so a resumed run repeats it.
     """
 
-    def __init__(self, network, terms: Dict[str, LossTerm]):
+    def __init__(
+        self,
+        network,
+        terms: Dict[str, LossTerm],
+        batch_pairs: Optional[int] = None,
+        seed: int = 0,
+    ):
         super().__init__(auto_prefix=False)  # keep the network's parameter names (checkpoint API)
         self.network = network
         kept = {}
@@ -47,6 +62,9 @@ class Objective(nn.Cell):
         self.output_index = tuple(network.output_names.index(t.output) for t in kept.values())
         self.static_weights = tuple(0.0 if t.dynamic else t.weight for t in kept.values())
         self.dynamic_mask = tuple(1.0 if t.dynamic else 0.0 for t in kept.values())
+        self.batch_pairs, self.seed = batch_pairs, seed
+        self.graph_weight = DynamicGraphWeight()
+        self._instance = np.array(self.instance_term_mask)
 
     @property
     def instance_term_mask(self):
@@ -56,6 +74,30 @@ class Objective(nn.Cell):
     def noise_size(self, batch_pairs: int) -> int:
         """Length of the dropout noise one step over `batch_pairs` visible/thermal pairs needs."""
         return self.network.noise_size(2 * batch_pairs)
+
+    def step_inputs(self, step: int):
+        """(graph weight, dropout noise) of training step `step`, after the batch's tensors."""
+        if self.batch_pairs is None:
+            raise ValueError("Objective.step_inputs needs batch_pairs")
+        rng = np.random.default_rng((self.seed, step))
+        noise = rng.random(self.noise_size(self.batch_pairs), dtype=np.float32)
+        return ms.Tensor(self.graph_weight.value, ms.float32), ms.Tensor(noise)
+
+    def step_end(self, values: np.ndarray) -> None:
+        """A finished step's (total, *terms): the instance terms feed the dynamic weight."""
+        self.graph_weight.accumulate(values[1:][self._instance].sum())
+
+    def epoch_end(self) -> None:
+        self.graph_weight.end_epoch()
+
+    def scalars(self) -> Dict[str, float]:
+        return {"graph_weight": self.graph_weight.value}
+
+    def state_dict(self) -> dict:
+        return {"graph_weight": self.graph_weight.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.graph_weight.load_state_dict(state["graph_weight"])
 
     def construct(self, visible, thermal, visible_labels, thermal_labels, graph_weight, noise):
         labels = ops.cat((visible_labels, thermal_labels), axis=0)

@@ -215,7 +215,9 @@ def build_run(cfg: DictConfig) -> TrainingRun:
             sampler.batch_size,
         )
     network = common.build_network(cfg, dataset.num_train_ids)
-    objective = Objective(network, common.build_loss_terms(cfg))
+    objective = Objective(
+        network, common.build_loss_terms(cfg), batch_pairs=sampler.batch_size, seed=int(cfg.seed)
+    )
     steps = sampler.batches_per_epoch
     if cfg.task.max_steps_per_epoch:
         steps = min(steps, int(cfg.task.max_steps_per_epoch))
@@ -234,7 +236,7 @@ def build_run(cfg: DictConfig) -> TrainingRun:
         lr_per_step,
         callbacks,
         steps,
-        seed=int(cfg.seed),
+        images_per_step=2 * sampler.batch_size,
     )
     return TrainingRun(
         cfg,
