@@ -89,3 +89,8 @@ def test_run_py_imports_only_config_and_errors():
 def test_engine_imports_no_model_or_loss():
     # The trainer and step serve any network/objective pair (tests/test_engine.py trains a toy).
     assert not _violations(("engine",), ("ddag.models", "ddag.losses"))
+
+
+def test_data_does_not_import_evaluation():
+    # Datasets provide images; which protocols score them is configuration (eval/protocol).
+    assert not _violations(("data",), ("ddag.evaluation",))

@@ -47,15 +47,31 @@ def test_every_option_composes_and_validates(group, option, tmp_path):
 
 @pytest.mark.parametrize("name", _options("eval/protocol"))
 def test_every_protocol_file_builds(name, tmp_path):
-    cfg = compose_config([f"eval.protocols=[{name}]"], output_dir=tmp_path)
-    (protocol,) = common.build_protocols(cfg, dataset=None)
+    cfg = compose_config([f"eval/protocol=[{name}]"], output_dir=tmp_path)
+    validate_config(_resolved(cfg))  # the start-up check sees every selected protocol node
+    (protocol,) = common.build_protocols(cfg)
     assert protocol.fingerprint()
 
 
-def test_unknown_protocol_lists_the_choices(tmp_path):
-    cfg = compose_config(["eval.protocols=[sysu_al]"], output_dir=tmp_path)
-    with pytest.raises(ConfigError, match="sysu_all"):
-        common.build_protocols(cfg, dataset=None)
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ([], ["regdb_v2t", "regdb_t2v"]),  # the synthetic dataset's choice
+        (["dataset=sysu"], ["sysu_all", "sysu_indoor"]),
+        (["dataset=regdb"], ["regdb_v2t", "regdb_t2v"]),
+        (["dataset=sysu", "eval/protocol=[sysu_indoor]"], ["sysu_indoor"]),
+        (["experiment=ddag_sysu_all"], ["sysu_all"]),
+        (["experiment=ddag_regdb_t2v", "+debug=smoke"], ["regdb_v2t", "regdb_t2v"]),
+    ],
+)
+def test_protocols_are_a_config_group_each_dataset_chooses_from(overrides, expected, tmp_path):
+    cfg = compose_config(overrides, output_dir=tmp_path)
+    assert list(cfg.eval.protocol) == expected
+
+
+def test_a_protocol_typo_fails_when_the_config_is_composed(tmp_path):
+    with pytest.raises(ConfigCompositionException, match="eval/protocol/sysu_al"):
+        compose_config(["eval/protocol=[sysu_al]"], output_dir=tmp_path)
 
 
 def test_typo_in_component_key_names_the_key_and_suggests(tmp_path):
@@ -162,16 +178,3 @@ def test_component_values_out_of_range_fail_when_built(override, message, tmp_pa
             common.build(cfg.optimizer)
         else:
             common.build_network(cfg, 4)
-
-
-def test_a_protocol_typo_stops_training_before_any_network_is_built(tmp_path, monkeypatch):
-    from ddag.tasks import train
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("a network was built before the protocols were checked")
-
-    monkeypatch.setattr(common, "build_network", no_network)
-    cfg = compose_config(["logger=none", "eval.protocols=[sysu_al]"], output_dir=tmp_path)
-    validate_config(_resolved(cfg))
-    with pytest.raises(ConfigError, match="unknown evaluation protocol 'sysu_al'"):
-        train.run(cfg)

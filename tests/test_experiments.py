@@ -38,7 +38,7 @@ def test_every_manifest_names_existing_presets_and_protocols(name):
         if manifest.get("smoke"):
             protocols = ["v2t", "t2v"]  # the synthetic dataset's own
         else:
-            protocols = list(compose_config([f"experiment={row['preset']}"]).eval.protocols)
+            protocols = list(compose_config([f"experiment={row['preset']}"]).eval.protocol)
         assert any(p.endswith(row["protocol"]) for p in protocols), (row, protocols)
 
 

@@ -5,7 +5,7 @@ keys are checked against the `_target_` signatures by `ddag/config/validate.py`.
 """
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -86,7 +86,8 @@ class EvalConfig:
     """Evaluation options.
 
     Attributes:
-        protocols: protocol nodes (`_target_`); empty means the dataset's default protocols.
+        protocol: the evaluation protocols by name, selected from the `eval/protocol` config
+            group as a list (each dataset config chooses its defaults): `eval/protocol=[sysu_all]`.
         flip: average features of each image and its mirror (tagged in results).
         rerank: k-reciprocal re-ranking of the test ranking (transductive; tagged in results).
         rerank_k1: k1 of the re-ranking (neighbourhood size).
@@ -94,7 +95,7 @@ class EvalConfig:
         rerank_lambda: weight of the original distance in the re-ranked one.
     """
 
-    protocols: List[Any] = field(default_factory=list)
+    protocol: Dict[str, Any] = field(default_factory=dict)
     flip: bool = False
     rerank: bool = False
     rerank_k1: int = 20

@@ -9,7 +9,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from ddag.api import ReIDModel
 from ddag.config.instantiate import build
-from ddag.config.validate import check_node
 from ddag.data.loader import LoaderSettings, train_pipeline
 from ddag.data.sampler import IdentitySampler
 from ddag.engine.runtime import RuntimeSettings, setup_runtime
@@ -23,8 +22,6 @@ from ddag.models.loading import network_for_checkpoint
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
-
-PROTOCOL_DIR = Path(__file__).resolve().parents[2] / "conf" / "eval" / "protocol"
 
 
 def to_dict(node) -> dict:
@@ -196,22 +193,14 @@ def build_loss_terms(cfg: DictConfig) -> dict:
     return {name: build(node) for name, node in to_dict(cfg.loss).items() if node is not None}
 
 
-def build_protocols(cfg: DictConfig, dataset) -> List:
-    """Protocols named in `eval.protocols` (file names of conf/eval/protocol or inline nodes)."""
-    entries = to_dict(cfg.eval).get("protocols") or []
-    if not entries:
-        return dataset.default_protocols()
-    protocols = []
-    for entry in entries:
-        if isinstance(entry, str):
-            path = PROTOCOL_DIR / f"{entry}.yaml"
-            if not path.is_file():
-                available = sorted(p.stem for p in PROTOCOL_DIR.glob("*.yaml"))
-                raise ConfigError(f"unknown evaluation protocol {entry!r}; available: {available}")
-            entry = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-            check_node(f"eval.protocols.{path.stem}", entry)
-        protocols.append(build(entry))
-    return protocols
+def build_protocols(cfg: DictConfig) -> List:
+    """The protocols selected in the eval/protocol config group, in selection order."""
+    nodes = to_dict(cfg.eval).get("protocol") or {}
+    if not nodes:
+        raise ConfigError(
+            "no evaluation protocol is selected; choose some, e.g. eval/protocol=[regdb_v2t]"
+        )
+    return [build(node) for node in nodes.values()]
 
 
 def rerank_settings(cfg: DictConfig):

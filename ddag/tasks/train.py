@@ -87,12 +87,11 @@ def _resume(cfg: DictConfig, out_dir: Path, network, optimizer) -> TrainState:
     return state
 
 
-def _selection_callback(cfg, dataset, network, extractor, saver, tensorboard):
-    """PeriodicEvaluation on the selection split (mean over its protocols), or None."""
+def _selection_callback(cfg, dataset, protocols, network, extractor, saver, tensorboard):
+    """PeriodicEvaluation on the selection split (mean over the run's protocols), or None."""
     split, prefix = _selection_split(cfg, dataset)
     if split is None:
         return None
-    protocols = dataset.default_protocols()
     feature = "FC_att" if network.has_part_attention else "FC"
 
     def score() -> dict:
@@ -175,7 +174,7 @@ def _train_step(cfg: DictConfig, context, network, objective, steps: int):
     return step_fn, optimizer, lr_factors * recipe.lr
 
 
-def _callbacks(cfg, out_dir, dataset, network, optimizer, extractor, is_main):
+def _callbacks(cfg, out_dir, dataset, protocols, network, optimizer, extractor, is_main):
     """(callbacks in order, TensorBoard logger or None, whether a model selection runs)."""
     tensorboard = saver = selection = None
     if is_main:  # only rank 0 writes checkpoints, events and results
@@ -189,7 +188,9 @@ def _callbacks(cfg, out_dir, dataset, network, optimizer, extractor, is_main):
         saver = CheckpointSaver(
             out_dir / "checkpoints", network, optimizer, meta, int(cfg.task.save_every)
         )
-        selection = _selection_callback(cfg, dataset, network, extractor, saver, tensorboard)
+        selection = _selection_callback(
+            cfg, dataset, protocols, network, extractor, saver, tensorboard
+        )
     # Evaluation before saving: last.ckpt then holds the scores and best epoch of its epoch.
     callbacks = [ProgressLogger(int(cfg.task.log_every)), tensorboard, selection, saver]
     return [cb for cb in callbacks if cb is not None], tensorboard, selection is not None
@@ -201,7 +202,7 @@ def build_run(cfg: DictConfig) -> TrainingRun:
     out_dir = common.output_dir(cfg)
     dataset = common.build_dataset(cfg)
     # Test protocols and the test split are checked now, not after hours of training.
-    protocols = common.build_protocols(cfg, dataset)
+    protocols = common.build_protocols(cfg)
     dataset.test_split()
     settings = common.loader_settings(cfg)
     sampler, pipeline = common.training_data(cfg, dataset, context.size, context.rank)
@@ -225,7 +226,7 @@ def build_run(cfg: DictConfig) -> TrainingRun:
     state = _resume(cfg, out_dir, network, optimizer)
     extractor = FeatureExtractor(network, settings, flip=bool(cfg.eval.flip))
     callbacks, tensorboard, selecting = _callbacks(
-        cfg, out_dir, dataset, network, optimizer, extractor, context.is_main
+        cfg, out_dir, dataset, protocols, network, optimizer, extractor, context.is_main
     )
     trainer = Trainer(
         step_fn,

@@ -169,10 +169,6 @@ class VIReIDDataset:
         split = self.train_split()
         return int(max(split.visible.ids.max(), split.thermal.ids.max())) + 1
 
-    def default_protocols(self) -> list:
-        """Evaluation protocols used when the config does not name any."""
-        raise NotImplementedError
-
     def check(self, decode: bool = False):
         """A `ddag.data.doctor.DoctorReport` of the data; None when there is nothing to check."""
         return None

@@ -133,11 +133,6 @@ class RegDBDataset(VIReIDDataset):
     def test_split(self) -> Split:
         return self._split("test")
 
-    def default_protocols(self) -> list:
-        from ddag.evaluation.protocols import CrossModalProtocol
-
-        return [CrossModalProtocol("visible", "thermal"), CrossModalProtocol("thermal", "visible")]
-
     def check(self, decode: bool = False) -> DoctorReport:
         """Folders, index files of every trial, listed images (decoded with `decode`), counts."""
         report = DoctorReport("RegDB", str(self.root))

@@ -9,7 +9,7 @@ largely lost in the thermal view, so cross-modality matching has to rely on shap
 learnable in a few epochs, but not trivial.
 """
 
-from typing import List, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -94,14 +94,6 @@ class SyntheticDataset(VIReIDDataset):
 
     def test_split(self) -> Split:
         return self._splits["test"]
-
-    def default_protocols(self) -> List:
-        from ddag.evaluation.protocols import CrossModalProtocol
-
-        return [
-            CrossModalProtocol(query="visible", gallery="thermal"),
-            CrossModalProtocol(query="thermal", gallery="visible"),
-        ]
 
 
 def _draw_person(rng: np.random.Generator) -> dict:

@@ -223,11 +223,6 @@ class SYSUDataset(VIReIDDataset):
     def num_train_ids(self) -> int:
         return len(self.train_ids())
 
-    def default_protocols(self) -> list:
-        from ddag.evaluation.protocols import SYSUProtocol
-
-        return [SYSUProtocol("all"), SYSUProtocol("indoor")]
-
     def check(self, decode: bool = False) -> DoctorReport:
         """Folders, split files, empty identities, image files (decoded with `decode`), counts."""
         report = DoctorReport("SYSU-MM01", str(self.root))
