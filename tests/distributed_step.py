@@ -24,7 +24,7 @@ from ddag.models.ddag import DDAG
 
 
 def main(out: Path, distributed: bool):
-    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_context(mode=ms.PYNATIVE_MODE)  # one step: eager is cheaper than compiling
     ms.set_device("CPU")
     context = init_distributed(distributed)
     ms.set_seed(0)
@@ -55,7 +55,7 @@ def main(out: Path, distributed: bool):
             cell.use_batch_statistics = False
     objective = Objective(network, {"id": CrossEntropy("logits")})
     optimizer = nn.SGD(objective.trainable_params(), learning_rate=0.5)
-    step = make_train_step(objective, optimizer, gradient_reducer(context, optimizer))
+    step = make_train_step(objective, optimizer, gradient_reducer(context, optimizer), jit=False)
     objective.set_train(True)
     labels = ms.Tensor(train.visible.ids[v_idx].astype(np.int32))
     step(

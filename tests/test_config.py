@@ -39,10 +39,30 @@ def _resolved(cfg):
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
 def test_every_option_composes_and_validates(group, option, tmp_path):
     overrides = [f"{group}={option}"]
-    if group == "task" and option in ("eval", "extract", "search", "export"):
-        overrides.append("task.checkpoint=some.ckpt")
+    if group == "task":  # the values each task requires
+        overrides += REQUIRED.get(option, [])
     cfg = compose_config(overrides, output_dir=tmp_path)
     validate_config(_resolved(cfg))
+
+
+REQUIRED = {
+    "eval": ["task.checkpoint=some.ckpt"],
+    "extract": ["task.checkpoint=some.ckpt"],
+    "export": ["task.checkpoint=some.ckpt"],
+    "search": ["task.checkpoint=some.ckpt", "task.query=q", "task.gallery=g"],
+    "table": ["task.table=ddag_sysu", "task.runs=[multirun]"],
+    "synthesize": ["task.root=demo"],
+}
+
+
+def test_each_task_carries_only_its_own_keys(tmp_path):
+    eval_keys = set(compose_config(["task=eval"], output_dir=tmp_path).task)
+    assert eval_keys == {"name", "checkpoint"}
+    assert "checkpoint" not in compose_config([], output_dir=tmp_path).task
+    with pytest.raises(ConfigError, match="task=eval needs checkpoint: add task.checkpoint=PATH"):
+        validate_config(_resolved(compose_config(["task=eval"], output_dir=tmp_path)))
+    with pytest.raises(ConfigError, match="unknown key 'task.epochz'.*did you mean task.epochs"):
+        validate_config(_resolved(compose_config(["+task.epochz=3"], output_dir=tmp_path)))
 
 
 @pytest.mark.parametrize("name", _options("eval/protocol"))
@@ -153,13 +173,16 @@ def test_conf_tree_is_the_documented_one():
         ("loader.num_ids=0", "loader.num_ids=0 is out of range"),
         ("loader.test_batch_size=0", "loader.test_batch_size=0 is out of range"),
         ("loader.padding=-1", "loader.padding=-1 is out of range; it must be >= 0"),
-        ("task.top_k=0", "task.top_k=0 is out of range"),
+        ("task=search task.top_k=0", "task.top_k=0 is out of range"),
         ("eval.rerank_lambda=1.5", "must be between 0 and 1"),
     ],
 )
 def test_values_out_of_range_are_refused_at_start_up(override, message):
+    overrides = override.split()
+    if "task=search" in overrides:
+        overrides += REQUIRED["search"]
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        validate_config(_resolved(compose_config([override])))
+        validate_config(_resolved(compose_config(overrides)))
 
 
 @pytest.mark.parametrize(

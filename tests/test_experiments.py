@@ -109,6 +109,7 @@ def test_smoke_variants_of_all_presets_run_in_one_multirun_and_make_a_table(tmp_
         "experiment=glob(*)",
         "+debug=smoke",
         "task.max_steps_per_epoch=1",
+        "task.selection=last",  # the test split is evaluated; no validation pass per preset
         f"hydra.sweep.dir={sweep}",
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -68,7 +68,7 @@ def test_bad_folders_are_named(trained, tmp_path):
 
 def test_extract_and_search_tasks_write_their_files(trained, tmp_path):
     checkpoint, tree = trained
-    common = TINY + ["+debug=fast", f"task.checkpoint={checkpoint}", "runtime.mode=pynative"]
+    common = TINY + [f"task.checkpoint={checkpoint}", "runtime.mode=pynative"]
     cfg = compose_config(
         common + ["task=extract", "task.modality=thermal", f"task.images={tree / 'Thermal'}"],
         output_dir=tmp_path / "x",
@@ -100,7 +100,6 @@ def test_export_reloads_with_the_checkpoint_features(trained, tmp_path, fmt):
     cfg = compose_config(
         TINY
         + [
-            "+debug=fast",
             "task=export",
             f"task.checkpoint={checkpoint}",
             f"task.format={fmt}",

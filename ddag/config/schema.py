@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
 
 from ddag.data.loader import LoaderSettings
 from ddag.engine.runtime import RuntimeSettings
@@ -16,39 +17,19 @@ SCHEMA_NAME = "ddag_schema"
 
 
 @dataclass
-class TaskConfig:
-    """What `run.py` does. Keys not used by a task are ignored by it.
+class TrainTask:
+    """task=train: train, select a model, evaluate it on the test protocols.
 
     Attributes:
-        name: task module under ddag/tasks (train, eval).
         epochs: training epochs.
         eval_every: evaluate on the selection split every N epochs.
         selection: which model is tested at the end: "last", "val" (best on the validation
             identities) or "test" (best on the test set, as the reference code does; flagged).
-        selection_metric: metric maximised by the selection ("rank1" or "mAP").
-        checkpoint: checkpoint to evaluate (task=eval).
+        selection_metric: metric maximised by the selection.
         resume: checkpoint to continue training from, or "auto" for this run dir's last.ckpt.
         log_every: progress line every N steps.
         save_every: write last.ckpt every N epochs.
         max_steps_per_epoch: cut epochs short (smoke runs); null runs full epochs.
-        mode: task=prepare: "check" (report only) or "prepare" (report, then pack SYSU arrays).
-        layout: task=synthesize: "regdb" or "sysu".
-        root: task=synthesize: folder to write.
-        images: task=extract: folder of images (null: a dataset split).
-        split: task=extract: train, val or test.
-        modality: task=extract/search: visible or thermal (of the queries, for search).
-        output: task=extract: file name in the run directory.
-        query: task=search: folder of query images.
-        gallery: task=search: folder of gallery images.
-        top_k: task=search: matches kept per query.
-        format: task=export: MINDIR or ONNX.
-        batch_size: task=export: batch size of the exported input.
-        repeats: task=bench: timed repetitions.
-        warmup: task=bench: untimed calls before them.
-        parts: task=bench: what to measure (conv, metrics, train, data).
-        table: task=table: manifest name in experiments/ (or a path).
-        runs: task=table: run or sweep directories to read.
-        results_dir: task=table: where to write the table (default: the run directory).
     """
 
     name: str = "train"
@@ -56,29 +37,126 @@ class TaskConfig:
     eval_every: int = 2
     selection: str = "val"
     selection_metric: str = "rank1"
-    checkpoint: Optional[str] = None
     resume: Optional[str] = None
-    log_every: int = 10
+    log_every: int = 5
     save_every: int = 1
     max_steps_per_epoch: Optional[int] = None
-    mode: str = "prepare"
-    layout: str = "regdb"
-    root: Optional[str] = None
+
+
+@dataclass
+class EvalTask:
+    """task=eval: evaluate `checkpoint` on the configured dataset's test protocols."""
+
+    name: str = "eval"
+    checkpoint: str = MISSING
+
+
+@dataclass
+class ExtractTask:
+    """task=extract: FC and FC_att features of a folder or a dataset split, to .npz.
+
+    Attributes:
+        checkpoint: the checkpoint to use.
+        images: a folder of images; null uses the dataset's `split`.
+        split: train, val or test.
+        modality: visible or thermal.
+        output: file name in the run directory.
+    """
+
+    name: str = "extract"
+    checkpoint: str = MISSING
     images: Optional[str] = None
     split: str = "test"
     modality: str = "visible"
     output: str = "features.npz"
-    query: Optional[str] = None
-    gallery: Optional[str] = None
+
+
+@dataclass
+class SearchTask:
+    """task=search: rank a gallery folder for every image of a query folder.
+
+    Attributes:
+        checkpoint: the checkpoint to use.
+        query: folder of query images (of `modality`).
+        gallery: folder of gallery images (the other modality).
+        modality: modality of the queries.
+        top_k: matches kept per query.
+    """
+
+    name: str = "search"
+    checkpoint: str = MISSING
+    query: str = MISSING
+    gallery: str = MISSING
+    modality: str = "thermal"
     top_k: int = 10
+
+
+@dataclass
+class ExportTask:
+    """task=export: MINDIR or ONNX inference graph with a fixed input batch size."""
+
+    name: str = "export"
+    checkpoint: str = MISSING
     format: str = "MINDIR"
     batch_size: int = 1
+
+
+@dataclass
+class TableTask:
+    """task=table: a paper table from finished runs.
+
+    Attributes:
+        table: manifest name in experiments/ (or a path to one).
+        runs: run or sweep directories to read.
+        results_dir: where to write the table (null: the run directory).
+    """
+
+    name: str = "table"
+    table: str = MISSING
+    runs: List[str] = MISSING
+    results_dir: Optional[str] = None
+
+
+@dataclass
+class BenchTask:
+    """task=bench: timed repetitions after warm-up of the listed parts."""
+
+    name: str = "bench"
     repeats: int = 5
     warmup: int = 2
     parts: List[str] = field(default_factory=lambda: ["conv", "metrics", "train", "data"])
-    table: Optional[str] = None
-    runs: List[str] = field(default_factory=list)
-    results_dir: Optional[str] = None
+
+
+@dataclass
+class PrepareTask:
+    """task=prepare: dataset doctor ("check") and SYSU-MM01 packing ("prepare")."""
+
+    name: str = "prepare"
+    mode: str = "prepare"
+
+
+@dataclass
+class SynthesizeTask:
+    """task=synthesize: write the synthetic dataset in the RegDB or SYSU-MM01 layout to `root`."""
+
+    name: str = "synthesize"
+    layout: str = "regdb"
+    root: str = MISSING
+
+
+# Each task's schema, stored in the ConfigStore as task/<name>_schema; conf/task/<name>.yaml
+# starts from it, so every default and type is stated here once.
+TASK_SCHEMAS = {
+    "train": TrainTask,
+    "eval": EvalTask,
+    "extract": ExtractTask,
+    "search": SearchTask,
+    "export": ExportTask,
+    "table": TableTask,
+    "bench": BenchTask,
+    "prepare": PrepareTask,
+    "synthesize": SynthesizeTask,
+}
 
 
 @dataclass
@@ -120,7 +198,7 @@ class PathsConfig:
 class Config:
     """Top-level configuration."""
 
-    task: TaskConfig = field(default_factory=TaskConfig)
+    task: Any = None  # one of TASK_SCHEMAS, chosen by the task group
     name: str = "default"
     seed: int = 0
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
@@ -136,5 +214,8 @@ class Config:
 
 
 def register_configs() -> None:
-    """Put the schema into Hydra's ConfigStore under `ddag_schema` (idempotent)."""
-    ConfigStore.instance().store(name=SCHEMA_NAME, node=Config)
+    """Put the schemas into Hydra's ConfigStore: `ddag_schema`, `task/<name>_schema`."""
+    store = ConfigStore.instance()
+    store.store(name=SCHEMA_NAME, node=Config)
+    for name, schema in TASK_SCHEMAS.items():
+        store.store(group="task", name=f"{name}_schema", node=schema)

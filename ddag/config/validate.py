@@ -12,7 +12,12 @@ import inspect
 import typing
 from typing import Any, Iterator, Tuple
 
+from ddag.data.datasets.base import MODALITIES, SPLITS
+from ddag.data.synthetic_disk import LAYOUTS
+from ddag.engine.runtime import AMP_LEVELS, DEVICE_TARGETS, MODES
 from ddag.errors import ConfigError
+from ddag.evaluation.results import METRICS
+from ddag.models.ddag import EXPORT_FORMATS
 
 
 def locate(path: str) -> Any:
@@ -114,17 +119,18 @@ def check_node(path: str, node: dict) -> None:
             )
 
 
+# Valid values of the fixed keys: the modules that use them state them, this table points there.
 CHOICES = {
     ("task", "selection"): ("last", "val", "test"),
-    ("task", "selection_metric"): ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP"),
-    ("runtime", "device_target"): ("CPU", "GPU", "Ascend"),
-    ("runtime", "mode"): ("graph", "pynative"),
-    ("runtime", "amp_level"): ("O0", "O1", "O2", "O3", "auto"),
+    ("task", "selection_metric"): METRICS,
+    ("runtime", "device_target"): DEVICE_TARGETS,
+    ("runtime", "mode"): tuple(MODES),
+    ("runtime", "amp_level"): AMP_LEVELS,
     ("task", "mode"): ("prepare", "check"),
-    ("task", "layout"): ("regdb", "sysu"),
-    ("task", "split"): ("train", "val", "test"),
-    ("task", "modality"): ("visible", "thermal"),
-    ("task", "format"): ("MINDIR", "ONNX"),
+    ("task", "layout"): LAYOUTS,
+    ("task", "split"): SPLITS,
+    ("task", "modality"): MODALITIES,
+    ("task", "format"): tuple(EXPORT_FORMATS),
 }
 
 
@@ -164,6 +170,17 @@ def _check_ranges(container: dict) -> None:
             raise ConfigError(f"{section}.{key}={value} is out of range; it must be {valid}")
 
 
+# How the values a task requires are written on the command line, for the error message.
+PLACEHOLDERS = {
+    "checkpoint": "PATH",
+    "root": "PATH",
+    "query": "FOLDER",
+    "gallery": "FOLDER",
+    "table": "NAME",
+    "runs": "[DIR,...]",
+}
+
+
 def _check_choices(container: dict) -> None:
     for (section, key), choices in CHOICES.items():
         value = container.get(section, {}).get(key)
@@ -172,8 +189,10 @@ def _check_choices(container: dict) -> None:
                 f"{section}.{key}={value!r} is not valid; choose one of {list(choices)}"
             )
     task = container.get("task", {}).get("name")
-    if task in ("eval", "extract", "search", "export") and not container["task"].get("checkpoint"):
-        raise ConfigError(f"task={task} needs the checkpoint to use: add task.checkpoint=PATH")
+    missing = [key for key, value in container.get("task", {}).items() if value == "???"]
+    if missing:
+        needed = " ".join(f"task.{key}={PLACEHOLDERS.get(key, 'VALUE')}" for key in missing)
+        raise ConfigError(f"task={task} needs {', '.join(missing)}: add {needed}")
     if task is not None:
         try:
             importlib.import_module(f"ddag.tasks.{task}")
@@ -187,8 +206,19 @@ def _check_fixed_sections(container: dict) -> None:
     """Keys added with "+" to a schema section (task, runtime, ...) are typos: name them."""
     import dataclasses
 
-    from ddag.config.schema import Config
+    from ddag.config.schema import TASK_SCHEMAS, Config
 
+    task = container.get("task") or {}
+    schema = TASK_SCHEMAS.get(task.get("name"))
+    if schema is not None:
+        known = [f.name for f in dataclasses.fields(schema)]
+        for key in task:
+            if key not in known:
+                hint = difflib.get_close_matches(str(key), known, n=1)
+                raise ConfigError(
+                    f"unknown key 'task.{key}'; task={task['name']} accepts {known}"
+                    + (f"; did you mean task.{hint[0]}?" if hint else "")
+                )
     for section in dataclasses.fields(Config):
         schema = section.default_factory
         if not (isinstance(schema, type) and dataclasses.is_dataclass(schema)):

@@ -12,6 +12,7 @@ from mindspore.common import dtype as mstype
 from ddag.models.heads import frozen_shift_batchnorm, identity_classifier
 
 STEM_LAYOUTS = ("two_stream", "shared")
+EXPORT_FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx"}  # task=export: format -> file suffix
 VISIBLE, THERMAL = 1, 2
 
 

@@ -5,12 +5,19 @@ import numpy as np
 from omegaconf import DictConfig
 
 from ddag.errors import ConfigError
-from ddag.models.ddag import THERMAL, VISIBLE, EmbeddingNet, ModalityEmbeddingNet
+from ddag.models.ddag import (
+    EXPORT_FORMATS as FORMATS,
+)
+from ddag.models.ddag import (
+    THERMAL,
+    VISIBLE,
+    EmbeddingNet,
+    ModalityEmbeddingNet,
+)
 from ddag.tasks import common
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
-FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx"}
 
 
 def run_exported(path, images: np.ndarray, modality: int):

@@ -4,6 +4,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from ddag.api import ReIDModel
+from ddag.data.datasets.base import SPLITS
 from ddag.data.datasets.folder import folder_images
 from ddag.errors import ConfigError
 from ddag.tasks import common
@@ -11,7 +12,6 @@ from ddag.utils.logging import get_logger
 from ddag.utils.paths import file_in
 
 log = get_logger(__name__)
-SPLITS = ("train", "val", "test")
 
 
 def _images(cfg: DictConfig, model: ReIDModel):

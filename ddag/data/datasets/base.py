@@ -15,6 +15,7 @@ from PIL import Image, UnidentifiedImageError
 from ddag.errors import DatasetError
 
 MODALITIES = ("visible", "thermal")
+SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
