@@ -18,7 +18,7 @@ from ddag.engine.runtime import RuntimeSettings, setup_runtime
 from ddag.errors import ConfigError
 from ddag.evaluation.features import MODALITY_CODES, FeatureExtractor
 from ddag.evaluation.metrics import cosine_distance
-from ddag.models.loading import network_for_checkpoint
+from ddag.models.loading import network_for_checkpoint, stored_input_size
 
 Images = Union[str, List[str], np.ndarray, ImageSet]
 FEATURES = ("FC", "FC_att")
@@ -165,13 +165,11 @@ def load_model(
     """
     setup_runtime(RuntimeSettings(device_target=device, mode=mode), seed=0)
     network, _, meta = network_for_checkpoint(checkpoint)
-    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
-    loader = config.get("loader") if isinstance(config.get("loader"), dict) else {}
-
-    def stored(key: str, default: int) -> int:
-        value = loader.get(key)
-        return value if isinstance(value, int) and not isinstance(value, bool) else default
-
+    size = stored_input_size(meta)
     return ReIDModel(
-        network, height or stored("height", 288), width or stored("width", 144), batch_size, flip
+        network,
+        height or size.get("height", 288),
+        width or size.get("width", 144),
+        batch_size,
+        flip,
     )

@@ -209,27 +209,19 @@ def _check_fixed_sections(container: dict) -> None:
     from ddag.config.schema import TASK_SCHEMAS, Config
 
     task = container.get("task") or {}
-    schema = TASK_SCHEMAS.get(task.get("name"))
-    if schema is not None:
-        known = [f.name for f in dataclasses.fields(schema)]
-        for key in task:
-            if key not in known:
-                hint = difflib.get_close_matches(str(key), known, n=1)
-                raise ConfigError(
-                    f"unknown key 'task.{key}'; task={task['name']} accepts {known}"
-                    + (f"; did you mean task.{hint[0]}?" if hint else "")
-                )
+    schemas = {"task": (TASK_SCHEMAS.get(task.get("name")), f"task={task.get('name')}")}
     for section in dataclasses.fields(Config):
-        schema = section.default_factory
+        schemas.setdefault(section.name, (section.default_factory, section.name))
+    for name, (schema, owner) in schemas.items():
         if not (isinstance(schema, type) and dataclasses.is_dataclass(schema)):
             continue
         known = [f.name for f in dataclasses.fields(schema)]
-        for key in container.get(section.name) or {}:
+        for key in container.get(name) or {}:
             if key not in known:
                 hint = difflib.get_close_matches(str(key), known, n=1)
                 raise ConfigError(
-                    f"unknown key '{section.name}.{key}'; {section.name} accepts {known}"
-                    + (f"; did you mean {section.name}.{hint[0]}?" if hint else "")
+                    f"unknown key '{name}.{key}'; {owner} accepts {known}"
+                    + (f"; did you mean {name}.{hint[0]}?" if hint else "")
                 )
 
 

@@ -101,3 +101,15 @@ def network_for_checkpoint(path, fallback_model: Optional[dict] = None) -> Tuple
         ) from None
     report: LoadReport = load_into(network, params, strict=True)
     return network, report, meta
+
+
+def stored_input_size(meta: dict) -> dict:
+    """{"height": int, "width": int} a ddag checkpoint was trained with; only what is stored as
+    plain integers (metadata is untrusted data), so {} for model-zoo or damaged files."""
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    loader = config.get("loader") if isinstance(config.get("loader"), dict) else {}
+    return {
+        key: loader[key]
+        for key in ("height", "width")
+        if isinstance(loader.get(key), int) and not isinstance(loader.get(key), bool)
+    }

@@ -18,7 +18,7 @@ from ddag.evaluation.features import FeatureExtractor
 from ddag.evaluation.plots import cmc_image, save_cmc_image
 from ddag.evaluation.results import markdown_table, write_records
 from ddag.models.loading import build_network as build_model_network
-from ddag.models.loading import network_for_checkpoint
+from ddag.models.loading import network_for_checkpoint, stored_input_size
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -165,9 +165,7 @@ def network_from_checkpoint(cfg: DictConfig):
                 cfg.task.checkpoint,
                 ", ".join(ignored),
             )
-    stored = meta.get("config") if isinstance(meta.get("config"), dict) else {}
-    loader = stored.get("loader") if isinstance(stored.get("loader"), dict) else {}
-    size = {k: loader[k] for k in ("height", "width") if isinstance(loader.get(k), int)}
+    size = stored_input_size(meta)
     current = {k: int(cfg.loader[k]) for k in size}
     if size and current != size:
         trained = f"{size.get('height', '?')}x{size.get('width', '?')}"

@@ -185,6 +185,7 @@ class SYSUDataset(VIReIDDataset):
         if stored.get("split_files_sha256") != split_files_fingerprint(self.root, self.merge_val):
             return "they were packed from other exp/*_id.txt split files"
         identities = self.train_ids()
+        mapping = {identity: i for i, identity in enumerate(identities)}
         for mod, cameras in (("rgb", RGB_CAMERAS), ("ir", IR_CAMERAS)):
             images, labels = arrays[mod]
             if images.shape[1:] != (self.height, self.width, 3) or len(images) != len(labels):
@@ -192,7 +193,6 @@ class SYSUDataset(VIReIDDataset):
                     f"they hold {images.shape[1:3]} images, the run uses {self.height}x{self.width}"
                 )
             _, listed, _ = self._listing(identities, cameras)
-            mapping = {identity: i for i, identity in enumerate(identities)}
             expected = np.bincount([mapping[i] for i in listed], minlength=len(identities))
             labels = np.asarray(labels)
             if labels.min(initial=0) < 0 or labels.max(initial=0) >= len(identities):
