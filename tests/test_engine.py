@@ -1,6 +1,8 @@
 """The trainer knows no DDAG: a toy objective trains through it, with its own step inputs and
 its state checkpointed through the TrainState."""
 
+import json
+
 import mindspore as ms
 import mindspore.dataset as ds
 import numpy as np
@@ -81,3 +83,62 @@ def test_a_toy_objective_trains_and_its_state_is_checkpointed():
     again = ToyObjective()
     state = _trainer(again, 4, []).fit(resumed)
     assert state.step == 16 and again.steps_seen == 16
+
+
+class EpochCounter(Callback):
+    """A stateful callback that changes its state at epoch end, after the objective's."""
+
+    def __init__(self):
+        self.epochs_seen = 0
+
+    def on_epoch_end(self, trainer, state):
+        self.epochs_seen += 1
+
+    def state_dict(self) -> dict:
+        return {"epochs_seen": self.epochs_seen}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epochs_seen = state["epochs_seen"]
+
+
+class MetaSaver(Callback):
+    """Records the checkpoint metadata a saver would write, the way CheckpointSaver does."""
+
+    def __init__(self):
+        self.written = []
+
+    def on_epoch_end(self, trainer, state):
+        trainer.record_components(state)
+        self.written.append(json.loads(json.dumps(state.to_meta())))  # as written to disk
+
+
+def test_callback_state_is_checkpointed_as_it_is_when_the_checkpoint_is_written():
+    counter, saver = EpochCounter(), MetaSaver()
+    _trainer(ToyObjective(), 2, [counter, saver]).fit(TrainState())
+    # The counter updated after the epoch's end; the saver, called after it, still has it.
+    assert [m["components"]["EpochCounter"] for m in saver.written] == [
+        {"epochs_seen": 1},
+        {"epochs_seen": 2},
+    ]
+    resumed_counter = EpochCounter()
+    state = TrainState.from_meta(saver.written[0])
+    _trainer(ToyObjective(), 3, [resumed_counter]).fit(state)
+    assert resumed_counter.epochs_seen == 3  # 1 restored + epochs 2 and 3
+
+
+def test_old_checkpoints_keep_their_model_selection_state():
+    meta = {
+        "epoch": 2,
+        "step": 8,
+        "best_metric": 0.5,
+        "best_epoch": 1,
+        "selection_history": [{"epoch": 1, "rank1": 0.5}, {"epoch": 2, "rank1": 0.25}],
+        "graph_weight": 0.4,
+    }
+    state = TrainState.from_meta(meta)
+    assert state.components["PeriodicEvaluation"] == {
+        "best_metric": 0.5,
+        "best_epoch": 1,
+        "history": meta["selection_history"],
+    }
+    assert state.components["objective"] == {"graph_weight": 0.4}

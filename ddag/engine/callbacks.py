@@ -1,7 +1,8 @@
 """Callbacks of the training loop: progress, TensorBoard, checkpoints, periodic evaluation."""
 
+import math
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Dict, List, Optional
 
 from ddag.engine.trainer import Callback, StepTimer
 from ddag.io.checkpoint import save_checkpoint
@@ -96,7 +97,9 @@ class CheckpointSaver(Callback):
         self.meta_extra = dict(meta_extra or {})
         self.every_n_epochs = max(1, every_n_epochs)
 
-    def save(self, state, name: str) -> Path:
+    def save(self, trainer, state, name: str) -> Path:
+        """Write `name` with the network, the optimiser and the loop state as it is now."""
+        trainer.record_components(state)
         path = save_checkpoint(
             self.directory / name,
             self.network,
@@ -107,15 +110,16 @@ class CheckpointSaver(Callback):
 
     def on_epoch_end(self, trainer, state):
         if state.epoch % self.every_n_epochs == 0 or state.epoch == trainer.epochs:
-            state.last_checkpoint = str(self.save(state, "last.ckpt"))
+            state.last_checkpoint = str(self.save(trainer, state, "last.ckpt"))
             log.info("saved %s (epoch %d)", state.last_checkpoint, state.epoch)
 
 
 class PeriodicEvaluation(Callback):
     """Every `every_n_epochs`, score the model with `evaluate_fn` and keep the best as best.ckpt.
 
-    Scores, best metric and best epoch live in the TrainState, so they are checkpointed with it;
-    put this callback before the CheckpointSaver so last.ckpt records the fresh scores.
+    Its scores, best metric and best epoch are its own state (`state_dict`), checkpointed with
+    the TrainState's components whenever a checkpoint is written; put this callback before the
+    CheckpointSaver so last.ckpt records the fresh scores.
 
     Args:
         evaluate_fn: `() -> dict` of metrics (fractions) on the selection split.
@@ -140,12 +144,24 @@ class PeriodicEvaluation(Callback):
             metric,
         )
         self.saver, self.tensorboard, self.prefix = saver, tensorboard, prefix
+        self.best_metric, self.best_epoch = -math.inf, -1
+        self.history: List[Dict[str, float]] = []
+
+    def state_dict(self) -> dict:
+        best = self.best_metric if math.isfinite(self.best_metric) else None
+        return {"best_metric": best, "best_epoch": self.best_epoch, "history": list(self.history)}
+
+    def load_state_dict(self, state: dict) -> None:
+        best = state.get("best_metric")
+        self.best_metric = -math.inf if best is None else float(best)
+        self.best_epoch = int(state.get("best_epoch", -1))
+        self.history = list(state.get("history", []))
 
     def on_epoch_end(self, trainer, state):
         if state.epoch % self.every_n_epochs and state.epoch != trainer.epochs:
             return
         metrics = self.evaluate_fn()
-        state.selection_history.append({"epoch": state.epoch, **metrics})
+        self.history.append({"epoch": state.epoch, **metrics})
         log.info(
             "%s after epoch %d: %s",
             self.prefix,
@@ -154,14 +170,14 @@ class PeriodicEvaluation(Callback):
         )
         if self.tensorboard is not None:
             self.tensorboard.log_metrics(self.prefix, metrics, state.step)
-        if metrics[self.metric] > state.best_metric:
-            state.best_metric, state.best_epoch = metrics[self.metric], state.epoch
+        if metrics[self.metric] > self.best_metric:
+            self.best_metric, self.best_epoch = metrics[self.metric], state.epoch
             if self.saver is not None:
-                self.saver.save(state, "best.ckpt")
+                self.saver.save(trainer, state, "best.ckpt")
                 log.info(
                     "new best %s %s=%.2f at epoch %d",
                     self.prefix,
                     self.metric,
-                    100 * state.best_metric,
+                    100 * self.best_metric,
                     state.epoch,
                 )

@@ -6,7 +6,6 @@ inputs (`step_inputs`), hears each step's losses (`step_end`) and each epoch's e
 of every callback with a `state_dict`, is checkpointed with the TrainState.
 """
 
-import math
 import signal
 import threading
 import time
@@ -26,48 +25,43 @@ class TrainState:
     Attributes:
         epoch: number of completed epochs (the next epoch to run).
         step: number of completed optimiser steps.
-        components: state of the stateful parts (the objective, callbacks) by name.
-        best_metric: best model-selection metric so far (-inf before the first evaluation).
-        best_epoch: epoch at which `best_metric` was reached.
+        components: state of the stateful parts (the objective, callbacks such as the model
+            selection) by name, as their `state_dict()` gave it at the last checkpoint.
         last_checkpoint: path of the newest complete checkpoint, if any.
         epoch_losses: mean of every loss term per finished epoch.
-        selection_history: the model-selection scores, one dict per evaluated epoch.
     """
 
     epoch: int = 0
     step: int = 0
     components: Dict[str, dict] = field(default_factory=dict)
-    best_metric: float = -math.inf
-    best_epoch: int = -1
     last_checkpoint: Optional[str] = None
     epoch_losses: List[Dict[str, float]] = field(default_factory=list)
-    selection_history: List[Dict[str, float]] = field(default_factory=list)
 
     def to_meta(self) -> dict:
         return {
             "epoch": self.epoch,
             "step": self.step,
             "components": self.components,
-            "best_metric": self.best_metric if math.isfinite(self.best_metric) else None,
-            "best_epoch": self.best_epoch,
             "epoch_losses": self.epoch_losses,
-            "selection_history": self.selection_history,
         }
 
     @classmethod
     def from_meta(cls, meta: dict) -> "TrainState":
-        state = cls(
-            epoch=int(meta["epoch"]),
-            step=int(meta["step"]),
-            best_epoch=int(meta.get("best_epoch", -1)),
-        )
+        state = cls(epoch=int(meta["epoch"]), step=int(meta["step"]))
         state.components = dict(meta.get("components") or {})
-        if "graph_weight" in meta:  # checkpoints written before the objective kept its state
-            state.components.setdefault("objective", {"graph_weight": meta["graph_weight"]})
-        best = meta.get("best_metric")
-        state.best_metric = -math.inf if best is None else float(best)
         state.epoch_losses = list(meta.get("epoch_losses", []))
-        state.selection_history = list(meta.get("selection_history", []))
+        # Checkpoints written before the objective and the selection kept their own state.
+        if "graph_weight" in meta:
+            state.components.setdefault("objective", {"graph_weight": meta["graph_weight"]})
+        if "selection_history" in meta:
+            state.components.setdefault(
+                "PeriodicEvaluation",
+                {
+                    "best_metric": meta.get("best_metric"),
+                    "best_epoch": int(meta.get("best_epoch", -1)),
+                    "history": list(meta["selection_history"]),
+                },
+            )
         return state
 
 
@@ -173,7 +167,9 @@ class Trainer:
             if name in state.components and hasattr(part, "load_state_dict"):
                 part.load_state_dict(state.components[name])
 
-    def _record_components(self, state: TrainState) -> None:
+    def record_components(self, state: TrainState) -> None:
+        """Copy every stateful part's `state_dict()` into `state`; savers call this right
+        before writing, so a checkpoint holds what its callbacks knew at that moment."""
         for name, part in self._stateful.items():
             if hasattr(part, "state_dict"):
                 state.components[name] = part.state_dict()
@@ -227,7 +223,7 @@ class Trainer:
         state.epoch = epoch + 1
         state.epoch_losses.append(dict(zip(self.term_names, (sums / max(count, 1)).tolist())))
         self.objective.epoch_end()
-        self._record_components(state)
+        self.record_components(state)
 
     def _stop_if_requested(self) -> None:
         if self._signals.received:

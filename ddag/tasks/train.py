@@ -3,7 +3,7 @@
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import mindspore as ms
 from omegaconf import DictConfig
@@ -103,14 +103,14 @@ def _selection_callback(cfg, dataset, protocols, network, extractor, saver, tens
     return PeriodicEvaluation(score, every, metric, saver, tensorboard, prefix)
 
 
-def _load_selected(cfg, out_dir: Path, network, state: TrainState, selecting: bool) -> dict:
+def _load_selected(cfg, out_dir: Path, network, state: TrainState, selection) -> dict:
     """Load best.ckpt when a selection ran; returns the flags recorded with the results.
 
     The flags say what was done: without a validation split `task.selection=val` tests the last
     epoch, and the record says `selection: last` (with the requested policy beside it).
     """
     best = out_dir / "checkpoints" / "best.ckpt"
-    done = cfg.task.selection if selecting and best.is_file() else "last"
+    done = cfg.task.selection if selection is not None and best.is_file() else "last"
     flags = {
         "selection": done,
         "selected_epoch": state.epoch,
@@ -121,8 +121,8 @@ def _load_selected(cfg, out_dir: Path, network, state: TrainState, selecting: bo
         flags["requested_selection"] = cfg.task.selection
     if done != "last":
         load_into(network, read_checkpoint(best)[0], strict=True)
-        flags.update(selected_epoch=state.best_epoch, checkpoint=str(best))
-        log.info("testing the model of epoch %d (best on %s)", state.best_epoch, done)
+        flags.update(selected_epoch=selection.best_epoch, checkpoint=str(best))
+        log.info("testing the model of epoch %d (best on %s)", selection.best_epoch, done)
     return flags
 
 
@@ -155,7 +155,7 @@ class TrainingRun:
     state: TrainState
     extractor: FeatureExtractor
     tensorboard: Any
-    selecting: bool
+    selection: Optional[PeriodicEvaluation]
 
 
 def _train_step(cfg: DictConfig, context, network, objective, steps: int):
@@ -175,7 +175,7 @@ def _train_step(cfg: DictConfig, context, network, objective, steps: int):
 
 
 def _callbacks(cfg, out_dir, dataset, protocols, network, optimizer, extractor, is_main):
-    """(callbacks in order, TensorBoard logger or None, whether a model selection runs)."""
+    """(callbacks in order, TensorBoard logger or None, the model-selection callback or None)."""
     tensorboard = saver = selection = None
     if is_main:  # only rank 0 writes checkpoints, events and results
         tensorboard = common.build_logger(cfg)
@@ -193,7 +193,7 @@ def _callbacks(cfg, out_dir, dataset, protocols, network, optimizer, extractor, 
         )
     # Evaluation before saving: last.ckpt then holds the scores and best epoch of its epoch.
     callbacks = [ProgressLogger(int(cfg.task.log_every)), tensorboard, selection, saver]
-    return [cb for cb in callbacks if cb is not None], tensorboard, selection is not None
+    return [cb for cb in callbacks if cb is not None], tensorboard, selection
 
 
 def build_run(cfg: DictConfig) -> TrainingRun:
@@ -225,7 +225,7 @@ def build_run(cfg: DictConfig) -> TrainingRun:
     step_fn, optimizer, lr_per_step = _train_step(cfg, context, network, objective, steps)
     state = _resume(cfg, out_dir, network, optimizer)
     extractor = FeatureExtractor(network, settings, flip=bool(cfg.eval.flip))
-    callbacks, tensorboard, selecting = _callbacks(
+    callbacks, tensorboard, selection = _callbacks(
         cfg, out_dir, dataset, protocols, network, optimizer, extractor, context.is_main
     )
     trainer = Trainer(
@@ -251,7 +251,7 @@ def build_run(cfg: DictConfig) -> TrainingRun:
         state,
         extractor,
         tensorboard,
-        selecting,
+        selection,
     )
 
 
@@ -274,10 +274,10 @@ def report(run: TrainingRun, state: TrainState) -> dict:
     history = {
         "term_names": list(run.objective.term_names),
         "epoch_losses": state.epoch_losses,
-        "selection": state.selection_history,
+        "selection": run.selection.history if run.selection is not None else [],
     }
     (run.out_dir / "train_history.json").write_text(json.dumps(history, indent=2))
-    flags = _load_selected(run.cfg, run.out_dir, run.network, state, run.selecting)
+    flags = _load_selected(run.cfg, run.out_dir, run.network, state, run.selection)
     summary = common.test_and_report(
         run.extractor,
         run.dataset,
