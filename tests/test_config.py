@@ -15,6 +15,7 @@ from tests.conftest import CONF, compose_config
 GROUPS = [
     "dataset",
     "loader",
+    "model",
     "model/backbone",
     "model/part_attention",
     "model/graph_attention",
@@ -52,6 +53,7 @@ REQUIRED = {
     "search": ["task.checkpoint=some.ckpt", "task.query=q", "task.gallery=g"],
     "table": ["task.table=ddag_sysu", "task.runs=[multirun]"],
     "synthesize": ["task.root=demo"],
+    "convert": ["task.source=resnet50.pth"],
 }
 
 
@@ -201,3 +203,15 @@ def test_component_values_out_of_range_fail_when_built(override, message, tmp_pa
             common.build(cfg.optimizer)
         else:
             common.build_network(cfg, 4)
+
+
+def test_single_loss_terms_are_added_or_swapped_from_the_term_group(tmp_path):
+    cfg = compose_config(
+        ["+loss/term@loss.hc=hetero_center", "+loss/term@loss.id=label_smoothing"],
+        output_dir=tmp_path,
+    )
+    validate_config(_resolved(cfg))
+    terms = common.build_loss_terms(cfg)
+    assert type(terms["hc"]).__name__ == "HeteroCenter" and terms["hc"].output == "pool"
+    assert type(terms["id"]).__name__ == "LabelSmoothingCrossEntropy"
+    assert list(terms) == ["id", "triplet", "part", "graph", "hc"]

@@ -115,3 +115,71 @@ def test_objective_applies_weights_and_dynamic_graph_weight():
 def test_objective_skips_terms_of_missing_branches():
     objective = Objective(_tiny_network(graph=False, part=False), _terms())
     assert objective.term_names == ("id", "triplet")
+
+
+def _reference_wrt(features, labels):
+    """AGW's TripletLoss_WRT transcribed in numpy (softmax_weights, SoftMarginLoss)."""
+    sq = (features**2).sum(1, keepdims=True)
+    dist = np.sqrt(np.clip(sq + sq.T - 2 * features @ features.T, 1e-12, None))
+    is_pos = (labels[:, None] == labels[None, :]).astype(np.float64)
+    is_neg = 1 - is_pos
+
+    def softmax_weights(d, mask):
+        diff = d - (d * mask).max(1, keepdims=True)
+        z = (np.exp(diff) * mask).sum(1, keepdims=True) + 1e-6
+        return np.exp(diff) * mask / z
+
+    dist_ap, dist_an = dist * is_pos, dist * is_neg
+    furthest = (dist_ap * softmax_weights(dist_ap, is_pos)).sum(1)
+    closest = (dist_an * softmax_weights(-dist_an, is_neg)).sum(1)
+    return np.log1p(np.exp(-(closest - furthest))).mean()
+
+
+def test_weighted_regularized_triplet_equals_the_agw_formula():
+    from ddag.losses.wrt import WeightedRegularizedTriplet
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(8, 5)).astype(np.float32)
+    labels = np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int32)
+    value = WeightedRegularizedTriplet("pool")(Tensor(features), Tensor(labels))
+    assert float(value) == pytest.approx(
+        _reference_wrt(features.astype(np.float64), labels), rel=1e-5
+    )
+    # Well separated identities cost almost nothing; swapped labels cost more than ln 2.
+    apart = np.array([[0.0], [0.1], [10.0], [10.1]], np.float32)
+    ids = np.array([0, 0, 1, 1], np.int32)
+    assert float(WeightedRegularizedTriplet("pool")(Tensor(apart), Tensor(ids))) < 1e-3
+    swapped = np.array([0, 1, 0, 1], np.int32)
+    assert float(WeightedRegularizedTriplet("pool")(Tensor(apart), Tensor(swapped))) > np.log(2)
+
+
+def test_label_smoothing_cross_entropy_hand_computed():
+    from ddag.losses.terms import LabelSmoothingCrossEntropy
+
+    logits = np.array([[2.0, 0.0, -1.0], [0.5, 1.0, 0.0]], np.float32)
+    labels = np.array([0, 2], np.int32)
+    log_p = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    target = np.full((2, 3), 0.1 / 3)
+    target[[0, 1], labels] += 0.9
+    expected = -(target * log_p).sum(1).mean()
+    value = LabelSmoothingCrossEntropy("logits", epsilon=0.1)(Tensor(logits), Tensor(labels))
+    assert float(value) == pytest.approx(expected, rel=1e-5)
+    plain = LabelSmoothingCrossEntropy("logits", epsilon=0.0)(Tensor(logits), Tensor(labels))
+    assert float(plain) == pytest.approx(
+        float(CrossEntropy("logits")(Tensor(logits), Tensor(labels)))
+    )
+    with pytest.raises(ValueError, match="epsilon"):
+        LabelSmoothingCrossEntropy("logits", epsilon=1.0)
+
+
+def test_hetero_center_hand_computed():
+    from ddag.losses.hetero_center import HeteroCenter
+
+    # Visible rows 0-3 (ids 0, 0, 1, 1), thermal rows 4-7 (ids 1, 0, 1, 0), 1-D features.
+    features = np.array([[0.0], [2.0], [5.0], [5.0], [9.0], [4.0], [7.0], [2.0]], np.float32)
+    labels = np.array([0, 0, 1, 1, 1, 0, 1, 0], np.int32)
+    # id 0: visible centre 1, thermal centre 3 -> 4; id 1: visible 5, thermal 8 -> 9.
+    value = HeteroCenter("pool")(Tensor(features), Tensor(labels))
+    assert float(value) == pytest.approx(13.0, rel=1e-6)
+    with_margin = HeteroCenter("pool", margin=5.0)(Tensor(features), Tensor(labels))
+    assert float(with_margin) == pytest.approx(4.0, rel=1e-6)  # max(0, 4-5) + max(0, 9-5)

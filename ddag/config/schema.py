@@ -144,6 +144,25 @@ class SynthesizeTask:
     root: str = MISSING
 
 
+@dataclass
+class ConvertTask:
+    """task=convert: a weight file as a MindSpore checkpoint with a load report.
+
+    Attributes:
+        source: a .pth/.pt/.bin PyTorch state dict, a .safetensors or .ckpt file, a URL, or a
+            short name (resnet50_tv, ...): an ImageNet ResNet or a reference DDAG checkpoint.
+        sha256: expected sha256 (or its first >= 8 hex digits) of a URL's file.
+        kind: "auto" (from the names), "backbone" (ImageNet ResNet) or "ddag" (reference DDAG).
+        output: file name in the run directory.
+    """
+
+    name: str = "convert"
+    source: str = MISSING
+    sha256: Optional[str] = None
+    kind: str = "auto"
+    output: str = "converted.ckpt"
+
+
 # Each task's schema, stored in the ConfigStore as task/<name>_schema; conf/task/<name>.yaml
 # starts from it, so every default and type is stated here once.
 TASK_SCHEMAS = {
@@ -156,6 +175,7 @@ TASK_SCHEMAS = {
     "bench": BenchTask,
     "prepare": PrepareTask,
     "synthesize": SynthesizeTask,
+    "convert": ConvertTask,
 }
 
 

@@ -17,6 +17,7 @@ from ddag.data.synthetic_disk import LAYOUTS
 from ddag.engine.runtime import AMP_LEVELS, DEVICE_TARGETS, MODES
 from ddag.errors import ConfigError
 from ddag.evaluation.results import METRICS
+from ddag.models.conversion import CONVERT_KINDS
 from ddag.models.ddag import EXPORT_FORMATS
 
 
@@ -131,6 +132,7 @@ CHOICES = {
     ("task", "split"): SPLITS,
     ("task", "modality"): MODALITIES,
     ("task", "format"): tuple(EXPORT_FORMATS),
+    ("task", "kind"): CONVERT_KINDS,
 }
 
 

@@ -211,9 +211,15 @@ def read_checkpoint(path) -> Tuple[Dict[str, ms.Parameter], dict]:
 
 
 def load_into(
-    network, params: Dict[str, ms.Parameter], strict: bool = True, rename=None, optimizer=None
+    network,
+    params: Dict[str, object],
+    strict: bool = True,
+    rename=None,
+    optimizer=None,
+    ignore_missing: Tuple[str, ...] = (),
 ) -> LoadReport:
-    """Copy `params` into `network` (and optimiser state) and report what matched.
+    """Copy `params` (MindSpore parameters or numpy arrays by name) into `network` (and
+    optimiser state) and report what matched.
 
     Nothing is copied when `strict` and the checkpoint does not fit, so a failed load leaves the
     network untouched.
@@ -222,6 +228,8 @@ def load_into(
         rename: optional function checkpoint name -> network name (None drops the entry).
         strict: raise CheckpointError unless every network parameter is loaded with its shape.
         optimizer: also restore the optimiser state saved under "optimizer.*".
+        ignore_missing: prefixes of network parameters the file is not expected to hold (they
+            keep their initial values and are not reported missing).
     """
     report = LoadReport()
     model_params = {p.name: p for p in network.get_parameters()}
@@ -246,11 +254,14 @@ def load_into(
         else:
             report.loaded.append(ours)
             to_copy.append((target, value))
-    report.missing = sorted(
-        set(model_params) - set(report.loaded) - {m[0] for m in report.mismatched}
-    )
+    unmatched = set(model_params) - set(report.loaded) - {m[0] for m in report.mismatched}
+    report.missing = sorted(n for n in unmatched if not n.startswith(ignore_missing))
     if strict and not report.ok:
         raise CheckpointError(f"checkpoint does not fit the model: {report.summary()}")
     for target, value in to_copy:
-        target.set_data(ms.Tensor(np.asarray(value.asnumpy()), dtype=target.dtype))
+        target.set_data(ms.Tensor(_as_array(value), dtype=target.dtype))
     return report
+
+
+def _as_array(value) -> np.ndarray:
+    return np.asarray(value.asnumpy() if hasattr(value, "asnumpy") else value)

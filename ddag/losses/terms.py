@@ -25,11 +25,39 @@ class LossTerm(nn.Cell):
         self.dynamic = bool(dynamic)
 
 
+def euclidean_distances(features):
+    """(N, D) -> (N, N) Euclidean distances, squared distances clamped at 1e-12 before the root
+    (as the reference code's pdist: the diagonal is 1e-6, not 0)."""
+    squared = (features * features).sum(axis=1, keepdims=True)
+    dist = squared + squared.transpose(1, 0) - 2.0 * ops.matmul(features, features.transpose(1, 0))
+    return ops.sqrt(ops.clamp(dist, min=1e-12))
+
+
 class CrossEntropy(LossTerm):
     """Identity cross-entropy on logits (N, classes)."""
 
     def construct(self, logits, labels):
         return ops.cross_entropy(logits, labels)
+
+
+class LabelSmoothingCrossEntropy(LossTerm):
+    """Cross-entropy against `(1 - epsilon) * one_hot + epsilon / classes` (Szegedy et al. 2016,
+    as in the re-ID strong baselines' CrossEntropyLabelSmooth).
+
+    Args:
+        epsilon: smoothing in [0, 1) (0.1 usual); 0 equals CrossEntropy.
+    """
+
+    def __init__(
+        self, output: str, weight: float = 1.0, dynamic: bool = False, epsilon: float = 0.1
+    ):
+        super().__init__(output, weight, dynamic)
+        if not 0.0 <= epsilon < 1.0:
+            raise ValueError(f"label smoothing epsilon must be in [0, 1), got {epsilon}")
+        self.epsilon = float(epsilon)
+
+    def construct(self, logits, labels):
+        return ops.cross_entropy(logits, labels, label_smoothing=self.epsilon)
 
 
 class NegativeLogLikelihood(LossTerm):
@@ -58,11 +86,7 @@ class BatchHardTriplet(LossTerm):
         self.margin = float(margin)
 
     def construct(self, features, labels):
-        squared = (features * features).sum(axis=1, keepdims=True)
-        dist = (
-            squared + squared.transpose(1, 0) - 2.0 * ops.matmul(features, features.transpose(1, 0))
-        )
-        dist = ops.sqrt(ops.clamp(dist, min=1e-12))
+        dist = euclidean_distances(features)
         same = ops.equal(labels.reshape(-1, 1), labels.reshape(1, -1))
         hardest_positive = ops.where(same, dist, ops.zeros_like(dist)).max(axis=1)
         far = ops.full_like(dist, 1e12)

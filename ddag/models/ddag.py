@@ -12,6 +12,7 @@ from mindspore.common import dtype as mstype
 from ddag.models.heads import frozen_shift_batchnorm, identity_classifier
 
 STEM_LAYOUTS = ("two_stream", "shared")
+POOLINGS = ("avg", "gem")
 EXPORT_FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx"}  # task=export: format -> file suffix
 VISIBLE, THERMAL = 1, 2
 
@@ -27,6 +28,9 @@ class DDAG(nn.Cell):
         stems: "two_stream" (paper: a visible and a thermal stem before the shared layers) or
             "shared" (the MindSpore port: both modalities through one stem).
         low_dim: width of each graph-attention head (paper 512).
+        pooling: global pooling of the trunk's map: "avg" (DDAG) or "gem" (generalised mean,
+            AGW: `(mean(x^p) + 1e-12)^(1/p)` with a fixed `gem_p`).
+        gem_p: the exponent of GeM pooling (AGW: 3).
 
     In training, `construct(visible, thermal, adjacency, noise)` returns a tuple whose entries are
     named by `output_names`: pooled feature, BN feature, logits, [part logits], [graph log-probs].
@@ -41,10 +45,18 @@ class DDAG(nn.Cell):
         graph_attention: Optional[Callable] = None,
         stems: str = "two_stream",
         low_dim: int = 512,
+        pooling: str = "avg",
+        gem_p: float = 3.0,
     ):
         super().__init__()
         if stems not in STEM_LAYOUTS:
             raise ValueError(f"stems must be one of {STEM_LAYOUTS}, got {stems!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if not gem_p >= 1.0:
+            raise ValueError(f"gem_p must be >= 1, got {gem_p}")
+        self.gem = pooling == "gem"
+        self.gem_p = float(gem_p)
         self.two_stream = stems == "two_stream"
         if self.two_stream:
             self.visible_stem = backbone.make_stem()
@@ -95,7 +107,11 @@ class DDAG(nn.Cell):
         return 1
 
     def _trunk_features(self, feature_map):
-        pooled = feature_map.astype(mstype.float32).mean(axis=(2, 3))
+        feature_map = feature_map.astype(mstype.float32)
+        if self.gem:
+            pooled = ((feature_map**self.gem_p).mean(axis=(2, 3)) + 1e-12) ** (1.0 / self.gem_p)
+        else:
+            pooled = feature_map.mean(axis=(2, 3))
         return pooled, self.bottleneck(pooled)
 
     def construct(self, visible, thermal, adjacency, noise):

@@ -1,22 +1,28 @@
 """ResNet backbones split the way DDAG needs them: a modality-specific stem and a shared trunk.
 
 DDAG paper section 3.1 (two-stream ResNet-50, last stride 1); reference: mangye16/DDAG
-`model_main.py` (visible_module / thermal_module / base_resnet). Block and parameter names follow
-the MindSpore model-zoo ResNet (conv1, bn1, ..., down_sample_layer) so that published checkpoints
-map onto ours through the explicit table in `ddag/io/checkpoint.py`.
+`model_main.py` (visible_module / thermal_module / base_resnet). ResNet-18/34 use basic blocks,
+ResNet-50/101/152 bottlenecks (He et al. 2016). Block and parameter names follow the MindSpore
+model-zoo ResNet (conv1, bn1, ..., down_sample_layer), so published MindSpore checkpoints map onto
+ours through the table in `ddag/io/checkpoint.py`, and torchvision/timm files through the one in
+`ddag/io/weights.py`.
 """
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence, Tuple
 
 from mindspore import nn, ops
 from mindspore.common.initializer import HeNormal
 
-from ddag.io.checkpoint import backbone_name, load_into, read_checkpoint
+from ddag.io.checkpoint import backbone_name, load_into
+from ddag.io.download import resolve_weights
+from ddag.io.weights import read_weights
+from ddag.models.attention.non_local import NonLocalBlock
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
 
 EXPANSION = 4
+BLOCKS = ("bottleneck", "basic")
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Conv2d:
@@ -33,13 +39,25 @@ def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> 
 
 
 class Bottleneck(nn.Cell):
-    """1x1 -> 3x3 (strided) -> 1x1 residual block with expansion 4."""
+    """1x1 -> 3x3 (strided) -> 1x1 residual block with expansion 4.
 
-    def __init__(self, in_channels: int, width: int, stride: int = 1):
+    `first_norm` builds the norm after the first convolution (IBN-a puts instance-batch
+    normalisation there); BatchNorm by default.
+    """
+
+    expansion = EXPANSION
+
+    def __init__(
+        self,
+        in_channels: int,
+        width: int,
+        stride: int = 1,
+        first_norm: Callable[[int], nn.Cell] = nn.BatchNorm2d,
+    ):
         super().__init__()
         out_channels = width * EXPANSION
         self.conv1 = _conv(in_channels, width, 1)
-        self.bn1 = nn.BatchNorm2d(width)
+        self.bn1 = first_norm(width)
         self.conv2 = _conv(width, width, 3, stride)
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = _conv(width, out_channels, 1)
@@ -59,6 +77,42 @@ class Bottleneck(nn.Cell):
         if self.has_down_sample:
             identity = self.down_sample_layer(x)
         return self.relu(out + identity)
+
+
+class BasicBlock(nn.Cell):
+    """3x3 (strided) -> 3x3 residual block without expansion (ResNet-18/34)."""
+
+    expansion = 1
+
+    def __init__(
+        self,
+        in_channels: int,
+        width: int,
+        stride: int = 1,
+        first_norm: Callable[[int], nn.Cell] = nn.BatchNorm2d,
+    ):
+        super().__init__()
+        self.conv1 = _conv(in_channels, width, 3, stride)
+        self.bn1 = first_norm(width)
+        self.conv2 = _conv(width, width, 3)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU()
+        self.has_down_sample = stride != 1 or in_channels != width
+        if self.has_down_sample:
+            self.down_sample_layer = nn.SequentialCell(
+                _conv(in_channels, width, 1, stride), nn.BatchNorm2d(width)
+            )
+
+    def construct(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.has_down_sample:
+            identity = self.down_sample_layer(x)
+        return self.relu(out + identity)
+
+
+BLOCK_TYPES = {"bottleneck": Bottleneck, "basic": BasicBlock}
 
 
 class Stem(nn.Cell):
@@ -83,38 +137,88 @@ class Stem(nn.Cell):
 
 
 class Trunk(nn.Cell):
-    """layer1..layer4: (B, C_stem, h, w) -> (B, out_channels, h/8, w/8) with last stride 1."""
+    """layer1..layer4: (B, C_stem, h, w) -> (B, out_channels, h/8, w/8) with last stride 1.
+
+    Args:
+        in_channels: channels of the stem output.
+        layers, widths, last_stride, block, non_local, non_local_channels: see ResNet.
+        first_norms: per stage, the norm factory after each block's first convolution.
+
+    Non-local blocks live in `nl1` .. `nl4` beside `layer1` .. `layer4`, so the blocks keep the
+    names of a plain ResNet and ImageNet weights still load by name.
+    """
 
     def __init__(
-        self, in_channels: int, layers: Sequence[int], widths: Sequence[int], last_stride: int
+        self,
+        in_channels: int,
+        layers: Sequence[int],
+        widths: Sequence[int],
+        last_stride: int,
+        block: str = "bottleneck",
+        first_norms: Optional[Sequence[Callable[[int], nn.Cell]]] = None,
+        non_local: Sequence[int] = (0, 0, 0, 0),
+        non_local_channels: int = 1,
     ):
         super().__init__()
+        block_type = BLOCK_TYPES[block]
         strides = (1, 2, 2, last_stride)
+        first_norms = first_norms or (nn.BatchNorm2d,) * 4
         channels = in_channels
-        stages = []
-        for blocks, width, stride in zip(layers, widths, strides):
+        stages, extras, starts = [], [], []
+        for index, (blocks, width, stride) in enumerate(zip(layers, widths, strides)):
             stage = []
             for i in range(blocks):
-                stage.append(Bottleneck(channels, width, stride if i == 0 else 1))
-                channels = width * EXPANSION
+                norm = first_norms[index]
+                stage.append(block_type(channels, width, stride if i == 0 else 1, norm))
+                channels = width * block_type.expansion
             stages.append(nn.SequentialCell(stage))
+            count = non_local[index]
+            if not 0 <= count <= blocks:
+                raise ValueError(
+                    f"non_local: stage {index + 1} has {blocks} blocks, cannot follow {count}"
+                )
+            extras.append(
+                nn.CellList([NonLocalBlock(channels, non_local_channels) for _ in range(count)])
+            )
+            starts.append(blocks - count if count else -1)
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.nl1, self.nl2, self.nl3, self.nl4 = extras
+        self.non_local_start = tuple(starts)  # first block followed by a non-local, -1: none
+
+    def _stage(self, blocks, extra, start: int, x):
+        if start < 0:
+            return blocks(x)
+        for i in range(len(blocks)):
+            x = blocks[i](x)
+            if i >= start:
+                x = extra[i - start](x)
+        return x
 
     def construct(self, x):
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        starts = self.non_local_start
+        x = self._stage(self.layer1, self.nl1, starts[0], x)
+        x = self._stage(self.layer2, self.nl2, starts[1], x)
+        x = self._stage(self.layer3, self.nl3, starts[2], x)
+        return self._stage(self.layer4, self.nl4, starts[3], x)
 
 
 class ResNet:
     """Recipe for a ResNet split into stem and trunk; the DDAG network asks it for the pieces.
 
     Args:
-        layers: bottleneck blocks per stage (ResNet-50: 3, 4, 6, 3).
-        widths: inner width of each stage (ResNet-50: 64, 128, 256, 512); outputs are 4x wider.
+        layers: blocks per stage (ResNet-50: 3, 4, 6, 3; ResNet-18: 2, 2, 2, 2).
+        widths: inner width of each stage (64, 128, 256, 512); bottleneck outputs are 4x wider.
         stem_channels: output channels of the 7x7 stem convolution (ResNet-50: 64).
         last_stride: stride of layer4; DDAG uses 1 so a 288x144 input keeps an 18x9 map.
-        pretrained: ImageNet ResNet checkpoint (MindSpore model-zoo naming: conv1.*, bn1.*,
-            layer1.* ...) loaded into every stem and trunk this recipe makes.
-        strict: a pretrained checkpoint that misses or mis-shapes a parameter is an error.
+        block: "bottleneck" (ResNet-50/101/152) or "basic" (ResNet-18/34).
+        pretrained: ImageNet ResNet weights loaded into every stem and trunk this recipe makes:
+            a local MindSpore `.ckpt` (model-zoo naming: conv1.*, bn1.*, layer1.* ...), a
+            torchvision/timm `.pth` or `.safetensors`, a URL, or a short name such as
+            `resnet50_tv` (downloaded once into the cache folder, sha256-checked).
+        pretrained_sha256: expected sha256 (or its first >= 8 hex digits) of a URL's file.
+        strict: a pretrained file that misses or mis-shapes a parameter is an error.
+        non_local: non-local blocks after the last blocks of each stage (AGW: [0, 2, 3, 0]).
+        non_local_channels: inner channels of each non-local block (AGW's code: 1).
     """
 
     def __init__(
@@ -123,39 +227,68 @@ class ResNet:
         widths: Sequence[int] = (64, 128, 256, 512),
         stem_channels: int = 64,
         last_stride: int = 1,
+        block: str = "bottleneck",
         pretrained: Optional[str] = None,
+        pretrained_sha256: Optional[str] = None,
         strict: bool = True,
+        non_local: Sequence[int] = (0, 0, 0, 0),
+        non_local_channels: int = 1,
     ):
-        if len(layers) != 4 or len(widths) != 4:
-            raise ValueError(f"layers and widths need 4 stages, got {list(layers)}, {list(widths)}")
+        if len(layers) != 4 or len(widths) != 4 or len(non_local) != 4:
+            raise ValueError(
+                f"layers, widths and non_local need 4 stages, got {list(layers)}, "
+                f"{list(widths)}, {list(non_local)}"
+            )
+        if block not in BLOCKS:
+            raise ValueError(f"block must be one of {BLOCKS}, got {block!r}")
+        if last_stride not in (1, 2):
+            raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
         self.layers = tuple(layers)
         self.widths = tuple(widths)
         self.stem_channels = stem_channels
         self.last_stride = last_stride
-        self.pretrained, self.strict = pretrained, strict
+        self.block = block
+        self.pretrained, self.pretrained_sha256, self.strict = pretrained, pretrained_sha256, strict
+        self.non_local = tuple(non_local)
+        self.non_local_channels = non_local_channels
         self._weights = None
 
     @property
     def out_channels(self) -> int:
         """Channels of the trunk's output feature map."""
-        return self.widths[-1] * EXPANSION
+        return self.widths[-1] * BLOCK_TYPES[self.block].expansion
+
+    def first_norms(self) -> Tuple[Callable[[int], nn.Cell], ...]:
+        """Norm after each block's first convolution, per stage (BatchNorm; IBN-a overrides)."""
+        return (nn.BatchNorm2d,) * 4
 
     def make_stem(self) -> Stem:
         """A new modality stem (each call gives independent weights)."""
         return self._load(Stem(self.stem_channels), ("conv1.", "bn1."))
 
     def make_trunk(self) -> Trunk:
-        """The shared layers 1-4."""
-        trunk = Trunk(self.stem_channels, self.layers, self.widths, self.last_stride)
-        return self._load(trunk, ("layer",))
+        """The shared layers 1-4 (with their non-local blocks)."""
+        trunk = Trunk(
+            self.stem_channels,
+            self.layers,
+            self.widths,
+            self.last_stride,
+            self.block,
+            self.first_norms(),
+            self.non_local,
+            self.non_local_channels,
+        )
+        # Non-local blocks are not part of an ImageNet ResNet: they start from their own init.
+        return self._load(trunk, ("layer",), skip=("nl",))
 
-    def _load(self, cell, prefixes):
+    def _load(self, cell, prefixes, skip=()):
         if not self.pretrained:
             return cell
         if self._weights is None:
-            params, _ = read_checkpoint(self.pretrained)
+            path = resolve_weights(str(self.pretrained), sha256=self.pretrained_sha256)
+            params = read_weights(path)
             self._weights = {backbone_name(k): v for k, v in params.items() if backbone_name(k)}
         part = {k: v for k, v in self._weights.items() if k.startswith(prefixes)}
-        report = load_into(cell, part, strict=self.strict)
+        report = load_into(cell, part, strict=self.strict, ignore_missing=skip)
         log.info("pretrained %s -> %s: %s", self.pretrained, type(cell).__name__, report.summary())
         return cell

@@ -1,0 +1,139 @@
+"""Weight files named by URL or short name: downloaded once into a cache folder, sha256-checked.
+
+A local path is used as it is (the default everywhere, and in the tests). `https://...` (or
+`http://`, `file://`) is downloaded into the cache folder under the URL's own file name, with
+progress on the log; the file is written to a temporary name and renamed only after its
+sha256 matched, so a broken download never stands in the cache. Short names (`KNOWN_WEIGHTS`)
+stand for the published torchvision ImageNet ResNets, whose file names carry the first 8 hex
+digits of their sha256, which is checked (as torchvision itself does).
+"""
+
+import hashlib
+import os
+import re
+import tempfile
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ddag.errors import CheckpointError
+from ddag.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+CACHE_ENV = "DDAG_CACHE"
+URL_SCHEMES = ("https", "http", "file")
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class KnownWeights:
+    """A published weight file: where it is and the start (or all) of its sha256."""
+
+    url: str
+    sha256_prefix: str
+
+
+# torchvision's ImageNet weights (IMAGENET1K_V1, the ones the DDAG paper starts from).
+TORCHVISION_MODELS = "https://download.pytorch.org/models/"
+KNOWN_WEIGHTS = {
+    f"{arch}_tv": KnownWeights(f"{TORCHVISION_MODELS}{arch}-{prefix}.pth", prefix)
+    for arch, prefix in (
+        ("resnet18", "f37072fd"),
+        ("resnet34", "b627a593"),
+        ("resnet50", "0676ba61"),
+        ("resnet101", "63fe2227"),
+        ("resnet152", "394f9c45"),
+    )
+}
+_HEX = re.compile(r"^[0-9a-f]{8,64}$")
+
+
+def default_cache_dir() -> Path:
+    """$DDAG_CACHE, else ~/.cache/ddag."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "ddag")
+
+
+def is_remote(source: str) -> bool:
+    """Whether `source` is a URL or a short name rather than a local path."""
+    return source in KNOWN_WEIGHTS or urllib.parse.urlparse(source).scheme in URL_SCHEMES
+
+
+def _file_name(url: str) -> str:
+    """A plain file name for the cached copy: the URL's last path segment, nothing that climbs."""
+    name = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).name
+    if not name or name in (".", "..") or not re.fullmatch(r"[\w.\-]+", name):
+        raise CheckpointError(f"{url}: the URL does not end in a usable file name")
+    return name
+
+
+def resolve_weights(
+    source: str, cache_dir: Optional[Path] = None, sha256: Optional[str] = None
+) -> Path:
+    """A local path for `source`: a path as given, or the cached download of a URL/short name.
+
+    Args:
+        source: a local path, a URL, or a key of KNOWN_WEIGHTS.
+        cache_dir: where downloads are kept (default `default_cache_dir()`).
+        sha256: expected digest (or its first >= 8 hex digits) of a URL's file; short names
+            bring their own. A cached file is checked again before it is used.
+    """
+    if not is_remote(source):
+        return Path(source)
+    known = KNOWN_WEIGHTS.get(source)
+    url = known.url if known else source
+    expected = (sha256 or (known.sha256_prefix if known else "") or "").lower()
+    if expected and not _HEX.match(expected):
+        raise CheckpointError(f"sha256 {sha256!r} is not 8 to 64 hex digits")
+    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    target = folder / _file_name(url)
+    if target.is_file():
+        _check_digest(target, expected, url)
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    _download(url, target, expected)
+    return target
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_digest(path: Path, expected: str, url: str) -> None:
+    if not expected:
+        log.warning("%s: no sha256 given, the file is used unchecked", url)
+        return
+    actual = _sha256(path)
+    if not actual.startswith(expected):
+        raise CheckpointError(
+            f"{path} (from {url}) has sha256 {actual}, expected {expected}...: the download is "
+            "damaged or not the published file; it was not used"
+        )
+
+
+def _download(url: str, target: Path, expected: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            total = int(response.headers.get("Content-Length") or 0)
+            done, next_report = 0, 0.0
+            log.info("downloading %s -> %s", url, target)
+            for block in iter(lambda: response.read(_CHUNK), b""):
+                out.write(block)
+                done += len(block)
+                if total and done / total >= next_report:
+                    log.info("  %3.0f%% of %.1f MiB", 100 * done / total, total / 2**20)
+                    next_report += 0.25
+        _check_digest(Path(tmp), expected, url)
+        os.replace(tmp, target)
+    except OSError as err:
+        raise CheckpointError(f"cannot download {url}: {err}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -1,0 +1,112 @@
+"""Weights from other code bases as ddag networks: layouts read off the tensors' names and shapes.
+
+Two kinds of file are understood (names already translated by `ddag.io.weights`):
+- an ImageNet ResNet (torchvision, timm, IBN-Net, the MindSpore model zoo): its depth, block
+  type and widths follow from `layerL.B.*` entries, and it becomes a backbone checkpoint with
+  model-zoo names that `model.backbone.pretrained` loads;
+- a checkpoint of the reference DDAG code (`{'net': embed_net.state_dict()}`): the number of
+  identities, parts and graph heads follow from its tensors, and it becomes a full ddag
+  checkpoint that `task=eval` loads.
+"""
+
+import re
+from typing import Dict, Tuple
+
+import numpy as np
+
+from ddag.errors import CheckpointError
+from ddag.io.checkpoint import LoadReport, backbone_name, load_into
+from ddag.io.weights import reference_ddag_name
+from ddag.models.backbones.resnet import ResNet
+from ddag.models.backbones.resnet_ibn import ResNetIBN
+from ddag.models.loading import build_network
+
+CONVERT_KINDS = ("auto", "backbone", "ddag")  # task=convert: what the file holds
+_BLOCK = re.compile(r"^layer([1-4])\.(\d+)\.")
+RESNET_TARGET = "ddag.models.backbones.resnet.ResNet"
+RESNET_IBN_TARGET = "ddag.models.backbones.resnet_ibn.ResNetIBN"
+
+
+def resnet_layout(arrays: Dict[str, np.ndarray], where: str = "the file") -> dict:
+    """ResNet recipe arguments (target, layers, widths, stem_channels, block) of backbone-named
+    arrays (`conv1.weight`, `layer1.0.conv1.weight`, ...)."""
+    blocks = [0, 0, 0, 0]
+    for name in arrays:
+        match = _BLOCK.match(name)
+        if match:
+            stage, index = int(match.group(1)) - 1, int(match.group(2))
+            blocks[stage] = max(blocks[stage], index + 1)
+    if "conv1.weight" not in arrays or not all(blocks):
+        raise CheckpointError(f"{where} is not a ResNet: it lacks conv1 or one of layer1-4")
+    block = "bottleneck" if "layer1.0.conv3.weight" in arrays else "basic"
+    widths = [int(arrays[f"layer{s + 1}.0.conv1.weight"].shape[0]) for s in range(4)]
+    ibn = "layer1.0.bn1.IN.gamma" in arrays
+    return {
+        "_target_": RESNET_IBN_TARGET if ibn else RESNET_TARGET,
+        "layers": blocks,
+        "widths": widths,
+        "stem_channels": int(arrays["conv1.weight"].shape[0]),
+        "block": block,
+    }
+
+
+def backbone_weights(arrays: Dict[str, np.ndarray], where: str = "the file") -> Tuple:
+    """(backbone arrays, recipe spec, LoadReport, dropped names) of an ImageNet ResNet file.
+
+    The arrays are checked by loading them strictly into the stem and trunk of the ResNet the
+    file describes, so a converted file is known to load.
+    """
+    kept = {backbone_name(k): v for k, v in arrays.items() if backbone_name(k)}
+    dropped = sorted(k for k in arrays if not backbone_name(k))
+    spec = resnet_layout(kept, where)
+    recipe_type = ResNetIBN if spec["_target_"] == RESNET_IBN_TARGET else ResNet
+    recipe = recipe_type(
+        layers=spec["layers"],
+        widths=spec["widths"],
+        stem_channels=spec["stem_channels"],
+        block=spec["block"],
+    )
+    report = LoadReport()
+    pieces = ((recipe.make_stem(), ("conv1.", "bn1.")), (recipe.make_trunk(), ("layer",)))
+    for cell, prefixes in pieces:
+        part = load_into(cell, {k: v for k, v in kept.items() if k.startswith(prefixes)})
+        report.loaded += part.loaded
+    return kept, spec, report, dropped
+
+
+def reference_ddag_spec(arrays: Dict[str, np.ndarray]) -> dict:
+    """Our model spec for a reference DDAG state dict (two stems, IWPA and CGSA if present)."""
+    prefix = "base_resnet.base."
+    trunk = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+    backbone = resnet_layout(trunk, "the reference checkpoint's base_resnet")
+    backbone["last_stride"] = 1
+    spec = {"_target_": "ddag.models.ddag.DDAG", "stems": "two_stream", "backbone": backbone}
+    if "wpa.gate" in arrays:
+        spec["part_attention"] = {
+            "_target_": "ddag.models.attention.iwpa.WeightedPartAttention",
+            "_partial_": True,
+            "num_parts": int(arrays["wpa.gate"].shape[0]),
+            "conv_bias": "wpa.fc1.0.bias" in arrays,
+        }
+    heads = sorted(int(m.group(1)) for k in arrays if (m := re.match(r"^attention_(\d+)\.W$", k)))
+    if heads and "out_att.W" in arrays:
+        spec["low_dim"] = int(arrays["attention_0.W"].shape[1])
+        spec["graph_attention"] = {
+            "_target_": "ddag.models.attention.cgsa.GraphStructuredAttention",
+            "_partial_": True,
+            "num_heads": len(heads),
+        }
+    return spec
+
+
+def reference_ddag_network(arrays: Dict[str, np.ndarray]) -> Tuple:
+    """(network, spec, LoadReport, unused names) of a reference DDAG state dict, loaded
+    strictly: every parameter of our network comes from the file; entries the reference never
+    uses in its forward (classifier1/2, wpa.W, base_resnet's own stem) are left out and listed."""
+    if "classifier.weight" not in arrays:
+        raise CheckpointError("the reference checkpoint has no classifier.weight")
+    spec = reference_ddag_spec(arrays)
+    network = build_network(spec, int(arrays["classifier.weight"].shape[0]))
+    report = load_into(network, arrays, strict=True, rename=reference_ddag_name)
+    unused = sorted(k for k in arrays if reference_ddag_name(k) is None)
+    return network, spec, report, unused

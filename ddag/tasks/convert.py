@@ -1,0 +1,67 @@
+"""task=convert: a PyTorch (or any supported) weight file as a MindSpore checkpoint + load report.
+
+ImageNet ResNets become backbone checkpoints (model-zoo names) for `model.backbone.pretrained`;
+reference DDAG checkpoints (`{'net': state_dict}` of mangye16/DDAG) become full ddag checkpoints
+for `task=eval`, `extract`, `search`, `export` and the Python API.
+"""
+
+import json
+
+import mindspore as ms
+from omegaconf import DictConfig
+
+from ddag.io.checkpoint import save_checkpoint
+from ddag.io.download import resolve_weights
+from ddag.io.weights import is_reference_ddag, read_weights
+from ddag.models.conversion import backbone_weights, reference_ddag_network
+from ddag.tasks import common
+from ddag.utils.logging import get_logger
+from ddag.utils.paths import file_in
+
+log = get_logger(__name__)
+
+# The reference code trains and tests at --img_h 288 --img_w 144.
+REFERENCE_INPUT_SIZE = {"height": 288, "width": 144}
+
+
+class _Arrays:
+    """Named arrays as a network-like object for `save_checkpoint`."""
+
+    def __init__(self, arrays):
+        self._params = [ms.Parameter(ms.Tensor(v), name=k) for k, v in sorted(arrays.items())]
+
+    def get_parameters(self):
+        return iter(self._params)
+
+
+def run(cfg: DictConfig) -> dict:
+    kind = str(cfg.task.kind)  # one of CONVERT_KINDS, checked at start-up
+    out_dir = common.output_dir(cfg)
+    target = file_in(out_dir, cfg.task.output, "task.output")
+    source = resolve_weights(str(cfg.task.source), sha256=cfg.task.sha256)
+    arrays = read_weights(source)
+    if kind == "auto":
+        kind = "ddag" if is_reference_ddag(arrays) else "backbone"
+    meta = {"converted_from": str(cfg.task.source), "kind": kind}
+    if kind == "ddag":
+        network, spec, report, unused = reference_ddag_network(arrays)
+        meta.update(model=spec, config={"loader": dict(REFERENCE_INPUT_SIZE)})
+        save_checkpoint(target, network, meta=meta)
+        summary = {"model": spec, "unused": unused}
+    else:
+        kept, spec, report, unused = backbone_weights(arrays, str(source))
+        meta.update(backbone=spec)
+        save_checkpoint(target, _Arrays(kept), meta=meta)
+        summary = {"backbone": spec, "unused": unused}
+    summary.update(source=str(source), output=str(target), kind=kind, loaded=len(report.loaded))
+    (out_dir / "convert_report.json").write_text(json.dumps(summary, indent=2))
+    log.info(
+        "converted %s (%s) -> %s: %s; %d entries not used%s",
+        source,
+        kind,
+        target,
+        report.summary(),
+        len(unused),
+        f" ({', '.join(unused[:6])}{' ...' if len(unused) > 6 else ''})" if unused else "",
+    )
+    return summary
