@@ -2,13 +2,17 @@
 
 import json
 
+import pytest
+
+from ddag.errors import ConfigError
 from ddag.tasks import bench
 from tests.conftest import TINY, compose_config
 
 
 def test_bench_reports_every_part(tmp_path):
+    parts = "task.parts=[conv,metrics,train,data,profile]"
     cfg = compose_config(
-        TINY + ["task=bench", "task.repeats=1", "task.warmup=0"], output_dir=tmp_path
+        TINY + ["task=bench", "task.repeats=1", "task.warmup=0", parts], output_dir=tmp_path
     )
     bench.run(cfg)
     report = json.loads((tmp_path / "bench.json").read_text())
@@ -23,3 +27,28 @@ def test_bench_reports_every_part(tmp_path):
     assert report["train"]["backbone_over_ddag_inference"] > 0
     assert 0 < report["data"]["share_of_step"]
     assert report["peak_memory_mb"] > 0
+    profile = report["train"]["profile"]
+    assert profile["kernel_ms_per_step"] > 0 and profile["wall_ms_per_step"] > 0
+    assert profile["groups_ms_per_step"]["convolution"] > 0
+    kinds = {c["kind"] for c in profile["convolutions_ms_per_step"]}
+    assert kinds == {"forward", "backward (input)", "backward (weight)"}
+    assert all("[" in c["shapes"] for c in profile["convolutions_ms_per_step"])
+    assert {"Conv2D", "BatchNorm"} <= set(profile["op_types_ms_per_step"])
+
+
+def test_bench_reference_needs_a_checkout_and_torch(tmp_path):
+    base = TINY + ["task=bench", "task.repeats=1", "task.warmup=0", "task.parts=[train]"]
+    cfg = compose_config(base + [f"task.reference={tmp_path}"], output_dir=tmp_path / "a")
+    with pytest.raises(ConfigError, match="no model_main.py there"):
+        bench.run(cfg)
+    (tmp_path / "model_main.py").write_text("import torch\n")
+    checkout = tmp_path
+    # This environment has no torch, so the reference process fails and says what it needs.
+    cfg = compose_config(
+        base + [f"task.reference={checkout}", "task.rounds=1"], output_dir=tmp_path / "b"
+    )
+    with pytest.raises(ConfigError, match="needs torch"):
+        bench.run(cfg)
+    bad = compose_config(TINY + ["task=bench", "task.parts=[trian]"], output_dir=tmp_path / "c")
+    with pytest.raises(ConfigError, match="unknown"):
+        bench.run(bad)

@@ -119,12 +119,25 @@ class TableTask:
 
 @dataclass
 class BenchTask:
-    """task=bench: timed repetitions after warm-up of the listed parts."""
+    """task=bench: timed repetitions after warm-up of the listed parts.
+
+    Attributes:
+        repeats: timed repetitions (steps) of each measurement.
+        warmup: untimed repetitions before them.
+        parts: any of conv, metrics, train, data, profile (MindSpore's per-op profile of the
+            DDAG step).
+        reference: a checkout of mangye16/DDAG: also time the PyTorch reference step.
+        reference_python: the Python (with torch) that runs it; null: this one.
+        rounds: alternating rounds of DDAG and reference timing.
+    """
 
     name: str = "bench"
     repeats: int = 5
     warmup: int = 2
     parts: List[str] = field(default_factory=lambda: ["conv", "metrics", "train", "data"])
+    reference: Optional[str] = None
+    reference_python: Optional[str] = None
+    rounds: int = 3
 
 
 @dataclass

@@ -147,6 +147,7 @@ RANGES = {
     ("task", "batch_size"): (1, None),
     ("task", "repeats"): (1, None),
     ("task", "warmup"): (0, None),
+    ("task", "rounds"): (1, None),
     ("loader", "num_ids"): (1, None),
     ("loader", "num_instances"): (1, None),
     ("loader", "height"): (8, None),

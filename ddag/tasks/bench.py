@@ -7,21 +7,33 @@ Every measurement excludes warm-up calls and reports min / median / max over rep
 - train: compile time and images/s of the full DDAG step and of the bare backbone step
   (id loss only, no attention branches) at the configured model, image size and batch, and
   images/s of both embeddings at the test batch size, timed in alternation;
-- data: images/s of the training pipeline alone, and its share of a step.
+- data: images/s of the training pipeline alone, and its share of a step;
+- profile: MindSpore's profiler over a few DDAG steps: milliseconds per step by op type,
+  convolutions by kind and shape, optimizer, BatchNorm, and the time outside any kernel.
+
+With `task.reference=<checkout of mangye16/DDAG>`, the PyTorch reference step (same batch and
+image size) is timed in rounds alternating with the DDAG step, in a separate process
+(`task.reference_python`, default this Python; it needs torch), and the ratio is reported.
 """
 
 import json
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import mindspore as ms
 import numpy as np
 from mindspore import ops
 from omegaconf import DictConfig
 
+from ddag.engine import reference_bench
+from ddag.engine.op_profile import profile_steps
 from ddag.engine.step import make_train_step
+from ddag.errors import ConfigError
 from ddag.evaluation.metrics import rank_metrics
 from ddag.losses.objective import Objective
 from ddag.losses.terms import CrossEntropy
@@ -31,6 +43,8 @@ from ddag.tasks import common
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
+
+PARTS = ("conv", "metrics", "train", "data", "profile")
 
 
 def _repeat(fn, repeats: int, warmup: int):
@@ -89,7 +103,8 @@ def _objective(cfg, num_classes, bare: bool):
     return Objective(network, common.build_loss_terms(cfg))
 
 
-def _bench_objective(objective, batch, jit: bool, repeats: int, warmup: int) -> dict:
+def _step_runner(objective, batch, jit: bool):
+    """A function running one compiled training step of `objective` on `batch`."""
     optimizer = ms.nn.SGD(objective.trainable_params(), learning_rate=0.01, momentum=0.9)
     step = make_train_step(objective, optimizer, jit=jit)
     noise = ms.Tensor(np.random.rand(objective.noise_size(len(batch[0]))).astype(np.float32))
@@ -99,17 +114,73 @@ def _bench_objective(objective, batch, jit: bool, repeats: int, warmup: int) -> 
     def run():
         step(*batch, weight, noise)[0].asnumpy()
 
+    return run
+
+
+def _bench_objective(run, images_per_step: int, repeats: int, warmup: int) -> dict:
     start = time.perf_counter()
     run()
     first = time.perf_counter() - start
     timing = _repeat(run, repeats, warmup)
-    result = {
+    return {
         "first_call_s": first,
         "compile_s": first - timing["median"],
         "step_s": timing,
-        "images_per_s": 2 * len(batch[0]) / timing["median"],
+        "images_per_s": images_per_step / timing["median"],
     }
-    return result
+
+
+def bench_reference(cfg, run, batch, repeats: int, warmup: int) -> dict:
+    """The reference PyTorch step and the DDAG step, timed in `task.rounds` alternating rounds.
+
+    Each round times `repeats` DDAG steps, then starts the reference in its own process for
+    `repeats` steps after `warmup` (its model is built afresh each round), so a drift of the
+    machine's speed affects both sides alike.
+    """
+    checkout = Path(str(cfg.task.reference))
+    if not (checkout / "model_main.py").is_file():
+        raise ConfigError(
+            f"task.reference={checkout}: no model_main.py there; give a checkout of mangye16/DDAG"
+        )
+    python = str(cfg.task.reference_python or sys.executable)
+    pairs, height, width = len(batch[0]), int(batch[0].shape[2]), int(batch[0].shape[3])
+    num_ids = int(cfg.loader.num_ids)
+    command = [python, reference_bench.__file__, "--ref", str(checkout)]
+    command += ["--ids", str(num_ids), "--instances", str(pairs // num_ids)]
+    command += ["--height", str(height), "--width", str(width)]
+    command += ["--steps", str(repeats), "--warmup", str(max(1, warmup))]
+    ours, theirs, version = [], [], None
+    for index in range(int(cfg.task.rounds)):
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            ours.append(time.perf_counter() - start)
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise ConfigError(
+                f"the reference step failed under {python} (it needs torch and numpy):\n"
+                + done.stderr.strip()[-2000:]
+            )
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        theirs += result["step_s"]
+        version = result["torch"]
+        log.info(
+            "round %d: ddag %.3f s, reference %.3f s per step",
+            index + 1,
+            statistics.median(ours[-repeats:]),
+            statistics.median(result["step_s"]),
+        )
+    ours_rate = 2 * pairs / statistics.median(ours)
+    theirs_rate = 2 * pairs / statistics.median(theirs)
+    return {
+        "torch": version,
+        "rounds": int(cfg.task.rounds),
+        "ddag_images_per_s": ours_rate,
+        "reference_images_per_s": theirs_rate,
+        "ddag_over_reference": ours_rate / theirs_rate,
+        "ddag_step_s": ours,
+        "reference_step_s": theirs,
+    }
 
 
 def bench_inference(networks: dict, images, repeats: int, warmup: int) -> dict:
@@ -129,15 +200,21 @@ def bench_inference(networks: dict, images, repeats: int, warmup: int) -> dict:
     return {name: len(images) / statistics.median(t) for name, t in times.items()}
 
 
-def bench_train(cfg, batch, repeats: int, warmup: int) -> dict:
+def bench_train(cfg, batch, repeats: int, warmup: int, parts=("train",)) -> dict:
     jit = bool(cfg.runtime.jit_step)
     objectives = {
         name: _objective(cfg, 32, bare) for name, bare in (("ddag", False), ("backbone", True))
     }
+    runners = {name: _step_runner(o, batch, jit) for name, o in objectives.items()}
+    images = 2 * len(batch[0])
     results = {
-        name: _bench_objective(objective, batch, jit, repeats, warmup)
-        for name, objective in objectives.items()
+        name: _bench_objective(run, images, repeats, warmup) for name, run in runners.items()
     }
+    if "profile" in parts:
+        folder = common.output_dir(cfg) / "profile"
+        results["profile"] = profile_steps(runners["ddag"], max(1, repeats), folder)
+    if cfg.task.reference:
+        results["reference"] = bench_reference(cfg, runners["ddag"], batch, repeats, warmup)
     # Inference at the test batch size (the training batch can be much smaller).
     size = int(cfg.loader.test_batch_size)
     images = ms.Tensor(np.resize(batch[0].asnumpy(), (size,) + tuple(batch[0].shape[1:])))
@@ -166,18 +243,20 @@ def run(cfg: DictConfig) -> dict:
     common.setup(cfg)
     repeats, warmup = int(cfg.task.repeats), int(cfg.task.warmup)
     parts = set(cfg.task.parts)
+    if parts - set(PARTS):
+        raise ConfigError(f"task.parts: unknown {sorted(parts - set(PARTS))}; choose from {PARTS}")
     report = {"mindspore": ms.__version__, "machine": _machine(), "parts": sorted(parts)}
     if "conv" in parts:
         report["conv"] = bench_conv(repeats, warmup)
     if "metrics" in parts:
         report["metrics"] = bench_metrics(repeats, warmup)
-    if parts & {"train", "data"}:
+    if parts & {"train", "data", "profile"}:
         _, pipeline = common.training_data(cfg, common.build_dataset(cfg))
         if "data" in parts:
             report["data"] = bench_data(pipeline, repeats + warmup)
-        if "train" in parts:
+        if parts & {"train", "profile"}:
             batch = next(pipeline.create_tuple_iterator(num_epochs=1))
-            report["train"] = bench_train(cfg, batch[:4], repeats, warmup)
+            report["train"] = bench_train(cfg, batch[:4], repeats, warmup, parts)
             if "data" in report:
                 step_rate = report["train"]["ddag"]["images_per_s"]
                 report["data"]["share_of_step"] = step_rate / report["data"]["images_per_s"]
@@ -225,6 +304,17 @@ def _table(report: dict) -> str:
         )
         ratio = report["train"]["backbone_over_ddag_inference"]
         rows.append(("backbone / ddag inference rate", f"{ratio:.3f}"))
+        rows += _profile_rows(report["train"].get("profile"))
+        reference = report["train"].get("reference")
+        if reference:
+            rows.append(
+                (
+                    f"reference (torch {reference['torch']}) train images/s",
+                    f"{reference['reference_images_per_s']:.2f}; ddag "
+                    f"{reference['ddag_images_per_s']:.2f} in the same rounds: ratio "
+                    f"{reference['ddag_over_reference']:.2f}",
+                )
+            )
     if "data" in report:
         d = report["data"]
         share = f", {100 * d['share_of_step']:.1f} % of a step" if "share_of_step" in d else ""
@@ -232,3 +322,18 @@ def _table(report: dict) -> str:
     rows.append(("peak memory MB", f"{report['peak_memory_mb']:.0f}"))
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)
+
+
+def _profile_rows(profile) -> list:
+    if not profile or "error" in profile:
+        return [("profile", profile["error"])] if profile else []
+    rows = [
+        (
+            "profile ms/step (kernels)",
+            f"{profile['wall_ms_per_step']:.1f} ({profile['kernel_ms_per_step']:.1f})",
+        )
+    ]
+    rows += [(f"  {name}", f"{ms:.1f} ms") for name, ms in profile["groups_ms_per_step"].items()]
+    for conv in profile["convolutions_ms_per_step"][:5]:
+        rows.append((f"  conv {conv['kind']} {conv['shapes']}", f"{conv['ms']:.1f} ms"))
+    return rows

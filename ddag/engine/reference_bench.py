@@ -1,0 +1,123 @@
+"""Step time of the PyTorch reference DDAG (mangye16/DDAG), for side-by-side speed ratios.
+
+Self-contained (numpy and torch only, nothing of ddag), so it runs under any Python that has
+torch: `task=bench task.reference=<checkout>` starts it as
+`<task.reference_python> reference_bench.py --ref <checkout> ...` between its own timing
+blocks and reads one JSON line. It builds the reference `embed_net` as `train_ddag.py --wpa
+--graph --part 3` does, with random weights (the ImageNet download of `resnet50(pretrained=
+True)` is switched off), and times forward + id + triplet + part + w_G * graph losses +
+backward + SGD on P identities x K instances per modality.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+import types
+
+
+def _import_reference(checkout: str):
+    """(torch, model_main, loss) of the checkout, patched to build without downloads."""
+    import torch
+
+    if "torchvision" not in sys.modules:  # model_main imports torchvision.models, never uses it
+        try:
+            import torchvision  # noqa: F401
+        except ImportError:
+            stand_in = types.ModuleType("torchvision")
+            stand_in.models = types.ModuleType("torchvision.models")
+            sys.modules.update({"torchvision": stand_in, "torchvision.models": stand_in.models})
+    sys.path.insert(0, checkout)
+    import loss
+    import model_main
+    import resnet
+
+    def no_download(pretrained=True, **kwargs):
+        return resnet.resnet50(pretrained=False, **kwargs)
+
+    model_main.resnet50 = no_download
+    _accept_old_addmm(torch)
+    return torch, model_main, loss
+
+
+def _accept_old_addmm(torch) -> None:
+    """loss.py calls `addmm_(beta, alpha, m1, m2)`, a form torch 2 no longer takes."""
+    try:
+        torch.zeros(1, 1).addmm_(1, -2, torch.ones(1, 1), torch.ones(1, 1))
+        return
+    except (TypeError, RuntimeError):
+        pass
+    new_form = torch.Tensor.addmm_
+
+    def addmm_(self, *args, **kwargs):
+        if len(args) == 4 and not torch.is_tensor(args[0]):
+            beta, alpha, first, second = args
+            return new_form(self, first, second, beta=beta, alpha=alpha)
+        return new_form(self, *args, **kwargs)
+
+    torch.Tensor.addmm_ = addmm_
+
+
+def time_reference_step(checkout, ids, instances, height, width, steps, warmup, threads):
+    """Per-step seconds of the reference training step (after `warmup` untimed steps)."""
+    torch, model_main, loss = _import_reference(os.path.abspath(checkout))
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    functional = torch.nn.functional
+    net = model_main.embed_net(512, 206, drop=0.2, part=3, arch="resnet50", wpa=True).train()
+    pairs = ids * instances
+    labels = torch.arange(ids).repeat_interleave(instances).repeat(2)
+    one_hot = torch.eye(ids)[labels]
+    adjacency = one_hot @ one_hot.t() + torch.eye(2 * pairs)
+    adjacency = adjacency / adjacency.pow(2).sum(1, keepdim=True).sqrt()
+    visible = torch.randn(pairs, 3, height, width)
+    thermal = torch.randn(pairs, 3, height, width)
+    triplet = loss.OriTripletLoss(batch_size=pairs, margin=0.3)
+    optimizer = torch.optim.SGD(
+        net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True
+    )
+    times = []
+    for index in range(warmup + steps):
+        start = time.perf_counter()
+        feat, logits, logits_att, graph = net(visible, thermal, adjacency)
+        total = (
+            functional.cross_entropy(logits, labels)
+            + triplet(feat, labels)[0]
+            + functional.cross_entropy(logits_att, labels)
+            + 0.3 * functional.nll_loss(graph, labels)
+        )
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        if index >= warmup:
+            times.append(time.perf_counter() - start)
+    return {"torch": torch.__version__, "threads": threads, "step_s": times}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--ref", required=True, help="checkout of mangye16/DDAG")
+    parser.add_argument("--ids", type=int, default=2)
+    parser.add_argument("--instances", type=int, default=2)
+    parser.add_argument("--height", type=int, default=288)
+    parser.add_argument("--width", type=int, default=144)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    result = time_reference_step(
+        args.ref,
+        args.ids,
+        args.instances,
+        args.height,
+        args.width,
+        args.steps,
+        args.warmup,
+        args.threads,
+    )
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
