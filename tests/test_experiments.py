@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Glob
+from hydra.core.override_parser.types import Glob, IntervalSweep
 from omegaconf import OmegaConf
 
 from ddag.config.validate import validate_config
@@ -171,7 +171,8 @@ def _documented_commands():
     """`python run.py ...` commands of the READMEs as argument lists (no placeholders, flags)."""
     commands = []
     for doc in (ROOT / "README.md", ROOT / "experiments" / "README.md"):
-        for found in re.findall(r"python run\.py (?:-m )?([^`\n#]+)", doc.read_text()):
+        text = doc.read_text().replace("\\\n", " ")  # join continued lines
+        for found in re.findall(r"python run\.py (?:-m )?([^`\n#]+)", text):
             args = shlex.split(found)
             placeholder = ("..." in a or "<" in a or a.startswith("--") for a in args)
             if args and not any(placeholder) and not ERROR_EXAMPLES & set(args):
@@ -185,6 +186,9 @@ def _sweep_values(override):
     if isinstance(value, Glob):
         group = CONF / override.key_or_group
         return value.filter(sorted(p.stem for p in group.glob("*.yaml")))
+    if isinstance(value, IntervalSweep):  # an Optuna search range: both ends must compose
+        cast = int if "int" in value.tags else float
+        return [str(cast(value.start)), str(cast(value.end))]
     if override.is_sweep_override():
         assert not any(isinstance(v, Glob) for v in getattr(value, "list", [])), (
             f"{override.input_line}: Hydra cannot expand glob() inside a list; "

@@ -74,6 +74,19 @@ class TensorBoardLogger(Callback):
         self.writer.add_image(tag, image, step, dataformats="HWC")
         self.writer.flush()
 
+    def log_hparams(self, hparams: dict, metrics: dict) -> None:
+        """One row of TensorBoard's HParams dashboard: a run's settings and final metrics.
+
+        Point TensorBoard at a sweep folder to compare every job of the sweep in one view.
+        """
+        if not hparams:
+            hparams = {"run": "defaults"}
+        numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        self.writer.add_hparams(
+            hparams, {f"hparam/{k}": v for k, v in numbers.items()}, name="hparams"
+        )
+        self.writer.flush()
+
     def on_train_end(self, trainer, state):
         self.writer.flush()
 

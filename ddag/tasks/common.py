@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 from typing import List, Tuple
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from ddag.api import ReIDModel
@@ -144,6 +145,23 @@ def command_line_keys() -> List[str]:
     if not HydraConfig.initialized():
         return []
     return [o.lstrip("+~").split("=", 1)[0] for o in HydraConfig.get().overrides.task]
+
+
+def command_line_values() -> dict:
+    """{key: value} of the `key=value` command-line overrides (a sweep job's hyper-parameters);
+    numbers and booleans as such, anything else as its text."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    values = {}
+    for line in HydraConfig.get().overrides.task:
+        key, sep, text = line.lstrip("+~").partition("=")
+        if not sep or key.startswith("hydra"):
+            continue
+        value = yaml.safe_load(text) if text else text
+        values[key] = value if isinstance(value, (bool, int, float, str)) else text
+    return values
 
 
 def network_from_checkpoint(cfg: DictConfig):

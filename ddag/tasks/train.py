@@ -289,7 +289,11 @@ def report(run: TrainingRun, state: TrainState) -> dict:
         run.tensorboard,
         state.step,
     )
+    if run.selection is not None and run.selection.history:
+        # The model-selection score of the tested model: what a hyper-parameter search ranks.
+        summary[f"{run.selection.prefix}/{run.selection.metric}"] = run.selection.best_metric
     if run.tensorboard is not None:
+        run.tensorboard.log_hparams(common.command_line_values(), summary)
         run.tensorboard.close()
     return summary
 
