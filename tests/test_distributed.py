@@ -36,6 +36,7 @@ def _msrun(args, log_dir, timeout=600):
     )
 
 
+@pytest.mark.slow
 def test_one_step_matches_a_single_process_on_the_global_batch(tmp_path):
     script = str(ROOT / "tests" / "distributed_step.py")
     result = _msrun([script, str(tmp_path), "distributed"], tmp_path / "logs")
@@ -59,6 +60,7 @@ def test_one_step_matches_a_single_process_on_the_global_batch(tmp_path):
     assert initial_changed
 
 
+@pytest.mark.slow
 def test_training_under_msrun_writes_one_run_directory_from_rank_0(tmp_path):
     run_dir = tmp_path / "run"
     result = _msrun(

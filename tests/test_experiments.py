@@ -101,6 +101,7 @@ def test_collect_runs_reads_results_and_failed_jobs(tmp_path):
     assert len(found["records"]) == 1 and found["failed"] == [str(tmp_path / "sweep" / "1")]
 
 
+@pytest.mark.slow
 def test_smoke_variants_of_all_presets_run_in_one_multirun_and_make_a_table(tmp_path):
     sweep = tmp_path / "sweep"
     # One step per preset is enough to show that each one trains, evaluates and is tabled.
@@ -110,6 +111,7 @@ def test_smoke_variants_of_all_presets_run_in_one_multirun_and_make_a_table(tmp_
         "+debug=smoke",
         "task.max_steps_per_epoch=1",
         "task.selection=last",  # the test split is evaluated; no validation pass per preset
+        "hydra/launcher=local_parallel",  # two jobs at a time: each is mostly one-core Python
         f"hydra.sweep.dir={sweep}",
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -135,6 +137,7 @@ def test_smoke_variants_of_all_presets_run_in_one_multirun_and_make_a_table(tmp_
     assert (out / "smoke.md").is_file() and (out / "smoke.csv").is_file()
 
 
+@pytest.mark.slow
 def test_a_failing_job_does_not_stop_a_parallel_sweep(tmp_path):
     sweep = tmp_path / "sweep"
     # Two jobs in parallel (joblib); the RegDB one fails at start-up: its root does not exist.

@@ -37,6 +37,7 @@ def _records(path):
     return {(r["protocol"], r["feature"]): r for r in json.loads(path.read_text())}
 
 
+@pytest.mark.slow
 def test_default_run_prints_the_results_table(default_run):
     out, output = default_run
     assert (
@@ -54,6 +55,7 @@ def test_default_run_prints_the_results_table(default_run):
     assert "has been compiled again" not in output
 
 
+@pytest.mark.slow
 def test_default_run_learns(default_run):
     out, _ = default_run
     epochs = json.loads((out / "train_history.json").read_text())["epoch_losses"]
@@ -72,6 +74,7 @@ def test_default_run_learns(default_run):
         assert rank1 > 3 * chance, (protocol, rank1)
 
 
+@pytest.mark.slow
 def test_eval_task_reproduces_the_training_numbers(default_run, tmp_path):
     out, _ = default_run
     record = _records(out / "results.json")[("v2t", "FC_att")]
@@ -102,6 +105,7 @@ def test_user_errors_are_one_paragraph_without_traceback(args, message, tmp_path
     assert "Traceback" not in output
 
 
+@pytest.mark.slow
 def test_multirun_over_seeds(tmp_path):
     result = run_cli("-m", "seed=0,1", "+debug=smoke", f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -124,6 +128,7 @@ def _wait_for(process, text: str, lines: list, timeout: float = 300) -> None:
     raise AssertionError(f"{text!r} never printed:\n" + "".join(lines[-30:]))
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_training_cleanly_and_a_live_folder_is_not_shared(tmp_path):
     """SIGINT to `python run.py` (SIGTERM is tested in-process in test_train.py)."""
     from ddag.io.checkpoint import read_checkpoint

@@ -21,6 +21,7 @@ SHORT = [o for o in TINY if not o.startswith("logger")] + [
 ]
 
 
+@pytest.mark.slow
 def test_optuna_sweep_tunes_lr_and_margin_on_the_validation_metric(tmp_path):
     sweep = tmp_path / "sweep"
     result = run_cli(

@@ -56,6 +56,7 @@ def short_run(tmp_path_factory):
     )
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_losses_and_other_seed_does_not(reference, tmp_path):
     _, history, _ = reference
     # The schedule is a function of the epoch, so a one-epoch run repeats the first epoch.
@@ -116,6 +117,7 @@ def test_non_finite_loss_stops_with_the_step_number(tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_interrupted_runs_resume_to_the_reference_run(reference, tmp_path, monkeypatch):
     """Ctrl-C between an evaluation and its last.ckpt, or SIGTERM mid-epoch, then
     task.resume=auto: parameters, graph weight, losses, selected epoch, best.ckpt, selection

@@ -59,8 +59,11 @@ def _accept_old_addmm(torch) -> None:
     torch.Tensor.addmm_ = addmm_
 
 
-def time_reference_step(checkout, ids, instances, height, width, steps, warmup, threads):
-    """Per-step seconds of the reference training step (after `warmup` untimed steps)."""
+def time_reference_step(
+    checkout, ids, instances, height, width, steps, warmup, threads, infer_batch=32
+):
+    """Per-step seconds of the reference training step (after `warmup` untimed steps), and
+    the images/s of its test-time forward (one modality, `infer_batch` images)."""
     torch, model_main, loss = _import_reference(os.path.abspath(checkout))
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -92,7 +95,22 @@ def time_reference_step(checkout, ids, instances, height, width, steps, warmup, 
         optimizer.step()
         if index >= warmup:
             times.append(time.perf_counter() - start)
-    return {"torch": torch.__version__, "threads": threads, "step_s": times}
+    net.eval()
+    images = torch.randn(infer_batch, 3, height, width)
+    inference = []
+    with torch.no_grad():
+        for index in range(warmup + steps):
+            start = time.perf_counter()
+            net(images, images, 0, modal=1)  # the reference test call: visible modality
+            if index >= warmup:
+                inference.append(time.perf_counter() - start)
+    inference.sort()
+    return {
+        "torch": torch.__version__,
+        "threads": threads,
+        "step_s": times,
+        "infer_images_per_s": infer_batch / inference[len(inference) // 2],
+    }
 
 
 def main(argv=None) -> None:
@@ -105,6 +123,7 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--infer-batch", type=int, default=32)
     args = parser.parse_args(argv)
     result = time_reference_step(
         args.ref,
@@ -115,6 +134,7 @@ def main(argv=None) -> None:
         args.steps,
         args.warmup,
         args.threads,
+        args.infer_batch,
     )
     sys.stdout.write(json.dumps(result) + "\n")
 
