@@ -38,6 +38,13 @@ def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> 
     )
 
 
+def _projection(in_channels: int, out_channels: int, stride: int) -> nn.SequentialCell:
+    """The shortcut of a block that changes width or resolution: 1x1 convolution + BatchNorm."""
+    return nn.SequentialCell(
+        _conv(in_channels, out_channels, 1, stride), nn.BatchNorm2d(out_channels)
+    )
+
+
 class Bottleneck(nn.Cell):
     """1x1 -> 3x3 (strided) -> 1x1 residual block with expansion 4.
 
@@ -65,9 +72,7 @@ class Bottleneck(nn.Cell):
         self.relu = nn.ReLU()
         self.has_down_sample = stride != 1 or in_channels != out_channels
         if self.has_down_sample:
-            self.down_sample_layer = nn.SequentialCell(
-                _conv(in_channels, out_channels, 1, stride), nn.BatchNorm2d(out_channels)
-            )
+            self.down_sample_layer = _projection(in_channels, out_channels, stride)
 
     def construct(self, x):
         identity = x
@@ -99,9 +104,7 @@ class BasicBlock(nn.Cell):
         self.relu = nn.ReLU()
         self.has_down_sample = stride != 1 or in_channels != width
         if self.has_down_sample:
-            self.down_sample_layer = nn.SequentialCell(
-                _conv(in_channels, width, 1, stride), nn.BatchNorm2d(width)
-            )
+            self.down_sample_layer = _projection(in_channels, width, stride)
 
     def construct(self, x):
         identity = x
