@@ -241,9 +241,12 @@ def test_a_url_is_downloaded_once_checked_and_used_from_the_cache(tmp_path, weig
     cache = tmp_path / "cache"
     with pytest.raises(CheckpointError, match="has sha256"):
         resolve_weights(url, cache_dir=cache, sha256="0" * 64)
-    assert not any(cache.iterdir())  # a download that failed its check is not kept
+    assert not list(cache.rglob("*.safetensors*"))  # a download that failed its check is gone
     path = resolve_weights(url, cache_dir=cache, sha256=digest[:8])
-    assert path == cache / "resnet50-test.safetensors" and path.is_file()
+    assert path.name == "resnet50-test.safetensors" and path.is_file()
+    assert path.parent.parent == cache  # one sub-folder per URL
+    other = url.replace("resnet50-test", "sub/../resnet50-test")  # another URL, same file name
+    assert resolve_weights(other, cache_dir=cache, sha256=digest) != path
     server.shutdown()  # the second time the cache answers
     assert resolve_weights(url, cache_dir=cache, sha256=digest) == path
     path.write_bytes(path.read_bytes()[:-1] + b"\0")
@@ -255,7 +258,7 @@ def test_a_backbone_loads_from_a_url(tmp_path, weight_server, monkeypatch):
     url, digest, _ = weight_server
     monkeypatch.setenv("DDAG_CACHE", str(tmp_path / "cache"))
     stem = ResNet(pretrained=url, pretrained_sha256=digest).make_stem()
-    state = read_weights(tmp_path / "cache" / "resnet50-test.safetensors")
+    state = read_weights(next((tmp_path / "cache").rglob("resnet50-test.safetensors")))
     np.testing.assert_array_equal(stem.conv1.weight.asnumpy(), state["conv1.weight"])
     assert isinstance(stem.conv1.weight, ms.Parameter)
 

@@ -1,7 +1,8 @@
 """Weight files named by URL or short name: downloaded once into a cache folder, sha256-checked.
 
 A local path is used as it is (the default everywhere, and in the tests). `https://...` (or
-`http://`, `file://`) is downloaded into the cache folder under the URL's own file name, with
+`http://`, `file://`) is downloaded into the cache folder (one sub-folder per URL) under the
+URL's own file name, with
 progress on the log; the file is written to a temporary name and renamed only after its
 sha256 matched, so a broken download never stands in the cache. Short names (`KNOWN_WEIGHTS`)
 stand for the published torchvision ImageNet ResNets, whose file names carry the first 8 hex
@@ -87,7 +88,9 @@ def resolve_weights(
     expected = (sha256 or (known.sha256_prefix if known else "") or "").lower()
     if expected and not _HEX.match(expected):
         raise CheckpointError(f"sha256 {sha256!r} is not 8 to 64 hex digits")
-    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    # One sub-folder per URL, so two URLs that end in the same file name never share a copy.
+    url_key = hashlib.sha256(url.encode()).hexdigest()[:16]
+    folder = (Path(cache_dir) if cache_dir else default_cache_dir()) / url_key
     target = folder / _file_name(url)
     if target.is_file():
         _check_digest(target, expected, url)
