@@ -48,6 +48,7 @@ def test_deep_resnet_configs_describe_their_network(name, layers, block, channel
     assert recipe.last_stride == 1
 
 
+@pytest.mark.slow
 def test_resnet18_trains_with_the_fast_debug_run(tmp_path):
     cfg = compose_config(
         TINY + ["+debug=fast", "model/backbone=resnet18", "runtime.mode=pynative"],

@@ -134,6 +134,25 @@ def _bench_objective(run, images_per_step: int, repeats: int, warmup: int) -> di
     }
 
 
+def _reference_python(cfg) -> str:
+    return str(cfg.task.reference_python or sys.executable)
+
+
+def check_reference(cfg) -> None:
+    """Before any timing: the checkout has the reference code, its Python imports torch."""
+    checkout, python = Path(str(cfg.task.reference)), _reference_python(cfg)
+    if not (checkout / "model_main.py").is_file():
+        raise ConfigError(
+            f"task.reference={checkout}: no model_main.py there; give a checkout of mangye16/DDAG"
+        )
+    probe = subprocess.run([python, "-c", "import torch, numpy"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        raise ConfigError(
+            f"the reference step needs torch and numpy under {python} "
+            f"(task.reference_python): {probe.stderr.strip().splitlines()[-1:]}"
+        )
+
+
 def bench_reference(cfg, run, batch, repeats: int, warmup: int) -> dict:
     """The reference PyTorch step and the DDAG step, timed in `task.rounds` alternating rounds.
 
@@ -141,12 +160,7 @@ def bench_reference(cfg, run, batch, repeats: int, warmup: int) -> dict:
     `repeats` steps after `warmup` (its model is built afresh each round), so a drift of the
     machine's speed affects both sides alike.
     """
-    checkout = Path(str(cfg.task.reference))
-    if not (checkout / "model_main.py").is_file():
-        raise ConfigError(
-            f"task.reference={checkout}: no model_main.py there; give a checkout of mangye16/DDAG"
-        )
-    python = str(cfg.task.reference_python or sys.executable)
+    checkout, python = Path(str(cfg.task.reference)), _reference_python(cfg)
     pairs, height, width = len(batch[0]), int(batch[0].shape[2]), int(batch[0].shape[3])
     num_ids = int(cfg.loader.num_ids)
     command = [python, reference_bench.__file__, "--ref", str(checkout)]
@@ -258,6 +272,8 @@ def run(cfg: DictConfig) -> dict:
     parts = set(cfg.task.parts)
     if parts - set(PARTS):
         raise ConfigError(f"task.parts: unknown {sorted(parts - set(PARTS))}; choose from {PARTS}")
+    if cfg.task.reference:
+        check_reference(cfg)
     report = {"mindspore": ms.__version__, "machine": _machine(), "parts": sorted(parts)}
     if "conv" in parts:
         report["conv"] = bench_conv(repeats, warmup)
