@@ -45,6 +45,8 @@ class _StorageType:
 
 def _rebuild_tensor(storage, offset, size, stride, *_unused):
     """A numpy copy of the tensor view (storage, offset, size, stride), strides in elements."""
+    if not isinstance(storage, np.ndarray):
+        raise CheckpointError("a tensor in the file has no storage: damaged file")
     size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
     if not size:
         return np.array(storage[offset])
@@ -178,5 +180,14 @@ def load_torch_file(path) -> Any:
             return _RestrictedUnpickler(handle, archive, prefix, path).load()
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:
+    except (
+        zipfile.BadZipFile,
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+    ) as err:
         raise CheckpointError(f"cannot read {path}: damaged PyTorch file ({err})") from None

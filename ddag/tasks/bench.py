@@ -149,7 +149,7 @@ def check_reference(cfg) -> None:
     if probe.returncode != 0:
         raise ConfigError(
             f"the reference step needs torch and numpy under {python} "
-            f"(task.reference_python): {probe.stderr.strip().splitlines()[-1:]}"
+            f"(task.reference_python): {(probe.stderr.strip().splitlines() or ['?'])[-1]}"
         )
 
 
