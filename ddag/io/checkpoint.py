@@ -55,12 +55,18 @@ def backbone_name(name: str) -> Optional[str]:
     return match.group(1) if match else None
 
 
+def rename_by_prefix(name: str, table) -> Optional[str]:
+    """`name` with the first matching prefix of `table` ((theirs, ours) pairs) replaced; None
+    when no prefix matches or the matching one maps to None (an entry we do not use)."""
+    for theirs, ours in table:
+        if name.startswith(theirs):
+            return None if ours is None else ours + name[len(theirs) :]
+    return None
+
+
 def ms_zoo_to_ddag(name: str, stems: str) -> Optional[str]:
     """Our parameter name for a model-zoo DDAG name, or None if our layout does not use it."""
-    for theirs, ours in MS_ZOO_PREFIXES[stems]:
-        if name.startswith(theirs):
-            return ours + name[len(theirs) :]
-    return None
+    return rename_by_prefix(name, MS_ZOO_PREFIXES[stems])
 
 
 def is_ms_zoo_checkpoint(params: Dict) -> bool:

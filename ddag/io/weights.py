@@ -16,7 +16,7 @@ from typing import Dict, Iterable, Optional
 import numpy as np
 
 from ddag.errors import CheckpointError
-from ddag.io.checkpoint import read_checkpoint
+from ddag.io.checkpoint import read_checkpoint, rename_by_prefix
 from ddag.io.torch_files import load_torch_file
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")
@@ -55,7 +55,8 @@ REFERENCE_DDAG_PREFIXES = (
     ("wpa.", "part_attention."),
     ("out_att.", "graph_attention.out_attention."),
 )
-_REFERENCE_HEAD = re.compile(r"^attention_(\d+)\.")
+# The reference's hidden graph heads, attention_0 .. attention_{k-1}, are our heads.0 .. k-1.
+REFERENCE_GRAPH_HEAD = re.compile(r"^attention_(\d+)\.")
 
 
 def torch_to_mindspore_names(state: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -76,13 +77,10 @@ def torch_to_mindspore_names(state: Dict[str, np.ndarray]) -> Dict[str, np.ndarr
 
 def reference_ddag_name(name: str) -> Optional[str]:
     """Our parameter name for a (renamed) reference DDAG entry, or None if we do not use it."""
-    head = _REFERENCE_HEAD.match(name)
+    head = REFERENCE_GRAPH_HEAD.match(name)
     if head:
         return f"graph_attention.heads.{head.group(1)}." + name[head.end() :]
-    for theirs, ours in REFERENCE_DDAG_PREFIXES:
-        if name.startswith(theirs):
-            return None if ours is None else ours + name[len(theirs) :]
-    return None
+    return rename_by_prefix(name, REFERENCE_DDAG_PREFIXES)
 
 
 def is_reference_ddag(names: Iterable[str]) -> bool:

@@ -16,8 +16,8 @@ import numpy as np
 
 from ddag.errors import CheckpointError
 from ddag.io.checkpoint import LoadReport, backbone_name, load_into
-from ddag.io.weights import reference_ddag_name
-from ddag.models.backbones.resnet import ResNet
+from ddag.io.weights import REFERENCE_GRAPH_HEAD, reference_ddag_name
+from ddag.models.backbones.resnet import STEM_PREFIXES, TRUNK_PREFIXES, ResNet
 from ddag.models.backbones.resnet_ibn import ResNetIBN
 from ddag.models.loading import build_network
 
@@ -67,7 +67,7 @@ def backbone_weights(arrays: Dict[str, np.ndarray], where: str = "the file") -> 
         block=spec["block"],
     )
     report = LoadReport()
-    pieces = ((recipe.make_stem(), ("conv1.", "bn1.")), (recipe.make_trunk(), ("layer",)))
+    pieces = ((recipe.make_stem(), STEM_PREFIXES), (recipe.make_trunk(), TRUNK_PREFIXES))
     for cell, prefixes in pieces:
         part = load_into(cell, {k: v for k, v in kept.items() if k.startswith(prefixes)})
         report.loaded += part.loaded
@@ -88,7 +88,7 @@ def reference_ddag_spec(arrays: Dict[str, np.ndarray]) -> dict:
             "num_parts": int(arrays["wpa.gate"].shape[0]),
             "conv_bias": "wpa.fc1.0.bias" in arrays,
         }
-    heads = sorted(int(m.group(1)) for k in arrays if (m := re.match(r"^attention_(\d+)\.W$", k)))
+    heads = [k for k in arrays if REFERENCE_GRAPH_HEAD.match(k) and k.endswith(".W")]
     if heads and "out_att.W" in arrays:
         spec["low_dim"] = int(arrays["attention_0.W"].shape[1])
         spec["graph_attention"] = {

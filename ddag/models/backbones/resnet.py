@@ -23,6 +23,9 @@ log = get_logger(__name__)
 
 EXPANSION = 4
 BLOCKS = ("bottleneck", "basic")
+# Which ImageNet ResNet entries belong to a stem and which to the trunk (layer1-4).
+STEM_PREFIXES = ("conv1.", "bn1.")
+TRUNK_PREFIXES = ("layer",)
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Conv2d:
@@ -267,7 +270,7 @@ class ResNet:
 
     def make_stem(self) -> Stem:
         """A new modality stem (each call gives independent weights)."""
-        return self._load(Stem(self.stem_channels), ("conv1.", "bn1."))
+        return self._load(Stem(self.stem_channels), STEM_PREFIXES)
 
     def make_trunk(self) -> Trunk:
         """The shared layers 1-4 (with their non-local blocks)."""
@@ -282,7 +285,7 @@ class ResNet:
             self.non_local_channels,
         )
         # Non-local blocks are not part of an ImageNet ResNet: they start from their own init.
-        return self._load(trunk, ("layer",), skip=("nl",))
+        return self._load(trunk, TRUNK_PREFIXES, skip=("nl",))
 
     def _load(self, cell, prefixes, skip=()):
         if not self.pretrained:
