@@ -1,7 +1,8 @@
 """Optimisers with DDAG's parameter groups (backbone at a fraction of the base learning rate)."""
 
+import mindspore as ms
 import numpy as np
-from mindspore import Tensor, nn
+from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
 BACKBONE_PREFIXES = ("visible_stem.", "thermal_stem.", "shared_stem.", "trunk.")
 
@@ -32,6 +33,68 @@ def parameter_groups(
     return groups
 
 
+class GroupSGD(nn.Cell):
+    """PyTorch's SGD over parameter groups, each with its own per-step learning rates.
+
+    Per parameter and step (PyTorch's `torch.optim.SGD` with dampening 0): `g = grad + wd * p`;
+    `buf = g` on the first step, then `buf = momentum * buf + g`; `p -= lr * (g + momentum *
+    buf)` with Nesterov, else `p -= lr * buf`. The update is MindSpore's SGD kernel, as in
+    `nn.SGD`, and the state keeps `nn.SGD`'s names (`global_step`, `momentum`,
+    `learning_rate_group_<i>`, `accum.*`, `stat.*`), so checkpoints of either load into the other.
+    The kernel adds the weight decay itself, so updates agree with `nn.SGD`'s to float32 rounding.
+
+    Unlike `nn.SGD`, whose update is always compiled, this cell runs eagerly in PyNative mode
+    (no ~3 s compilation before the first step) and adds only its kernels to a compiled step.
+
+    Args:
+        groups: [{"params": [...], "lr": per-step rates (1-D), "weight_decay": float}, ...].
+        momentum: momentum factor (> 0 with Nesterov).
+        nesterov: Nesterov momentum.
+    """
+
+    def __init__(self, groups, momentum: float, nesterov: bool):
+        super().__init__(auto_prefix=False)
+        if nesterov and momentum <= 0:
+            raise ValueError(f"Nesterov momentum needs momentum > 0, got {momentum}")
+        params, group_of, decay = [], [], []
+        for index, group in enumerate(groups):
+            params += group["params"]
+            group_of += [index] * len(group["params"])
+            decay += [float(group["weight_decay"])] * len(group["params"])
+        self.parameters = ParameterTuple(params)
+        self.accum = self.parameters.clone(prefix="accum", init="zeros")
+        self.stat = self.parameters.clone(prefix="stat", init="ones")
+        self.learning_rates = ParameterTuple(
+            Parameter(Tensor(np.asarray(group["lr"], np.float32)), f"learning_rate_group_{i}")
+            for i, group in enumerate(groups)
+        )
+        self.global_step = Parameter(Tensor([0], ms.int32), name="global_step")
+        self.momentum = Parameter(Tensor(momentum, ms.float32), name="momentum")
+        self.group_of = tuple(group_of)
+        # The kernel adds the weight decay itself: one kernel per parameter and step (an eager
+        # step dispatches each one separately).
+        kernels = {wd: ops.SGD(0.0, wd, nesterov) for wd in sorted(set(decay))}
+        self.updates = tuple(kernels[wd] for wd in decay)
+
+    def construct(self, gradients):
+        rates = [ops.gather(lr, self.global_step, 0).reshape(()) for lr in self.learning_rates]
+        done = True
+        for i in range(len(self.parameters)):
+            rate = rates[self.group_of[i]]
+            done = ops.depend(
+                done,
+                self.updates[i](
+                    self.parameters[i],
+                    gradients[i],
+                    rate,
+                    self.accum[i],
+                    self.momentum,
+                    self.stat[i],
+                ),
+            )
+        return ops.depend(done, ops.assign_add(self.global_step, Tensor([1], ms.int32)))
+
+
 class SGD:
     """SGD recipe of the paper: momentum 0.9, Nesterov, weight decay 5e-4, backbone 0.1x lr.
 
@@ -57,18 +120,12 @@ class SGD:
         self.lr, self.momentum, self.nesterov = lr, momentum, nesterov
         self.weight_decay, self.backbone_lr_scale = weight_decay, backbone_lr_scale
 
-    def build(self, network, lr_factors: np.ndarray) -> nn.Optimizer:
-        """MindSpore optimiser over `network` with per-step rates `lr * lr_factors`."""
+    def build(self, network, lr_factors: np.ndarray) -> GroupSGD:
+        """Optimiser over `network` with per-step rates `lr * lr_factors`."""
         groups = parameter_groups(
             network, self.lr * lr_factors, self.backbone_lr_scale, self.weight_decay
         )
-        return nn.SGD(
-            groups,
-            learning_rate=Tensor(self.lr * lr_factors),
-            momentum=self.momentum,
-            nesterov=self.nesterov,
-            weight_decay=self.weight_decay,
-        )
+        return GroupSGD(groups, momentum=self.momentum, nesterov=self.nesterov)
 
 
 class Adam:
