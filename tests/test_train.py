@@ -1,7 +1,8 @@
 """Training behaviour in-process on the tiny synthetic setting: determinism, resume, records.
 
-Every graph-mode run compiles its step and inference graphs (~10 s here), so runs are shared:
-one reference run serves the determinism and resume tests, one short run the record tests.
+Every graph-mode run compiles its step and inference graphs (~10 s here), so graph-mode runs
+are few: one reference run, and one chain of interrupted and resumed runs compared with it.
+Tests whose numbers are not compared with graph-mode runs train eagerly.
 """
 
 import json
@@ -53,18 +54,17 @@ def short_run(tmp_path_factory):
         "dataset.num_val_ids=0",
         "task.selection=val",
         "seed=5",
+        *EAGER,
     )
 
 
-@pytest.mark.slow
-def test_same_seed_gives_identical_losses_and_other_seed_does_not(reference, tmp_path):
-    _, history, _ = reference
-    # The schedule is a function of the epoch, so a one-epoch run repeats the first epoch.
-    _, again, _ = _train(tmp_path, "again", *REFERENCE[1:], "task.epochs=1")
-    _, other, _ = _train(tmp_path, "other", *REFERENCE[1:-1], "task.epochs=1", "seed=4")
-    assert again["epoch_losses"] == history["epoch_losses"][:1]
-    assert other["epoch_losses"] != history["epoch_losses"][:1]
-    assert history["term_names"] == ["id", "triplet", "part", "graph"]
+def test_another_seed_gives_other_losses(tmp_path):
+    # Same seed, same losses: the interrupted runs of the resume test repeat the reference run.
+    one_step = ("task.epochs=1", "task.max_steps_per_epoch=1", "dataset.num_val_ids=0", *EAGER)
+    _, three, _ = _train(tmp_path, "three", *one_step, "seed=3")
+    _, four, _ = _train(tmp_path, "four", *one_step, "seed=4")
+    assert three["epoch_losses"] != four["epoch_losses"]
+    assert three["term_names"] == ["id", "triplet", "part", "graph"]
 
 
 def test_run_writes_checkpoint_results_and_history(short_run):
@@ -93,6 +93,7 @@ def test_an_evaluated_checkpoint_fills_the_table_row_of_its_training_run(short_r
         + [
             "task=eval",
             f"task.checkpoint={out / 'checkpoints' / 'last.ckpt'}",
+            "runtime.mode=pynative",
             "dataset.num_val_ids=0",  # the same test identities as the training run
         ],
         output_dir=tmp_path / "evaluated",
@@ -119,59 +120,61 @@ def test_non_finite_loss_stops_with_the_step_number(tmp_path):
 
 @pytest.mark.slow
 def test_interrupted_runs_resume_to_the_reference_run(reference, tmp_path, monkeypatch):
-    """Ctrl-C between an evaluation and its last.ckpt, or SIGTERM mid-epoch, then
-    task.resume=auto: parameters, graph weight, losses, selected epoch, best.ckpt, selection
+    """SIGTERM mid-epoch, then task.resume=auto stopped by Ctrl-C between an evaluation and its
+    last.ckpt (best.ckpt is then newer than last.ckpt), then task.resume=auto to the end: the
+    losses before the first stop, parameters, graph weight, selected epoch, best.ckpt, selection
     history and test numbers all equal the uninterrupted reference run's."""
     _, ref_history, ref_out = reference
     save, progress = CheckpointSaver.on_epoch_end, ProgressLogger.on_step_end
-
-    def ctrl_c_before_save(self, trainer, state):
-        if state.epoch == 2:  # epoch 2 is evaluated (best.ckpt may be new), last.ckpt is not
-            raise KeyboardInterrupt
-        save(self, trainer, state)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
 
     def sigterm_mid_epoch(self, trainer, state, losses):
         progress(self, trainer, state, losses)
         if state.step == trainer.steps_per_epoch + 2:  # epoch 1, step 2
             os.kill(os.getpid(), signal.SIGTERM)
 
-    for name, target, patch, last_epoch in (
-        ("ctrl_c", CheckpointSaver, ("on_epoch_end", ctrl_c_before_save), 1),
-        ("sigterm", ProgressLogger, ("on_step_end", sigterm_mid_epoch), 1),
+    def ctrl_c_before_save(self, trainer, state):
+        if state.epoch == 2:  # epoch 2 is evaluated (best.ckpt may be new), last.ckpt is not
+            raise KeyboardInterrupt
+        save(self, trainer, state)
+
+    for target, patch, resume in (
+        (ProgressLogger, ("on_step_end", sigterm_mid_epoch), ()),
+        (CheckpointSaver, ("on_epoch_end", ctrl_c_before_save), ("task.resume=auto",)),
     ):
         monkeypatch.setattr(target, *patch)
         with pytest.raises(Interrupted, match="task.resume=auto") as stopped:
-            _train(tmp_path, name, *REFERENCE)
+            _train(tmp_path, "run", *REFERENCE, *resume)
         monkeypatch.undo()
-        last = tmp_path / name / "checkpoints" / "last.ckpt"
         assert str(last) in str(stopped.value)
-        assert read_checkpoint(last)[1]["state"]["epoch"] == last_epoch
+        stopped_state = read_checkpoint(last)[1]["state"]
+        assert stopped_state["epoch"] == 1, patch[0]
+        # Same seed, same run: the epoch before the stop has exactly the reference's losses.
+        assert stopped_state["epoch_losses"] == ref_history["epoch_losses"][:1]
 
-        _, history, out = _train(tmp_path, name, *REFERENCE, "task.resume=auto")
-        assert history["selection"] == ref_history["selection"], name
-        assert history["epoch_losses"][-1] == pytest.approx(ref_history["epoch_losses"][-1])
-        for checkpoint in ("last.ckpt", "best.ckpt"):
-            ours, meta = read_checkpoint(out / "checkpoints" / checkpoint)
-            theirs, ref_meta = read_checkpoint(ref_out / "checkpoints" / checkpoint)
-            assert set(ours) == set(theirs)
-            assert meta["state"]["epoch"] == ref_meta["state"]["epoch"]
-            weight = meta["state"]["components"]["objective"]["graph_weight"]
-            assert weight == pytest.approx(
-                ref_meta["state"]["components"]["objective"]["graph_weight"]
+    _, history, out = _train(tmp_path, "run", *REFERENCE, "task.resume=auto")
+    assert history["selection"] == ref_history["selection"]
+    assert history["epoch_losses"][-1] == pytest.approx(ref_history["epoch_losses"][-1])
+    for checkpoint in ("last.ckpt", "best.ckpt"):
+        ours, meta = read_checkpoint(out / "checkpoints" / checkpoint)
+        theirs, ref_meta = read_checkpoint(ref_out / "checkpoints" / checkpoint)
+        assert set(ours) == set(theirs)
+        assert meta["state"]["epoch"] == ref_meta["state"]["epoch"]
+        weight = meta["state"]["components"]["objective"]["graph_weight"]
+        assert weight == pytest.approx(ref_meta["state"]["components"]["objective"]["graph_weight"])
+        for param in ours:
+            np.testing.assert_allclose(
+                ours[param].asnumpy(),
+                theirs[param].asnumpy(),
+                rtol=1e-5,
+                atol=1e-6,
+                err_msg=f"{checkpoint} {param}",
             )
-            for param in ours:
-                np.testing.assert_allclose(
-                    ours[param].asnumpy(),
-                    theirs[param].asnumpy(),
-                    rtol=1e-5,
-                    atol=1e-6,
-                    err_msg=f"{name} {checkpoint} {param}",
-                )
-        for key, record in _records(ref_out).items():
-            resumed = _records(out)[key]
-            assert resumed["flags"]["selection"] == "val"
-            assert resumed["flags"]["selected_epoch"] == record["flags"]["selected_epoch"]
-            assert resumed["mean"] == pytest.approx(record["mean"], abs=1e-6), (name, key)
+    for key, record in _records(ref_out).items():
+        resumed = _records(out)[key]
+        assert resumed["flags"]["selection"] == "val"
+        assert resumed["flags"]["selected_epoch"] == record["flags"]["selected_epoch"]
+        assert resumed["mean"] == pytest.approx(record["mean"], abs=1e-6), key
 
 
 @pytest.mark.parametrize("level", ["O2", "O3"])
