@@ -16,6 +16,7 @@ from ddag.data.datasets.synthetic import SyntheticDataset
 from ddag.data.sampler import IdentitySampler
 from ddag.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ddag.engine.distributed import gradient_reducer, init_distributed
+from ddag.engine.optim import GroupSGD
 from ddag.engine.step import make_train_step
 from ddag.losses.objective import Objective
 from ddag.losses.terms import CrossEntropy
@@ -54,7 +55,9 @@ def main(out: Path, distributed: bool):
         if isinstance(cell, (nn.BatchNorm1d, nn.BatchNorm2d)):
             cell.use_batch_statistics = False
     objective = Objective(network, {"id": CrossEntropy("logits")})
-    optimizer = nn.SGD(objective.trainable_params(), learning_rate=0.5)
+    rate = np.full(1, 0.5, np.float32)  # plain SGD, one step
+    groups = [{"params": objective.trainable_params(), "lr": rate, "weight_decay": 0.0}]
+    optimizer = GroupSGD(groups, momentum=0.0, nesterov=False)
     step = make_train_step(objective, optimizer, gradient_reducer(context, optimizer), jit=False)
     objective.set_train(True)
     labels = ms.Tensor(train.visible.ids[v_idx].astype(np.int32))

@@ -51,7 +51,13 @@ def test_deep_resnet_configs_describe_their_network(name, layers, block, channel
 @pytest.mark.slow
 def test_resnet18_trains_with_the_fast_debug_run(tmp_path):
     cfg = compose_config(
-        TINY + ["+debug=fast", "model/backbone=resnet18", "runtime.mode=pynative"],
+        TINY
+        + [
+            "+debug=fast",
+            "model/backbone=resnet18",
+            "runtime.mode=pynative",
+            "runtime.jit_step=false",
+        ],
         output_dir=tmp_path,
     )
     summary = train.run(cfg)

@@ -11,8 +11,11 @@ from tests.conftest import TINY, compose_config
 
 def test_bench_reports_every_part(tmp_path):
     parts = "task.parts=[conv,metrics,train,data,profile]"
+    # Eager: the report's shape is the same in both modes, and compiling costs ~15 s here.
+    eager = ["runtime.mode=pynative", "runtime.jit_step=false"]
     cfg = compose_config(
-        TINY + ["task=bench", "task.repeats=1", "task.warmup=0", parts], output_dir=tmp_path
+        TINY + ["task=bench", "task.repeats=1", "task.warmup=0", parts, *eager],
+        output_dir=tmp_path,
     )
     bench.run(cfg)
     report = json.loads((tmp_path / "bench.json").read_text())
