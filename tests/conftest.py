@@ -37,6 +37,17 @@ def compose_config(overrides=(), output_dir=None):
         return compose("config", overrides=list(overrides) + extra)
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """Files with the most end-to-end (`slow`) tests first, so that the parallel workers, which
+    take whole files in this order, start the longest ones early and finish together."""
+    slow_per_file = {}
+    for item in items:
+        count = slow_per_file.setdefault(item.path, 0)
+        slow_per_file[item.path] = count + (item.get_closest_marker("slow") is not None)
+    first_seen = {path: index for index, path in enumerate(slow_per_file)}
+    items.sort(key=lambda item: (-slow_per_file[item.path], first_seen[item.path]))
+
+
 @pytest.fixture
 def tiny_overrides():
     return list(TINY)
