@@ -163,7 +163,8 @@ def load_model(
     The input size defaults to the one stored in the checkpoint (288x144 for model-zoo files).
     This sets MindSpore's device and execution mode for the process.
     """
-    setup_runtime(RuntimeSettings(device_target=device, mode=mode), seed=0)
+    settings = RuntimeSettings(device_target=device, mode=mode, host_blocking=device == "CPU")
+    setup_runtime(settings, seed=0)
     network, _, meta = network_for_checkpoint(checkpoint)
     size = stored_input_size(meta)
     return ReIDModel(

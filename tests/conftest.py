@@ -1,12 +1,17 @@
 """Shared fixtures: composed configs with tiny overrides and the reference data in tests/data."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 
 from ddag.config.schema import register_configs
+
+# runtime.host_blocking's default, for the tests that run MindSpore before any setup_runtime
+# (MindSpore reads it once per process); subprocesses inherit it.
+os.environ.setdefault("MS_DEV_HOST_BLOCKING_RUN", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
