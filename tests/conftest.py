@@ -8,10 +8,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from ddag.config.schema import register_configs
+from ddag.engine.runtime import HOST_BLOCKING_ENV
 
 # runtime.host_blocking's default, for the tests that run MindSpore before any setup_runtime
 # (MindSpore reads it once per process); subprocesses inherit it.
-os.environ.setdefault("MS_DEV_HOST_BLOCKING_RUN", "1")
+os.environ.setdefault(HOST_BLOCKING_ENV, "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
