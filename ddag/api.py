@@ -17,7 +17,7 @@ from ddag.data.loader import LoaderSettings
 from ddag.engine.runtime import RuntimeSettings, setup_runtime
 from ddag.errors import ConfigError
 from ddag.evaluation.features import MODALITY_CODES, FeatureExtractor
-from ddag.evaluation.metrics import cosine_distance
+from ddag.evaluation.metrics import pairwise_distance
 from ddag.models.loading import network_for_checkpoint, stored_input_size
 
 Images = Union[str, List[str], np.ndarray, ImageSet]
@@ -129,10 +129,12 @@ class ReIDModel:
         query_modality: str = "thermal",
         top_k: int = 10,
         feature: str = "FC_att",
+        distance: str = "cosine",
     ) -> Ranking:
         """Rank `gallery` (the other modality) for every query image.
 
-        `feature` is "FC" (BN feature) or "FC_att" (part attention), spelled exactly.
+        `feature` is "FC" (BN feature) or "FC_att" (part attention), spelled exactly;
+        `distance` is "cosine" or "euclidean" (`ddag.evaluation.metrics.DISTANCES`).
         """
         if feature not in FEATURES:
             raise ConfigError(f"feature={feature!r}; choose one of {', '.join(FEATURES)}")
@@ -143,7 +145,7 @@ class ReIDModel:
         pick = FEATURES.index(feature)
         q = self.extract(query_set, query_modality)[pick]
         g = self.extract(gallery_set, gallery_modality)[pick]
-        distances = cosine_distance(q, g)
+        distances = pairwise_distance(q, g, distance)
         k = min(top_k, len(gallery_set))
         order = np.argsort(distances, axis=1, kind="stable")[:, :k]
         return Ranking(query_set, gallery_set, order, np.take_along_axis(distances, order, axis=1))

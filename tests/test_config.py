@@ -10,6 +10,7 @@ from omegaconf.errors import ConfigAttributeError, ValidationError
 from ddag.config.validate import validate_config
 from ddag.errors import ConfigError
 from ddag.tasks import common
+from tests.builders import official_split_layout, write_official_split_files
 from tests.conftest import CONF, compose_config
 
 GROUPS = [
@@ -54,6 +55,7 @@ REQUIRED = {
     "table": ["task.table=ddag_sysu", "task.runs=[multirun]"],
     "synthesize": ["task.root=demo"],
     "convert": ["task.source=resnet50.pth"],
+    "score": ["task.features=feat.npz"],
 }
 
 
@@ -69,7 +71,12 @@ def test_each_task_carries_only_its_own_keys(tmp_path):
 
 @pytest.mark.parametrize("name", _options("eval/protocol"))
 def test_every_protocol_file_builds(name, tmp_path):
-    cfg = compose_config([f"eval/protocol=[{name}]"], output_dir=tmp_path)
+    overrides = [f"eval/protocol=[{name}]"]
+    if name.startswith("sysu_official"):  # reads the authors' split file when it is built
+        split_dir = tmp_path / "exp"
+        write_official_split_files(split_dir, official_split_layout(0), seed=0)
+        overrides.append(f"eval.protocol.{name}.split_dir={split_dir}")
+    cfg = compose_config(overrides, output_dir=tmp_path)
     validate_config(_resolved(cfg))  # the start-up check sees every selected protocol node
     (protocol,) = common.build_protocols(cfg)
     assert protocol.fingerprint()

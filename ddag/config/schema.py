@@ -11,6 +11,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from ddag.data.loader import LoaderSettings
+from ddag.data.sysu_splits import SPLITS_URL
 from ddag.engine.runtime import RuntimeSettings
 
 SCHEMA_NAME = "ddag_schema"
@@ -142,15 +143,26 @@ class BenchTask:
 
 @dataclass
 class PrepareTask:
-    """task=prepare: dataset doctor ("check") and SYSU-MM01 packing ("prepare")."""
+    """task=prepare: dataset doctor ("check"), SYSU-MM01 packing ("prepare"), or the download
+    of the SYSU-MM01 authors' split files ("fetch_splits").
+
+    Attributes:
+        mode: check, prepare or fetch_splits.
+        split_dir: where fetch_splits puts rand_perm_cam.mat and test_id.mat, and where the
+            doctor looks for them; null: <dataset.root>/exp.
+        splits_url: the folder URL the split files are downloaded from (sha256-checked).
+    """
 
     name: str = "prepare"
     mode: str = "prepare"
+    split_dir: Optional[str] = None
+    splits_url: str = SPLITS_URL
 
 
 @dataclass
 class SynthesizeTask:
-    """task=synthesize: write the synthetic dataset in the RegDB or SYSU-MM01 layout to `root`."""
+    """task=synthesize: write the synthetic dataset in the RegDB, SYSU-MM01 or LLCM layout to
+    `root`."""
 
     name: str = "synthesize"
     layout: str = "regdb"
@@ -176,6 +188,20 @@ class ConvertTask:
     output: str = "converted.ckpt"
 
 
+@dataclass
+class ScoreTask:
+    """task=score: score precomputed features of any model on the selected protocols.
+
+    Attributes:
+        features: a prefix P of the SYSU-MM01 authors' layout (P_cam1.mat ... P_cam6.mat,
+            cell arrays `feature`), a .npz written by task=extract, or a list of .npz files
+            (one per modality).
+    """
+
+    name: str = "score"
+    features: Any = MISSING
+
+
 # Each task's schema, stored in the ConfigStore as task/<name>_schema; conf/task/<name>.yaml
 # starts from it, so every default and type is stated here once.
 TASK_SCHEMAS = {
@@ -189,6 +215,7 @@ TASK_SCHEMAS = {
     "prepare": PrepareTask,
     "synthesize": SynthesizeTask,
     "convert": ConvertTask,
+    "score": ScoreTask,
 }
 
 
@@ -204,9 +231,13 @@ class EvalConfig:
         rerank_k1: k1 of the re-ranking (neighbourhood size).
         rerank_k2: k2 of the re-ranking (local query expansion).
         rerank_lambda: weight of the original distance in the re-ranked one.
+        distance: how every task that ranks measures distance: "cosine" (the reference code's,
+            on L2-normalised features) or "euclidean" (the SYSU-MM01 authors' MATLAB
+            evaluation, on the raw features).
     """
 
     protocol: Dict[str, Any] = field(default_factory=dict)
+    distance: str = "cosine"
     flip: bool = False
     rerank: bool = False
     rerank_k1: int = 20

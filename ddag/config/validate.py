@@ -16,6 +16,7 @@ from ddag.data.datasets.base import MODALITIES, SPLITS
 from ddag.data.synthetic_disk import LAYOUTS
 from ddag.engine.runtime import AMP_LEVELS, DEVICE_TARGETS, MODES
 from ddag.errors import ConfigError
+from ddag.evaluation.metrics import DISTANCES
 from ddag.evaluation.results import METRICS
 from ddag.models.conversion import CONVERT_KINDS
 from ddag.models.ddag import EXPORT_FORMATS
@@ -127,12 +128,13 @@ CHOICES = {
     ("runtime", "device_target"): DEVICE_TARGETS,
     ("runtime", "mode"): tuple(MODES),
     ("runtime", "amp_level"): AMP_LEVELS,
-    ("task", "mode"): ("prepare", "check"),
+    ("task", "mode"): ("prepare", "check", "fetch_splits"),
     ("task", "layout"): LAYOUTS,
     ("task", "split"): SPLITS,
     ("task", "modality"): MODALITIES,
     ("task", "format"): tuple(EXPORT_FORMATS),
     ("task", "kind"): CONVERT_KINDS,
+    ("eval", "distance"): DISTANCES,
 }
 
 
@@ -181,6 +183,7 @@ PLACEHOLDERS = {
     "gallery": "FOLDER",
     "table": "NAME",
     "runs": "[DIR,...]",
+    "features": "PATH",
 }
 
 

@@ -1,4 +1,4 @@
-"""Write the synthetic dataset to disk in the exact RegDB or SYSU-MM01 layout.
+"""Write the synthetic dataset to disk in the exact RegDB, SYSU-MM01 or LLCM layout.
 
 Miniature copies exercise the real readers end to end (tests, demos) without the licensed data.
 Identities are those of the synthetic train, val and test splits together.
@@ -10,10 +10,11 @@ from typing import Iterator, Tuple
 import numpy as np
 from PIL import Image
 
+from ddag.data.datasets.llcm import INDEX_FILES, TEST_FOLDERS
 from ddag.data.datasets.synthetic import SyntheticDataset
 from ddag.data.datasets.sysu import IR_CAMERAS, RGB_CAMERAS
 
-LAYOUTS = ("regdb", "sysu")
+LAYOUTS = ("regdb", "sysu", "llcm")
 
 
 def _identities(dataset: SyntheticDataset) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
@@ -91,4 +92,36 @@ def write_sysu(dataset: SyntheticDataset, root) -> Path:
     (root / "exp").mkdir(parents=True, exist_ok=True)
     for group, numbers in groups.items():
         (root / "exp" / f"{group}_id.txt").write_text(",".join(str(n) for n in numbers) + "\n")
+    return root
+
+
+def write_llcm(dataset: SyntheticDataset, root) -> Path:
+    """LLCM layout: train_{vis,nir}/cam<k>/<id>/ listed in idx/train_{vis,nir}.txt (train and
+    val identities), test_vis/cam1..9/<id>/ and test_nir/cam1,2,4..9/<id>/ for the test
+    identities, idx/test_id.txt. Identity numbers start at 1; images are spread over the
+    modality's cameras in turn.
+    """
+    root = Path(root)
+    test_ids = set(np.unique(dataset.test_split().visible.ids).tolist())
+    lines = {"visible": [], "thermal": []}
+    numbers = []
+    for identity, visible, thermal in _identities(dataset):
+        number = identity + 1
+        testing = identity in test_ids
+        if testing:
+            numbers.append(number)
+        for modality, images in (("visible", visible), ("thermal", thermal)):
+            folder, cameras = TEST_FOLDERS[modality]
+            if not testing:
+                folder = folder.replace("test_", "train_")
+            for k, image in enumerate(images):
+                relative = f"{folder}/cam{cameras[k % len(cameras)]}/{number:04d}/{k:04d}.jpg"
+                (root / relative).parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(image).save(root / relative, quality=95)
+                if not testing:
+                    lines[modality].append(f"{relative} {identity}")
+    (root / "idx").mkdir(parents=True, exist_ok=True)
+    for modality, name in INDEX_FILES.items():
+        (root / name).write_text("\n".join(lines[modality]) + "\n")
+    (root / "idx" / "test_id.txt").write_text(",".join(str(n) for n in numbers) + "\n")
     return root

@@ -2,12 +2,11 @@
 
 from typing import Dict, List, Optional
 
+from ddag.errors import ConfigError
 from ddag.evaluation.features import FeatureExtractor
-from ddag.evaluation.metrics import cosine_distance, rank_metrics
+from ddag.evaluation.metrics import DISTANCES, pairwise_distance, rank_metrics
 from ddag.evaluation.rerank import re_ranking
 from ddag.evaluation.results import ResultRecord
-
-FEATURES = ("FC", "FC_att")
 
 
 def evaluate_features(
@@ -17,26 +16,39 @@ def evaluate_features(
     flags: Optional[Dict] = None,
     identity: Optional[Dict] = None,
     rerank: Optional[Dict] = None,
+    distance: str = "cosine",
 ) -> List[ResultRecord]:
-    """Score precomputed split features (see `FeatureExtractor.split_features`) on protocols.
+    """Score precomputed split features on protocols.
 
+    `features[modality][name]` is an (images, dim) array aligned with `split.modality(...)`
+    (`FeatureExtractor.split_features` gives FC and FC_att; external features any names).
+    `distance`: "cosine" (the reference code's) or "euclidean" (the SYSU-MM01 authors').
     `rerank`: keyword arguments of `re_ranking` (k1, k2, lambda_value): every protocol then
-    ranks with the re-ranked distances instead of the cosine distances. None: no re-ranking.
+    ranks with the re-ranked distances instead. None: no re-ranking.
     """
-    flags = {**(flags or {}), "rerank": rerank is not None}
+    if distance not in DISTANCES:
+        raise ConfigError(f"eval.distance={distance!r}; choose one of {list(DISTANCES)}")
+    if rerank is not None and distance != "cosine":
+        raise ConfigError(
+            "eval.rerank re-ranks cosine distances of normalised features; use it with "
+            "eval.distance=cosine"
+        )
+    flags = {**(flags or {}), "rerank": rerank is not None, "distance": distance}
     if rerank is not None:
         flags.update(transductive=True, rerank_settings=dict(rerank))
     records = []
     for protocol in protocols:
-        per_feature = {name: [] for name in FEATURES}
-        cmcs = {name: [] for name in FEATURES}
+        q_mod, _, g_mod, _ = protocol.select(split, 0)
+        names = [n for n in features[q_mod] if n in features[g_mod]]
+        per_feature = {name: [] for name in names}
+        cmcs = {name: [] for name in names}
         for trial in range(protocol.trials):
             q_mod, q_idx, g_mod, g_idx = protocol.select(split, trial)
             q_set, g_set = split.modality(q_mod), split.modality(g_mod)
-            for name in FEATURES:
+            for name in names:
                 query, gallery = features[q_mod][name][q_idx], features[g_mod][name][g_idx]
                 if rerank is None:
-                    distmat = cosine_distance(query, gallery)
+                    distmat = pairwise_distance(query, gallery, distance)
                 else:
                     distmat = re_ranking(query, gallery, **rerank)
                 result = rank_metrics(
@@ -49,7 +61,7 @@ def evaluate_features(
                 )
                 per_feature[name].append(result.as_dict())
                 cmcs[name].append(result.cmc)
-        for name in FEATURES:
+        for name in names:
             mean_cmc = [
                 float(sum(c[k] for c in cmcs[name]) / len(cmcs[name]))
                 for k in range(len(cmcs[name][0]))
@@ -75,6 +87,7 @@ def evaluate(
     flags: Optional[Dict] = None,
     identity: Optional[Dict] = None,
     rerank: Optional[Dict] = None,
+    distance: str = "cosine",
 ) -> List[ResultRecord]:
     """Extract the split's features once and score every protocol.
 
@@ -82,5 +95,11 @@ def evaluate(
     """
     features = extractor.split_features(split)
     return evaluate_features(
-        features, split, protocols, {**(flags or {}), "flip": extractor.flip}, identity, rerank
+        features,
+        split,
+        protocols,
+        {**(flags or {}), "flip": extractor.flip},
+        identity,
+        rerank,
+        distance,
     )

@@ -8,8 +8,12 @@ tests/test_metrics.py compares with them.
 
 Reference rules kept on purpose:
 - SYSU-MM01: a query from camera 3 ignores every gallery image from camera 2 (whatever the
-  identity). The CMC counts *distinct* gallery identities in rank order, is summed over every
-  query and divided by the number of queries whose identity is still in the gallery.
+  identity; the two cameras share a room). The CMC counts *distinct* gallery identities in rank
+  order, is summed over every query and divided by the number of queries whose identity is still
+  in the gallery. The dataset authors' MATLAB evaluation (wuancong/SYSU-MM01
+  `get_cmc_multi_cam.m`, `get_map_multi_cam.m`) computes the same on its galleries.
+- LLCM: a query ignores the gallery images of its own identity taken by its own camera
+  (ZYK100/LLCM `DEEN/eval_metrics.py` eval_llcm); CMC over distinct identities as for SYSU.
 - RegDB (and the synthetic set): standard CMC over the ranked gallery, no camera rule.
 - mAP and mINP average over the queries that have at least one true match.
 
@@ -17,14 +21,17 @@ Ties: equal distances rank in gallery order, as a stable sort would put them. Th
 uses numpy's default (unstable) quicksort; on tie-free input both agree.
 """
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 
 from ddag.errors import EvaluationError
 
-PROTOCOLS = ("sysu", "regdb")
+PROTOCOLS = ("sysu", "llcm", "regdb")
+DISTANCES = ("cosine", "euclidean")
 
 
 @dataclass(frozen=True)
@@ -70,9 +77,9 @@ def _check_inputs(distmat, query_ids, gallery_ids, query_cams, gallery_cams, pro
         raise EvaluationError(f"{len(gallery_ids)} gallery ids for {num_g} distance-matrix columns")
     if not np.all(np.isfinite(distmat)):
         raise EvaluationError("distance matrix contains NaN or inf (check the features)")
-    if protocol == "sysu":
+    if protocol != "regdb":
         if query_cams is None or gallery_cams is None:
-            raise EvaluationError("protocol 'sysu' needs query_cams and gallery_cams")
+            raise EvaluationError(f"protocol {protocol!r} needs query_cams and gallery_cams")
         if len(query_cams) != num_q or len(gallery_cams) != num_g:
             raise EvaluationError(
                 f"camera arrays ({len(query_cams)}, {len(gallery_cams)}) do not match the "
@@ -100,7 +107,8 @@ def rank_metrics(
         max_rank: length of the returned CMC. Where fewer gallery entries (or, for SYSU,
             distinct identities) remain than `max_rank`, the curve is padded with its last value
             (the reference crashes there).
-        protocol: "sysu" (camera-3/camera-2 rule, identity-deduplicated CMC) or "regdb".
+        protocol: "sysu" (camera-3/camera-2 rule, identity-deduplicated CMC), "llcm" (same
+            identity and camera removed, identity-deduplicated CMC) or "regdb".
     """
     if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
         raise EvaluationError(f"max_rank={max_rank!r} must be a whole number >= 1")
@@ -108,50 +116,141 @@ def rank_metrics(
     query_ids = np.asarray(query_ids)
     gallery_ids = np.asarray(gallery_ids)
     _check_inputs(distmat, query_ids, gallery_ids, query_cams, gallery_cams, protocol)
-    num_q, num_g = distmat.shape
+    query_cams = None if query_cams is None else np.asarray(query_cams)
+    gallery_cams = None if gallery_cams is None else np.asarray(gallery_cams)
 
+    # Queries are independent: blocks of rows bound the (rows x gallery) temporaries and run on
+    # the machine's cores (numpy releases the GIL in the array work).
+    blocks = _row_blocks(*distmat.shape)
+
+    def block_stats(rows: slice):
+        return _query_stats(
+            distmat[rows],
+            query_ids[rows],
+            gallery_ids,
+            None if query_cams is None else query_cams[rows],
+            gallery_cams,
+            protocol,
+        )
+
+    if len(blocks) == 1:
+        parts = [block_stats(blocks[0])]
+    else:
+        with ThreadPoolExecutor(max_workers=min(len(blocks), _WORKERS)) as pool:
+            parts = list(pool.map(block_stats, blocks))
+    num_pos, average_precision, inverse_negative_penalty, first_rank = (
+        np.concatenate(column) for column in zip(*parts)
+    )
+    valid = num_pos > 0
+    num_valid = int(valid.sum())
+    if num_valid == 0:
+        raise EvaluationError("no query identity appears in the gallery")
+    ranks = np.arange(1, max_rank + 1)
+    found = valid[:, None] & (first_rank[:, None] <= ranks[None, :])
+    cmc = found.sum(axis=0) / num_valid
+    return RankResult(
+        cmc=cmc.astype(np.float64),
+        mAP=float(average_precision[valid].mean()),
+        mINP=float(inverse_negative_penalty[valid].mean()),
+        num_valid_queries=num_valid,
+    )
+
+
+# Rows per block: about 4 M distance entries, the size at which the block's arrays stay in cache
+# best here (3803 x 3010 in four blocks measured 1.3 s for 10 trials, against 2.0 s in one).
+_BLOCK_ENTRIES = 3_000_000
+_WORKERS = max(1, min(4, os.cpu_count() or 1))
+
+
+def _row_blocks(num_q: int, num_g: int) -> List[slice]:
+    rows = max(1, _BLOCK_ENTRIES // max(num_g, 1))
+    return [slice(start, min(start + rows, num_q)) for start in range(0, num_q, rows)]
+
+
+def _query_stats(distmat, query_ids, gallery_ids, query_cams, gallery_cams, protocol):
+    """Per query: true matches kept, AP, INP and the rank of the first match (CMC rank).
+
+    Queries without a kept match get 0 matches and NaN AP/INP.
+    """
+    num_q, num_g = distmat.shape
     if protocol == "sysu":
-        keep = ~((np.asarray(query_cams)[:, None] == 3) & (np.asarray(gallery_cams)[None, :] == 2))
+        keep = ~((query_cams[:, None] == 3) & (gallery_cams[None, :] == 2))
+    elif protocol == "llcm":
+        keep = ~(
+            (gallery_ids[None, :] == query_ids[:, None])
+            & (gallery_cams[None, :] == query_cams[:, None])
+        )
     else:
         keep = np.ones((num_q, num_g), dtype=bool)
     rows, cols = np.nonzero((gallery_ids[None, :] == query_ids[:, None]) & keep)
     num_pos = np.bincount(rows, minlength=num_q)
     valid = num_pos > 0
-    num_valid = int(valid.sum())
-    if num_valid == 0:
-        raise EvaluationError("no query identity appears in the gallery")
+    average_precision = np.full(num_q, np.nan)
+    inverse_negative_penalty = np.full(num_q, np.nan)
+    first_rank = np.zeros(num_q, dtype=np.int64)
+    if not valid.any():
+        return num_pos, average_precision, inverse_negative_penalty, first_rank
 
     # Position (1-based, among kept entries) of every true match in the stable ranking: one plus
-    # the kept entries that sort before it by (distance, gallery index). No full sort is needed.
+    # the kept entries that sort before it by (distance, gallery index).
     hit_position = 1 + _count_before(distmat, keep, rows, cols)
     order = np.lexsort((hit_position, rows))
     rows, cols, hit_position = rows[order], cols[order], hit_position[order]
     first = np.cumsum(num_pos) - num_pos  # index of each query's first hit in rows/cols
     hit_number = np.arange(len(rows)) - first[rows] + 1
     precision_sum = np.bincount(rows, weights=hit_number / hit_position, minlength=num_q)
-    average_precision = precision_sum[valid] / num_pos[valid]
-    inverse_negative_penalty = num_pos[valid] / hit_position[(first + num_pos - 1)[valid]]
-
-    first_rank = np.zeros(num_q, dtype=np.int64)
-    if protocol == "sysu":
+    average_precision[valid] = precision_sum[valid] / num_pos[valid]
+    inverse_negative_penalty[valid] = num_pos[valid] / hit_position[(first + num_pos - 1)[valid]]
+    if protocol == "regdb":
+        first_rank[valid] = hit_position[first[valid]]
+    else:
         first_rank[valid] = _distinct_identity_rank(
             distmat[valid], gallery_ids, keep[valid], cols[first[valid]]
         )
-    else:
-        first_rank[valid] = hit_position[first[valid]]
-    ranks = np.arange(1, max_rank + 1)
-    found = valid[:, None] & (first_rank[:, None] <= ranks[None, :])
-    cmc = found.sum(axis=0) / num_valid
-    return RankResult(
-        cmc=cmc.astype(np.float64),
-        mAP=float(average_precision.mean()),
-        mINP=float(inverse_negative_penalty.mean()),
-        num_valid_queries=num_valid,
-    )
+    return num_pos, average_precision, inverse_negative_penalty, first_rank
 
 
 def _count_before(distmat, keep, rows, cols):
-    """For each (row, col) pair: kept entries of the row that a stable sort puts before col."""
+    """For each (row, col) pair: kept entries of the row that a stable sort puts before col.
+
+    Each row's kept distances are sorted once, as float32, and every pair's position is found by
+    a binary search over its row. Rounding to float32 keeps order (a < b after rounding implies
+    a < b), so the count is exact except where another kept entry rounds to the pair's own
+    value; those few pairs are counted again exactly in float64 with the gallery-order rule.
+    """
+    masked = np.where(keep, distmat, np.inf).astype(np.float32)
+    sorted_rows = np.sort(masked, axis=1)
+    target = masked[rows, cols]
+    before = _row_searchsorted(sorted_rows, rows, target)
+    # The pair's own value sits at `before`; another equal value follows it when tied.
+    following = np.minimum(before + 1, sorted_rows.shape[1] - 1)
+    tied = np.flatnonzero(
+        (before + 1 < sorted_rows.shape[1]) & (sorted_rows[rows, following] == target)
+    )
+    for chunk in np.array_split(tied, max(1, -(-len(tied) * distmat.shape[1] // 20_000_000))):
+        if len(chunk):
+            before[chunk] = _count_before_exact(distmat, keep, rows[chunk], cols[chunk])
+    return before
+
+
+def _row_searchsorted(sorted_rows, rows, values):
+    """np.searchsorted(sorted_rows[rows[i]], values[i]) (side "left") for all i at once."""
+    width = sorted_rows.shape[1]
+    flat = sorted_rows.reshape(-1)
+    offset = rows.astype(np.int64) * width
+    low = np.zeros(len(rows), dtype=np.int64)
+    high = np.full(len(rows), width, dtype=np.int64)
+    for _ in range(int(width).bit_length()):
+        active = low < high
+        middle = (low + high) >> 1
+        go_right = flat[offset + np.minimum(middle, width - 1)] < values
+        low = np.where(active & go_right, middle + 1, low)
+        high = np.where(active & ~go_right, middle, high)
+    return low
+
+
+def _count_before_exact(distmat, keep, rows, cols):
+    """`_count_before` by direct comparison in float64: (pairs x gallery) work."""
     distances = distmat[rows]  # (P, G)
     target = distmat[rows, cols][:, None]
     index = np.arange(distmat.shape[1])[None, :]
@@ -181,14 +280,40 @@ def cosine_distance(query_features: np.ndarray, gallery_features: np.ndarray) ->
 
     This is the reference's distance; features are normalised here so unnormalised input is safe.
     """
-    q = _l2_normalise(np.asarray(query_features, dtype=np.float32), "query")
-    g = _l2_normalise(np.asarray(gallery_features, dtype=np.float32), "gallery")
+    q = _l2_normalise(_features(query_features, "query"))
+    g = _l2_normalise(_features(gallery_features, "gallery"))
     return -(q @ g.T)
 
 
-def _l2_normalise(x: np.ndarray, name: str) -> np.ndarray:
+def euclidean_distance(query_features: np.ndarray, gallery_features: np.ndarray) -> np.ndarray:
+    """Euclidean distance of the raw features (MATLAB's pdist2, as the SYSU-MM01 authors'
+    evaluation uses it), (num_query, num_gallery), computed in float64."""
+    q = _features(query_features, "query").astype(np.float64)
+    g = _features(gallery_features, "gallery").astype(np.float64)
+    squared = (q * q).sum(axis=1)[:, None] + (g * g).sum(axis=1)[None, :] - 2.0 * (q @ g.T)
+    return np.sqrt(np.maximum(squared, 0.0))
+
+
+def pairwise_distance(query_features, gallery_features, distance: str = "cosine") -> np.ndarray:
+    """(num_query, num_gallery) distances of the named kind (`DISTANCES`); lower is closer."""
+    if distance == "cosine":
+        return cosine_distance(query_features, gallery_features)
+    if distance == "euclidean":
+        return euclidean_distance(query_features, gallery_features)
+    raise EvaluationError(f"distance={distance!r}; choose one of {list(DISTANCES)}")
+
+
+def _features(x, name: str) -> np.ndarray:
+    x = np.asarray(x)
     if x.ndim != 2:
         raise EvaluationError(f"{name} features must be 2-D (N, D), got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32)
     if not np.all(np.isfinite(x)):
         raise EvaluationError(f"{name} features contain NaN or inf")
+    return x
+
+
+def _l2_normalise(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

@@ -120,16 +120,43 @@ def _check_digest(path: Path, expected: str, url: str) -> None:
         )
 
 
-def _download(url: str, target: Path, expected: str) -> None:
+def fetch_file(url: str, target: Path, sha256: str, max_bytes: Optional[int] = None) -> Path:
+    """`url` downloaded once to `target` (a data file with a known sha256, e.g. a split file).
+
+    A file already at `target` is kept when its sha256 matches and refused otherwise (it is
+    never overwritten: it may be the user's own copy). The download is written to a temporary
+    name beside `target`, checked, then renamed.
+    """
+    target = Path(target)
+    if target.is_file():
+        _check_digest(target, sha256, url)
+        log.info("%s is present and its sha256 matches", target)
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _download(url, target, sha256, max_bytes)
+    return target
+
+
+def _download(url: str, target: Path, expected: str, max_bytes: Optional[int] = None) -> None:
     fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
             total = int(response.headers.get("Content-Length") or 0)
+            if max_bytes is not None and total > max_bytes:
+                raise CheckpointError(
+                    f"{url} announces {total} bytes, more than the {max_bytes} this file can "
+                    "have; it was not downloaded"
+                )
             done, next_report = 0, 0.0
             log.info("downloading %s -> %s", url, target)
             for block in iter(lambda: response.read(_CHUNK), b""):
                 out.write(block)
                 done += len(block)
+                if max_bytes is not None and done > max_bytes:
+                    raise CheckpointError(
+                        f"{url} sent more than {max_bytes} bytes, more than this file can have; "
+                        "the download was stopped and not kept"
+                    )
                 if total and done / total >= next_report:
                     log.info("  %3.0f%% of %.1f MiB", 100 * done / total, total / 2**20)
                     next_report += 0.25

@@ -3,7 +3,7 @@
 import hashlib
 import json
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -13,7 +13,7 @@ from ddag.config.instantiate import build
 from ddag.data.loader import LoaderSettings, train_pipeline
 from ddag.data.sampler import IdentitySampler
 from ddag.engine.runtime import RuntimeSettings, setup_runtime
-from ddag.errors import ConfigError
+from ddag.errors import ConfigError, DatasetError
 from ddag.evaluation.evaluator import evaluate
 from ddag.evaluation.features import FeatureExtractor
 from ddag.evaluation.plots import cmc_image, save_cmc_image
@@ -209,14 +209,47 @@ def build_loss_terms(cfg: DictConfig) -> dict:
     return {name: build(node) for name, node in to_dict(cfg.loss).items() if node is not None}
 
 
-def build_protocols(cfg: DictConfig) -> List:
-    """The protocols selected in the eval/protocol config group, in selection order."""
+def build_protocols(cfg: DictConfig, dataset_root: Optional[str] = None) -> List:
+    """The protocols selected in the eval/protocol config group, in selection order.
+
+    A protocol's `split_dir: null` (the official SYSU-MM01 splits) means `<dataset_root>/exp`.
+    """
     nodes = to_dict(cfg.eval).get("protocol") or {}
     if not nodes:
         raise ConfigError(
             "no evaluation protocol is selected; choose some, e.g. eval/protocol=[regdb_v2t]"
         )
-    return [build(node) for node in nodes.values()]
+    protocols = []
+    for name, node in nodes.items():
+        if "split_dir" in node and not node["split_dir"]:
+            if not dataset_root:
+                raise ConfigError(
+                    f"eval.protocol.{name}.split_dir is not set and there is no dataset root to "
+                    f"take <root>/exp from; add eval.protocol.{name}.split_dir=FOLDER (the "
+                    "folder holding the authors' rand_perm_cam.mat)"
+                )
+            node = {**node, "split_dir": str(Path(dataset_root) / "exp")}
+        protocols.append(build(node))
+    return protocols
+
+
+def dataset_root(cfg: DictConfig) -> Optional[str]:
+    """`dataset.root` of datasets read from disk; None for the synthetic one."""
+    root = to_dict(cfg.dataset).get("root") if cfg.get("dataset") else None
+    return str(root) if root else None
+
+
+def check_protocols(protocols: List, split) -> None:
+    """Each protocol's `check` of the test split, at start-up: DatasetError listing problems."""
+    problems = [problem for protocol in protocols for problem in protocol.check(split)]
+    if problems:
+        shown = "\n  ".join(problems[:10])
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise DatasetError(
+            f"the test split does not fit the selected protocols ({len(problems)} problem(s)):"
+            f"\n  {shown}{more}\nRestore the listed folders from the original archive, or fix "
+            "the split files; task=prepare task.mode=check lists every problem"
+        )
 
 
 def rerank_settings(cfg: DictConfig):
@@ -266,11 +299,17 @@ def test_and_report(
         flags=flags,
         identity=identity,
         rerank=rerank_settings(cfg),
+        distance=cfg.eval.distance,
     )
+    return report_records(records, out_dir, dataset.name, tensorboard, step)
+
+
+def report_records(records: list, out_dir: Path, what: str, tensorboard=None, step: int = 0):
+    """Write results.json and cmc.png, log the table (and to TensorBoard); returns the means."""
     path = write_records(records, out_dir / "results.json")
     save_cmc_image(records, out_dir / "cmc.png")
     table = markdown_table(records)
-    log.info("test results (%s), written to %s\n%s", dataset.name, path, table)
+    log.info("test results (%s), written to %s\n%s", what, path, table)
     summary = {f"{r.protocol}/{r.feature}/{m}": v for r in records for m, v in r.mean.items()}
     if tensorboard is not None:
         tensorboard.log_metrics("test", summary, step)

@@ -1,21 +1,92 @@
-"""task=prepare: check a dataset root (task.mode=check) or prepare it (task.mode=prepare)."""
+"""task=prepare: check a dataset root (task.mode=check), prepare it (task.mode=prepare), or
+download the SYSU-MM01 authors' split files (task.mode=fetch_splits)."""
+
+from pathlib import Path
 
 from omegaconf import DictConfig
 
 from ddag.data.datasets.sysu import SYSUDataset
 from ddag.data.prepare import prepare_sysu
+from ddag.data.sysu_splits import MAX_FILE_BYTES, SPLIT_FILES, where_to_get
+from ddag.errors import ConfigError, DdagError
+from ddag.evaluation.protocols import SYSUOfficialProtocol
+from ddag.io.download import fetch_file
 from ddag.tasks import common
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
 
 
+def _split_dir(cfg: DictConfig) -> Path:
+    if cfg.task.split_dir:
+        return Path(cfg.task.split_dir)
+    root = common.dataset_root(cfg)
+    if not root:
+        raise ConfigError(
+            "task.mode=fetch_splits needs a folder: add dataset=sysu (the files go to "
+            "<dataset.root>/exp) or task.split_dir=FOLDER"
+        )
+    return Path(root) / "exp"
+
+
+def fetch_splits(cfg: DictConfig) -> dict:
+    """Download rand_perm_cam.mat and test_id.mat once into the split folder, sha256-checked."""
+    folder = _split_dir(cfg)
+    base = str(cfg.task.splits_url).rstrip("/") + "/"
+    written = {}
+    for name, digest in SPLIT_FILES.items():
+        written[name] = str(fetch_file(base + name, folder / name, digest, MAX_FILE_BYTES))
+    log.info(
+        "the official SYSU-MM01 split files are in %s; select the protocol with "
+        "eval/protocol=[sysu_official_all,sysu_official_indoor]",
+        folder,
+    )
+    return written
+
+
+def _check_official_splits(report, dataset: SYSUDataset, split_dir: Path) -> None:
+    """Doctor findings for the official protocol's split file against the test images."""
+    if not (split_dir / "rand_perm_cam.mat").is_file():
+        report.add(
+            "warning",
+            f"no official split file {split_dir / 'rand_perm_cam.mat'} (only the "
+            "sysu_official_* protocols need it)",
+            where_to_get(split_dir),
+        )
+        return
+    try:
+        single, multi = (SYSUOfficialProtocol("all", n, str(split_dir)) for n in (1, 10))
+    except DdagError as err:
+        report.add("error", "the official split file cannot be used", str(err))
+        return
+    test = dataset.test_split()
+    problems = single.check(test)
+    if problems:
+        report.add(
+            "error",
+            f"{split_dir / 'rand_perm_cam.mat'} does not number the test images "
+            f"({len(problems)} camera/identity pairs differ)",
+            "restore the listed folders from the original archive (the file numbers every "
+            "image of the published dataset)",
+            problems,
+        )
+        return
+    short = [p for p in multi.check(test) if "fewer than" in p]
+    if short:
+        report.add("warning", "10-shot galleries cannot be drawn", "use shots=1", short)
+
+
 def run(cfg: DictConfig) -> dict:
+    if cfg.task.mode == "fetch_splits":
+        return fetch_splits(cfg)
     dataset = common.build_dataset(cfg, check=False)
     report = dataset.check(decode=True)
     if report is None:
         log.info("dataset %s needs no preparation", dataset.name)
         return {}
+    if isinstance(dataset, SYSUDataset) and not report.errors:
+        split_dir = Path(cfg.task.split_dir) if cfg.task.split_dir else dataset.root / "exp"
+        _check_official_splits(report, dataset, split_dir)
     log.info("dataset report:\n%s", report.text())
     report.raise_on_errors()
     written = {}

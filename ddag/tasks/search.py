@@ -19,7 +19,11 @@ def run(cfg: DictConfig) -> dict:
         raise ConfigError("task=search needs task.query=FOLDER and task.gallery=FOLDER")
     model, _ = common.inference_model(cfg)
     ranking = model.search(
-        cfg.task.query, cfg.task.gallery, cfg.task.modality, top_k=int(cfg.task.top_k)
+        cfg.task.query,
+        cfg.task.gallery,
+        cfg.task.modality,
+        top_k=int(cfg.task.top_k),
+        distance=cfg.eval.distance,
     )
     out = common.output_dir(cfg)
     (out / "ranking.json").write_text(json.dumps(ranking.to_dict(), indent=2))

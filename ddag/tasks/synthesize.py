@@ -1,10 +1,10 @@
-"""task=synthesize: write the synthetic dataset to disk in the RegDB or SYSU-MM01 layout."""
+"""task=synthesize: write the synthetic dataset to disk in the RegDB, SYSU-MM01 or LLCM layout."""
 
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ddag.data.synthetic_disk import LAYOUTS, write_regdb, write_sysu
+from ddag.data.synthetic_disk import LAYOUTS, write_llcm, write_regdb, write_sysu
 from ddag.errors import ConfigError
 from ddag.tasks import common
 from ddag.utils.logging import get_logger
@@ -21,7 +21,8 @@ def run(cfg: DictConfig) -> dict:
     if Path(root).exists() and any(Path(root).iterdir()):
         raise ConfigError(f"task.root={root} is not empty; choose a new folder")
     dataset = common.build_dataset(cfg)
-    written = write_regdb(dataset, root) if layout == "regdb" else write_sysu(dataset, root)
+    writers = {"regdb": write_regdb, "sysu": write_sysu, "llcm": write_llcm}
+    written = writers[layout](dataset, root)
     log.info(
         "wrote a synthetic %s copy to %s; use it with dataset=%s dataset.root=%s",
         layout,

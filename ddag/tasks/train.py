@@ -95,7 +95,8 @@ def _selection_callback(cfg, dataset, protocols, network, extractor, saver, tens
     feature = "FC_att" if network.has_part_attention else "FC"
 
     def score() -> dict:
-        records = [r for r in evaluate(extractor, split, protocols) if r.feature == feature]
+        records = evaluate(extractor, split, protocols, distance=cfg.eval.distance)
+        records = [r for r in records if r.feature == feature]
         return {k: sum(r.mean[k] for r in records) / len(records) for k in records[0].mean}
 
     every = int(cfg.task.eval_every)
@@ -202,8 +203,8 @@ def build_run(cfg: DictConfig) -> TrainingRun:
     out_dir = common.output_dir(cfg)
     dataset = common.build_dataset(cfg)
     # Test protocols and the test split are checked now, not after hours of training.
-    protocols = common.build_protocols(cfg)
-    dataset.test_split()
+    protocols = common.build_protocols(cfg, common.dataset_root(cfg))
+    common.check_protocols(protocols, dataset.test_split())
     settings = common.loader_settings(cfg)
     sampler, pipeline = common.training_data(cfg, dataset, context.size, context.rank)
     if context.size > 1:

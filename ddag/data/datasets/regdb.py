@@ -9,13 +9,13 @@
 kept. Visible images get camera 1, thermal images camera 2.
 """
 
-import os
 from pathlib import Path
 from typing import List, Tuple
 
 import numpy as np
 
-from ddag.data.datasets.base import FileImageSet, Split, VIReIDDataset, read_text
+from ddag.data.datasets.base import FileImageSet, Split, VIReIDDataset
+from ddag.data.datasets.index_files import read_index_file, unmatched_identities
 from ddag.data.doctor import DoctorReport, check_files, compare_count, expect_folders
 from ddag.errors import DatasetError
 
@@ -28,45 +28,8 @@ PREPARE_HINT = (
 
 
 def read_index(path: Path) -> List[Tuple[str, int]]:
-    """(relative path, label) per line of an idx/*.txt file.
-
-    Paths must stay inside the dataset root: absolute paths and paths climbing out with ".."
-    are refused (an index file is data, it must not make us read arbitrary files).
-    """
-    if not path.is_file():
-        raise DatasetError(f"RegDB index file missing: {path}. {PREPARE_HINT}")
-    text = read_text(path)
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-            raise DatasetError(f"{path}:{number}: expected '<relative path> <label>', got {line!r}")
-        if not is_inside(parts[0]):
-            raise DatasetError(
-                f"{path}:{number}: {parts[0]!r} points outside the dataset root; index paths "
-                "must be relative to the root, like Visible/1/female_back_v_00001_1.bmp"
-            )
-        rows.append((parts[0], int(parts[1])))
-    if not rows:
-        raise DatasetError(f"RegDB index file is empty: {path}")
-    return rows
-
-
-def is_inside(relative: str) -> bool:
-    """Whether a path from an index file stays below the folder it is relative to."""
-    normal = os.path.normpath(relative.replace("\\", "/"))
-    return not (os.path.isabs(normal) or normal == ".." or normal.startswith("../"))
-
-
-def unmatched_identities(visible: List[int], thermal: List[int]) -> List[str]:
-    """Identities listed for only one modality, as 'label N (visible only)' lines."""
-    only_visible = sorted(set(visible) - set(thermal))
-    only_thermal = sorted(set(thermal) - set(visible))
-    return [f"label {i} (visible only)" for i in only_visible] + [
-        f"label {i} (thermal only)" for i in only_thermal
-    ]
+    """(relative path, label) per line of an idx/*.txt file (`read_index_file`)."""
+    return read_index_file(path, "RegDB", PREPARE_HINT)
 
 
 class RegDBDataset(VIReIDDataset):

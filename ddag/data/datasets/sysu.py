@@ -44,10 +44,10 @@ PREPARE_HINT = (
 )
 
 
-def read_ids(path: Path) -> List[int]:
+def read_ids(path: Path, dataset: str = "SYSU-MM01", hint: str = PREPARE_HINT) -> List[int]:
     """Identity numbers of an exp/*_id.txt file (comma separated, possibly over several lines)."""
     if not path.is_file():
-        raise DatasetError(f"SYSU-MM01 split file missing: {path}. {PREPARE_HINT}")
+        raise DatasetError(f"{dataset} split file missing: {path}. {hint}")
     text = read_text(path)
     tokens = [t.strip() for t in text.replace("\n", ",").split(",") if t.strip()]
     try:
