@@ -47,14 +47,7 @@ def check_inflated_size(data: bytes, max_inflated_bytes: int) -> None:
             continue
         count = int.from_bytes(data[offset + 4 : offset + 8], endian)
         if kind == 15:
-            stream = zlib.decompressobj()
-            try:
-                out = stream.decompress(
-                    data[offset + 8 : offset + 8 + count], max_inflated_bytes - inflated + 1
-                )
-            except zlib.error as err:
-                raise MatFileProblem(f"a compressed element is damaged ({err})") from None
-            inflated += len(out)
+            inflated += _inflated_size(data[offset + 8 : offset + 8 + count], max_inflated_bytes)
             if inflated > max_inflated_bytes:
                 raise MatFileProblem(
                     f"its compressed elements inflate to more than {max_inflated_bytes} bytes"
@@ -62,3 +55,15 @@ def check_inflated_size(data: bytes, max_inflated_bytes: int) -> None:
             offset += 8 + count
         else:
             offset += 8 + count + (-count % 8)
+
+
+def _inflated_size(stream: bytes, limit: int) -> int:
+    """Bytes a zlib stream inflates to, counted in 1 MiB pieces and stopped past `limit`."""
+    inflater, pending, total = zlib.decompressobj(), stream, 0
+    try:
+        while pending and total <= limit:
+            total += len(inflater.decompress(pending, 1 << 20))
+            pending = inflater.unconsumed_tail
+    except zlib.error as err:
+        raise MatFileProblem(f"a compressed element is damaged ({err})") from None
+    return total

@@ -25,7 +25,7 @@ SPLIT_FILES = {
 CAMERAS = (1, 2, 3, 4, 5, 6)
 # The published file is 291 KiB; a split file of more than this (on disk or inflated) is not one.
 MAX_FILE_BYTES = 16 << 20
-MAX_INFLATED_BYTES = 256 << 20
+MAX_INFLATED_BYTES = 64 << 20
 MAX_IDENTITIES = 100_000
 
 
@@ -81,9 +81,7 @@ def read_official_splits(split_dir) -> OfficialSplits:
         )
     cells = _load_variable(path, "rand_perm_cam")
     if cells.dtype != object or cells.size != len(CAMERAS):
-        raise _malformed(
-            path, f"rand_perm_cam must be a cell array of 6 cameras, got {_kind(cells)}"
-        )
+        raise _malformed(path, f"rand_perm_cam must be a 6-camera cell array, not {_kind(cells)}")
     permutations, trials, lengths = {}, set(), {}
     for cam, per_identity in zip(CAMERAS, cells.reshape(-1, order="F")):
         per_identity = np.asarray(per_identity)

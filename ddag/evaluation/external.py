@@ -186,7 +186,7 @@ def _npz_parts(path: Path):
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
         raise DatasetError(f"cannot read {path}: {err} (object arrays are not read)") from None
     absent = [k for k in ("ids", "cams", "names", "modality") if k not in arrays]
-    feats = {NPZ_FEATURE_KEYS[k]: v for k, v in arrays.items() if k in NPZ_FEATURE_KEYS}
+    feats = {name: arrays[key] for key, name in NPZ_FEATURE_KEYS.items() if key in arrays}
     if absent or not feats:
         raise DatasetError(
             f"{path} lacks {absent or 'a feature array'}: a feature file holds names, ids, cams, "

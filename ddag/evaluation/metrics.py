@@ -278,7 +278,9 @@ def _distinct_identity_rank(distmat, gallery_ids, keep, first_cols):
 def cosine_distance(query_features: np.ndarray, gallery_features: np.ndarray) -> np.ndarray:
     """Negative inner product of L2-normalised features, (num_query, num_gallery).
 
-    This is the reference's distance; features are normalised here so unnormalised input is safe.
+    This is the reference's distance, in float64 as the reference computes it (its feature
+    arrays are float64 holding the network's float32 values); features are normalised here
+    so unnormalised input is safe.
     """
     q = _l2_normalise(_features(query_features, "query"))
     g = _l2_normalise(_features(gallery_features, "gallery"))
@@ -315,5 +317,5 @@ def _features(x, name: str) -> np.ndarray:
 
 
 def _l2_normalise(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float32)
+    x = x.astype(np.float64)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

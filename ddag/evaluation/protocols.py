@@ -15,7 +15,7 @@ lists what makes a split unusable for the protocol (run at start-up and by the d
 """
 
 import random
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -133,14 +133,11 @@ class SYSUProtocol:
 
 def image_groups(images: ImageSet) -> Dict[Tuple[int, int], np.ndarray]:
     """(identity, camera) -> indices of its images in file-name order."""
-    order = sorted(
-        range(len(images)), key=lambda i: (images.ids[i], images.cams[i], images.names[i])
-    )
-    order = np.asarray(order, dtype=np.int64)
-    keys = np.stack([images.ids[order], images.cams[order]], axis=1) if len(order) else None
     groups = {}
-    if keys is None:
+    if len(images) == 0:
         return groups
+    order = np.lexsort((np.asarray(images.names), images.cams, images.ids))
+    keys = np.stack([images.ids[order], images.cams[order]], axis=1)
     starts = np.flatnonzero(np.any(np.diff(keys, axis=0) != 0, axis=1)) + 1
     for chunk in np.split(order, starts):
         groups[(int(images.ids[chunk[0]]), int(images.cams[chunk[0]]))] = chunk
@@ -210,7 +207,7 @@ class SYSUOfficialProtocol:
     QUERY_CAMERAS = (3, 6)
     SHOTS = (1, 10)
 
-    def __init__(self, search: str = "all", shots: int = 1, split_dir: str = None):
+    def __init__(self, search: str = "all", shots: int = 1, split_dir: Optional[str] = None):
         if search not in self.CAMERAS:
             raise ConfigError(f"SYSU search mode {search!r}; must be one of {tuple(self.CAMERAS)}")
         if shots not in self.SHOTS:
@@ -226,6 +223,14 @@ class SYSUOfficialProtocol:
         self.search, self.shots = search, shots
         self.splits: OfficialSplits = read_official_splits(split_dir)
         self.trials = self.splits.trials
+
+    @classmethod
+    def from_splits(cls, search: str, shots: int, splits: OfficialSplits):
+        """The protocol on splits already in memory (benchmarks, tests)."""
+        protocol = cls.__new__(cls)
+        protocol.search, protocol.shots, protocol.splits = search, shots, splits
+        protocol.trials = splits.trials
+        return protocol
 
     @property
     def name(self) -> str:

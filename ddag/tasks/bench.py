@@ -3,7 +3,9 @@
 Every measurement excludes warm-up calls and reports min / median / max over repetitions:
 - conv: GFLOP/s of a 64->64 3x3 convolution next to a matmul's, with a warning when the
   convolution is far slower (the slow CPU convolution of MindSpore 2.9.0 / 2.10.0);
-- metrics: a SYSU-sized (3803 x 301, 10 trials) and a RegDB-sized (2060 x 2060) evaluation;
+- metrics: a SYSU-sized (3803 x 301, 10 trials) and a RegDB-sized (2060 x 2060) evaluation,
+  and the official SYSU-MM01 protocol's 10 trials (gallery selection and metrics) on a
+  SYSU-sized test set, single-shot (301) and 10-shot (3010 gallery images);
 - train: compile time and images/s of the full DDAG step and of the bare backbone step
   (id loss only, no attention branches) at the configured model, image size and batch, and
   images/s of both embeddings at the test batch size, timed in alternation;
@@ -31,11 +33,14 @@ from mindspore import ops
 from omegaconf import DictConfig
 
 from ddag.config.instantiate import build
+from ddag.data.datasets.base import ImageSet, Split
+from ddag.data.sysu_splits import OfficialSplits
 from ddag.engine import reference_bench
 from ddag.engine.op_profile import profile_steps
 from ddag.engine.step import make_train_step
 from ddag.errors import ConfigError
 from ddag.evaluation.metrics import rank_metrics
+from ddag.evaluation.protocols import SYSUOfficialProtocol
 from ddag.losses.objective import Objective
 from ddag.losses.terms import CrossEntropy
 from ddag.models.ddag import VISIBLE, EmbeddingNet
@@ -84,6 +89,12 @@ def bench_metrics(repeats: int, warmup: int) -> dict:
     sysu = [rng.random((3803, 301)) for _ in range(10)]
     regdb = rng.random((2060, 2060))
     r_ids = np.repeat(np.arange(206), 10)
+    split, splits = _sysu_sized_official_split(rng)
+    official = {}
+    for shots in (1, 10):
+        protocol = SYSUOfficialProtocol.from_splits("all", shots, splits)
+        sizes = [protocol.select(split, t) for t in range(protocol.trials)]
+        official[shots] = (protocol, [rng.random((len(q), len(g))) for _, q, _, g in sizes])
     return {
         "sysu_10_trials_s": _repeat(
             lambda: [rank_metrics(d, q_ids, g_ids, q_cams, g_cams) for d in sysu], repeats, warmup
@@ -91,7 +102,54 @@ def bench_metrics(repeats: int, warmup: int) -> dict:
         "regdb_s": _repeat(
             lambda: rank_metrics(regdb, r_ids, r_ids, protocol="regdb"), repeats, warmup
         ),
+        **{
+            f"sysu_official_{shots}shot_10_trials_s": _repeat(
+                lambda p=protocol, d=distances: _score_trials(p, split, d), repeats, warmup
+            )
+            for shots, (protocol, distances) in official.items()
+        },
     }
+
+
+def _sysu_sized_official_split(rng):
+    """A SYSU-MM01-sized test split and fixed splits: 96 identities, 3803 thermal queries in
+    cameras 3 and 6, 301 (identity, RGB camera) pairs of 13-30 images (as the published
+    rand_perm_cam.mat: 301 single-shot and 3010 10-shot gallery images)."""
+    ids = np.arange(1, 97)
+    pairs = [(i, c) for i in ids for c in (1, 2, 4, 5)]
+    gallery_pairs = [pairs[k] for k in np.sort(rng.choice(len(pairs), 301, replace=False))]
+    query_counts = rng.multinomial(3803, np.full(192, 1 / 192))
+    permutations = {cam: {} for cam in range(1, 7)}
+    sets = {"visible": ([], []), "thermal": ([], [])}
+    for (identity, cam), n in zip(gallery_pairs, rng.integers(13, 31, len(gallery_pairs))):
+        permutations[cam][int(identity)] = np.stack([rng.permutation(n) for _ in range(10)])
+        sets["visible"][0].extend([identity] * n)
+        sets["visible"][1].extend([cam] * n)
+    for (identity, cam), n in zip([(i, c) for i in ids for c in (3, 6)], query_counts):
+        if n:
+            permutations[cam][int(identity)] = np.stack([rng.permutation(n) for _ in range(10)])
+            sets["thermal"][0].extend([identity] * n)
+            sets["thermal"][1].extend([cam] * n)
+    images = {
+        m: ImageSet(i, c, [f"{m}/{k:06d}" for k in range(len(i))]) for m, (i, c) in sets.items()
+    }
+    lengths = {cam: 96 for cam in range(1, 7)}
+    splits = OfficialSplits(permutations, ids, 10, Path("<in memory>"), lengths)
+    return Split(visible=images["visible"], thermal=images["thermal"]), splits
+
+
+def _score_trials(protocol, split, distances) -> None:
+    """Gallery selection and metrics of every trial (the trials' distances precomputed, as
+    the SYSU-sized metric timing above does)."""
+    for trial in range(protocol.trials):
+        _, q_idx, _, g_idx = protocol.select(split, trial)
+        rank_metrics(
+            distances[trial],
+            split.thermal.ids[q_idx],
+            split.visible.ids[g_idx],
+            split.thermal.cams[q_idx],
+            split.visible.cams[g_idx],
+        )
 
 
 def _objective(cfg, num_classes, bare: bool):
