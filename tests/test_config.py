@@ -175,13 +175,16 @@ def test_conf_tree_is_the_documented_one():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("task.epochs=0", "task.epochs=0 is out of range; it must be >= 1"),
+        ("task.epochs=0", "task.epochs=0 is out of range; it must be between 1 and 100000"),
         ("task.epochs=-3", "task.epochs=-3 is out of range"),
         ("task.max_steps_per_epoch=0", "task.max_steps_per_epoch=0 is out of range"),
         ("loader.num_instances=0", "loader.num_instances=0 is out of range"),
         ("loader.num_ids=0", "loader.num_ids=0 is out of range"),
         ("loader.test_batch_size=0", "loader.test_batch_size=0 is out of range"),
-        ("loader.padding=-1", "loader.padding=-1 is out of range; it must be >= 0"),
+        ("loader.padding=-1", "loader.padding=-1 is out of range; it must be between 0 and"),
+        ("loader.height=100000", "loader.height=100000 is out of range; it must be between 8"),
+        ("loader.num_ids=1000000", "loader.num_ids=1000000 is out of range"),
+        ("seed=-1", "seed=-1 is out of range; it must be between 0 and 4294967295"),
         ("task=search task.top_k=0", "task.top_k=0 is out of range"),
         ("eval.rerank_lambda=1.5", "must be between 0 and 1"),
     ],

@@ -1,4 +1,5 @@
-"""Hydra callbacks: one live run per output folder, and a sweep's end report of failed jobs."""
+"""Hydra callbacks: one live run per output folder, no finished run overwritten, and a sweep's
+end report of failed jobs."""
 
 import fcntl
 import os
@@ -13,6 +14,40 @@ from ddag.utils.logging import current_rank, get_logger
 
 log = get_logger(__name__)
 LOCK_NAME = ".ddag.lock"
+# What a run leaves that a new run in the same folder would replace.
+RUN_RECORDS = ("results.json", "train_history.json", "checkpoints", "bench.json")
+# Folders that mark a dataset root (SYSU-MM01, RegDB, LLCM): never a place for results.
+DATASET_MARKERS = (("cam1", "cam3", "exp"), ("Visible", "Thermal", "idx"), ("idx", "test_nir"))
+
+
+def place_refusal(folder: Path, key: str):
+    """Why `folder` cannot receive a run's outputs at all (a file, a dataset root), or None."""
+    if folder.exists() and not folder.is_dir():
+        return f"{key}={folder} is a file, not a folder; choose a folder for the run's outputs"
+    if any(all((folder / name).is_dir() for name in marker) for marker in DATASET_MARKERS):
+        return (
+            f"{key}={folder} is a dataset root; results and checkpoints would be written into "
+            f"your data. Choose another folder: {key}=<new folder>"
+        )
+    return None
+
+
+def finished_run_refusal(folder: Path, key: str, resuming: bool, overwrite: bool):
+    """Why a new run must not write into `folder`, which holds a run's checkpoints or results
+    (unless it resumes that run with task.resume=auto, or overwrite=true says to replace it)."""
+
+    def holds(name):
+        path = folder / name
+        return path.is_file() or (path.is_dir() and any(path.iterdir()))
+
+    held = [name for name in RUN_RECORDS if holds(name)]
+    if held and not (resuming or overwrite):
+        return (
+            f"{key}={folder} already holds a run ({', '.join(held)}); this run would replace "
+            "them. Continue that run with task.resume=auto, use a new folder, or replace it on "
+            "purpose with overwrite=true"
+        )
+    return None
 
 
 class OutputFolderLock(Callback):
@@ -29,14 +64,23 @@ class OutputFolderLock(Callback):
         self._handle = None
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        self._lock(Path(str(config.hydra.run.dir)), "hydra.run.dir")
+        folder = Path(str(config.hydra.run.dir))
+        self._lock(folder, "hydra.run.dir", config, [folder])
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        self._lock(Path(str(config.hydra.sweep.dir)), "hydra.sweep.dir")
+        folder = Path(str(config.hydra.sweep.dir))
+        jobs = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        self._lock(folder, "hydra.sweep.dir", config, [folder, *jobs])
 
-    def _lock(self, folder: Path, key: str) -> None:
+    def _lock(self, folder: Path, key: str, config: DictConfig, records) -> None:
+        """Refuse a file or dataset root, lock the folder (or stop: a live run holds it), then
+        refuse a finished run's folder; the order gives the most precise message."""
         if current_rank() != 0 or os.environ.get("MS_ROLE") == "MS_SCHED":
             return
+        refusal = place_refusal(folder, key)
+        if refusal:
+            log.error("ConfigError: %s", refusal)
+            sys.exit(1)
         folder.mkdir(parents=True, exist_ok=True)
         handle = open(folder / LOCK_NAME, "a+")
         try:
@@ -53,6 +97,14 @@ class OutputFolderLock(Callback):
                 key,
             )
             sys.exit(1)
+        resuming = str(config.get("task", {}).get("resume")) == "auto"
+        overwrite = bool(config.get("overwrite", False))
+        for place in records:
+            refusal = finished_run_refusal(place, key, resuming, overwrite)
+            if refusal:
+                handle.close()
+                log.error("ConfigError: %s", refusal)
+                sys.exit(1)
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()}\n")

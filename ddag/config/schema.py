@@ -265,6 +265,9 @@ class Config:
     task: Any = None  # one of TASK_SCHEMAS, chosen by the task group
     name: str = "default"
     seed: int = 0
+    # A run folder that holds a finished run is refused unless the run resumes it or this says
+    # to replace it.
+    overwrite: bool = False
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     loader: LoaderSettings = field(default_factory=LoaderSettings)
     eval: EvalConfig = field(default_factory=EvalConfig)

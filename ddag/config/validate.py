@@ -13,6 +13,7 @@ import typing
 from typing import Any, Iterator, Tuple
 
 from ddag.data.datasets.base import MODALITIES, SPLITS
+from ddag.data.loader import MAX_IMAGE_SIDE, MIN_IMAGE_SIDE
 from ddag.data.synthetic_disk import LAYOUTS
 from ddag.engine.runtime import AMP_LEVELS, DEVICE_TARGETS, MODES
 from ddag.errors import ConfigError
@@ -138,41 +139,46 @@ CHOICES = {
 }
 
 
-# Lowest (and highest) accepted value of numeric keys of the fixed sections; None: unbounded.
+# Lowest and highest accepted value of numeric keys of the fixed sections; None: unbounded. The
+# upper bounds keep a typo from allocating the machine away (a 100000-pixel image, 10**9 ids).
 RANGES = {
-    ("task", "epochs"): (1, None),
+    ("seed", None): (0, 2**32 - 1),
+    ("task", "epochs"): (1, 100_000),
     ("task", "eval_every"): (1, None),
     ("task", "save_every"): (1, None),
     ("task", "log_every"): (1, None),
     ("task", "max_steps_per_epoch"): (1, None),
-    ("task", "top_k"): (1, None),
-    ("task", "batch_size"): (1, None),
-    ("task", "repeats"): (1, None),
-    ("task", "warmup"): (0, None),
-    ("task", "rounds"): (1, None),
-    ("loader", "num_ids"): (1, None),
-    ("loader", "num_instances"): (1, None),
-    ("loader", "height"): (8, None),
-    ("loader", "width"): (8, None),
-    ("loader", "padding"): (0, None),
-    ("loader", "test_batch_size"): (1, None),
-    ("loader", "num_workers"): (1, None),
-    ("eval", "rerank_k1"): (1, None),
-    ("eval", "rerank_k2"): (1, None),
+    ("task", "top_k"): (1, 10_000),
+    ("task", "batch_size"): (1, 4096),
+    ("task", "repeats"): (1, 10_000),
+    ("task", "warmup"): (0, 10_000),
+    ("task", "rounds"): (1, 1000),
+    ("loader", "num_ids"): (1, 1024),
+    ("loader", "num_instances"): (1, 256),
+    ("loader", "height"): (MIN_IMAGE_SIDE, MAX_IMAGE_SIDE),
+    ("loader", "width"): (MIN_IMAGE_SIDE, MAX_IMAGE_SIDE),
+    ("loader", "padding"): (0, MAX_IMAGE_SIDE),
+    ("loader", "test_batch_size"): (1, 4096),
+    ("loader", "num_workers"): (1, 64),
+    ("eval", "rerank_k1"): (1, 1000),
+    ("eval", "rerank_k2"): (1, 1000),
     ("eval", "rerank_lambda"): (0, 1),
-    ("runtime", "device_id"): (0, None),
-    ("runtime", "num_threads"): (0, None),
+    ("runtime", "device_id"): (0, 1023),
+    ("runtime", "num_threads"): (0, 1024),
 }
 
 
 def _check_ranges(container: dict) -> None:
     for (section, key), (low, high) in RANGES.items():
-        value = (container.get(section) or {}).get(key)
+        if key is None:
+            value, name = container.get(section), section
+        else:
+            value, name = (container.get(section) or {}).get(key), f"{section}.{key}"
         if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         if value < low or (high is not None and value > high):
             valid = f">= {low}" if high is None else f"between {low} and {high}"
-            raise ConfigError(f"{section}.{key}={value} is out of range; it must be {valid}")
+            raise ConfigError(f"{name}={value} is out of range; it must be {valid}")
 
 
 # How the values a task requires are written on the command line, for the error message.

@@ -17,6 +17,10 @@ from ddag.data.sampler import IdentitySampler
 from ddag.data.transforms import augment, normalise_ops, test_transforms
 from ddag.errors import DatasetError
 
+# Accepted image sides in pixels (the papers train at 288x144 and 384x144).
+MIN_IMAGE_SIDE = 8
+MAX_IMAGE_SIDE = 4096
+
 
 @dataclass
 class LoaderSettings:

@@ -3,12 +3,16 @@
 Writes the reference's files (`train_{rgb,ir}_resized_{img,label}.npy`) at the configured size,
 with Lanczos resampling (the reference's Image.ANTIALIAS, removed in Pillow 10). Work is done in
 chunks kept under `<root>/.ddag_prepare/`, so an interrupted run resumes where it stopped; each
-file is written to a temporary name and renamed, so nothing is ever half-written.
+file is written to a temporary name of its own and renamed, so nothing is ever half-written,
+and a lock on the root keeps a second `task=prepare` of the same root from racing this one.
 """
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +24,49 @@ from ddag.data.datasets.sysu import (
     prepared_paths,
     split_files_fingerprint,
 )
+from ddag.errors import DatasetError
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
 
 
+LOCK_NAME = ".ddag_prepare.lock"
+
+
 def save_atomic(path: Path, array: np.ndarray) -> None:
-    """np.save to a temporary file in the same folder, then rename over `path`."""
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    """np.save to a temporary file of its own in the same folder, then rename over `path`."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.npy", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.save(handle, array)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+@contextlib.contextmanager
+def root_lock(root: Path):
+    """An exclusive lock on a dataset root for the duration of its preparation."""
+    handle = open(root / LOCK_NAME, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise DatasetError(
+            f"{root} is being prepared by another task=prepare ({holder}); wait for it to end "
+            "(a second one would race it for the same files)"
+        ) from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
 
 
 def _pack(images: ImageSet, work: Path, prefix: str, chunk: int) -> np.ndarray:
@@ -48,6 +85,11 @@ def _pack(images: ImageSet, work: Path, prefix: str, chunk: int) -> np.ndarray:
 
 def prepare_sysu(dataset: SYSUDataset, chunk: int = 1000) -> dict:
     """Write the packed training arrays of `dataset` (skipped when already complete)."""
+    with root_lock(dataset.root):
+        return _prepare_sysu(dataset, chunk)
+
+
+def _prepare_sysu(dataset: SYSUDataset, chunk: int) -> dict:
     targets = prepared_paths(dataset.root, dataset.merge_val)
     fingerprint = fingerprint_path(dataset.root, dataset.merge_val)
     if dataset.prepared_split() is not None:
@@ -63,6 +105,7 @@ def prepare_sysu(dataset: SYSUDataset, chunk: int = 1000) -> dict:
         log.info("wrote %s (%s)", targets[f"{mod}_img"], packed.shape)
     record = {
         "split_files_sha256": split_files_fingerprint(dataset.root, dataset.merge_val),
+        "images_sha256": dataset.train_images_fingerprint(),
         "height": dataset.height,
         "width": dataset.width,
     }

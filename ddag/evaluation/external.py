@@ -147,7 +147,7 @@ def read_npz_features(paths: List[Path]) -> Tuple[Features, Split]:
         )
     features, sets = {}, {}
     for modality, chunks in parts.items():
-        names = [set(chunk["features"]) for chunk in chunks]
+        names = [list(chunk["features"]) for chunk in chunks]
         if any(n != names[0] for n in names):
             raise DatasetError(f"the {modality} files hold different feature arrays: {names}")
         features[modality] = {

@@ -115,9 +115,21 @@ def parameter_digest(named_arrays) -> str:
     return digest.hexdigest()
 
 
+def _mindspore_temporary(path) -> Path:
+    """The file MindSpore writes before renaming it to `path` (`x.ckpt` -> `x.tmp`)."""
+    path = Path(path)
+    return path.with_name(path.name[: -len(".ckpt")] + ".tmp")
+
+
 def remove_stale_temporaries(folder) -> List[Path]:
-    """Delete temporary files that an interrupted checkpoint write left in `folder`."""
-    stale = sorted(Path(folder).glob(f"*{TEMP_SUFFIX}")) if Path(folder).is_dir() else []
+    """Delete temporary files that an interrupted checkpoint write left in `folder`: ours
+    (`*.tmp.ckpt`) and MindSpore's own (`*.tmp.tmp`, left by a full disk or a kill)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = sorted(folder.glob(f"*{TEMP_SUFFIX}")) + sorted(
+        folder.glob(f"*{_mindspore_temporary(TEMP_SUFFIX).name}")
+    )
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
@@ -161,8 +173,8 @@ def save_checkpoint(path, network, optimizer=None, meta: Optional[dict] = None) 
             f"{kept}. Free space (or set hydra.run.dir on another disk) and resume"
         ) from err
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        for leftover in (Path(tmp), _mindspore_temporary(tmp)):
+            leftover.unlink(missing_ok=True)
     return path
 
 
@@ -211,6 +223,11 @@ def read_checkpoint(path) -> Tuple[Dict[str, ms.Parameter], dict]:
         meta = json.loads(meta)
     except ValueError as err:
         raise CheckpointError(f"checkpoint {path}: its metadata is not JSON ({err})") from None
+    except (RecursionError, MemoryError) as err:
+        raise CheckpointError(
+            f"checkpoint {path}: its metadata is nested too deeply or too large to read "
+            f"({type(err).__name__}); the file is damaged or crafted"
+        ) from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"checkpoint {path}: its metadata is not a mapping")
     return params, meta
@@ -264,9 +281,29 @@ def load_into(
     report.missing = sorted(n for n in unmatched if not n.startswith(ignore_missing))
     if strict and not report.ok:
         raise CheckpointError(f"checkpoint does not fit the model: {report.summary()}")
-    for target, value in to_copy:
-        target.set_data(ms.Tensor(_as_array(value), dtype=target.dtype))
+    arrays = [(target, checked_values(target, _as_array(value))) for target, value in to_copy]
+    for target, array in arrays:
+        target.set_data(ms.Tensor(array, dtype=target.dtype))
     return report
+
+
+def checked_values(target, array: np.ndarray) -> np.ndarray:
+    """`array` if it may become floating parameter `target`: a real floating dtype (not bool,
+    integer or complex, which would load as 0/1 or lose their imaginary part) and finite
+    values (NaN weights train at chance with finite-looking losses)."""
+    if target.dtype in (ms.float16, ms.float32, ms.float64, ms.bfloat16):
+        if array.dtype.kind != "f":
+            raise CheckpointError(
+                f"tensor {target.name} holds {array.dtype} values for a floating parameter; "
+                "the file is damaged or not a weight file of this network"
+            )
+        if not np.all(np.isfinite(array)):
+            bad = int(np.count_nonzero(~np.isfinite(array)))
+            raise CheckpointError(
+                f"tensor {target.name} holds {bad} NaN or infinite values: the run that wrote "
+                "it diverged or the file is damaged; use an earlier checkpoint"
+            )
+    return array
 
 
 def _as_array(value) -> np.ndarray:

@@ -10,9 +10,12 @@ digits of their sha256, which is checked (as torchvision itself does).
 """
 
 import hashlib
+import http.client
 import os
 import re
+import shutil
 import tempfile
+import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -27,6 +30,7 @@ log = get_logger(__name__)
 CACHE_ENV = "DDAG_CACHE"
 URL_SCHEMES = ("https", "http", "file")
 _CHUNK = 1 << 20
+HTML_STARTS = (b"<!doctype html", b"<html")
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,19 @@ def _check_digest(path: Path, expected: str, url: str) -> None:
         )
 
 
+def read_downloaded(source: str, reader, sha256: Optional[str] = None):
+    """(`reader(path)`, path) of `source`'s local path (`resolve_weights`); a cached download
+    that the reader refuses is deleted, so the next run fetches it again instead of failing."""
+    path = resolve_weights(source, sha256=sha256)
+    try:
+        return reader(path), path
+    except CheckpointError as err:
+        if is_remote(source):
+            path.unlink(missing_ok=True)
+            raise CheckpointError(f"{err} (the cached copy {path} was removed)") from None
+        raise
+
+
 def fetch_file(url: str, target: Path, sha256: str, max_bytes: Optional[int] = None) -> Path:
     """`url` downloaded once to `target` (a data file with a known sha256, e.g. a split file).
 
@@ -137,33 +154,106 @@ def fetch_file(url: str, target: Path, sha256: str, max_bytes: Optional[int] = N
     return target
 
 
-def _download(url: str, target: Path, expected: str, max_bytes: Optional[int] = None) -> None:
+@dataclass(frozen=True)
+class DownloadLimits:
+    """What one download may cost: bytes, total seconds, and the slowest average rate
+    tolerated once `grace_s` have passed (a server that trickles a byte every few seconds
+    would otherwise hold the run forever)."""
+
+    max_bytes: int = 4 << 30
+    deadline_s: float = 3600.0
+    min_bytes_per_s: float = 16 << 10
+    grace_s: float = 30.0
+    read_timeout_s: float = 60.0
+
+
+def _download(
+    url: str,
+    target: Path,
+    expected: str,
+    max_bytes: Optional[int] = None,
+    limits: DownloadLimits = DownloadLimits(),
+) -> None:
+    """Fetch `url` to a temporary file beside `target`, check it, rename it to `target`.
+
+    Refused, and nothing kept: more bytes than allowed (announced or sent), less free disk than
+    announced, a body shorter or longer than its Content-Length, an HTML page (an error or
+    login page served in place of the file), a deadline or minimum rate missed, a sha256
+    mismatch.
+    """
+    cap = min(max_bytes or limits.max_bytes, limits.max_bytes)
     fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
+    start = time.monotonic()
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+        with (
+            os.fdopen(fd, "wb") as out,
+            urllib.request.urlopen(url, timeout=limits.read_timeout_s) as response,
+        ):
             total = int(response.headers.get("Content-Length") or 0)
-            if max_bytes is not None and total > max_bytes:
+            if total > cap:
                 raise CheckpointError(
-                    f"{url} announces {total} bytes, more than the {max_bytes} this file can "
-                    "have; it was not downloaded"
+                    f"{url} announces {total} bytes, more than the {cap} allowed; it was not "
+                    "downloaded"
                 )
+            free = shutil.disk_usage(target.parent).free
+            if total and total > free:
+                raise CheckpointError(
+                    f"{url} announces {total} bytes, and {target.parent} has {free} free; free "
+                    f"space or set {CACHE_ENV} to a larger disk"
+                )
+            if "text/html" in (response.headers.get("Content-Type") or "").lower():
+                raise CheckpointError(_html_refusal(url))
             done, next_report = 0, 0.0
             log.info("downloading %s -> %s", url, target)
-            for block in iter(lambda: response.read(_CHUNK), b""):
+            read = getattr(response, "read1", response.read)
+            while True:
+                block = read(_CHUNK)
+                if not block:
+                    break
+                if done == 0 and block.lstrip()[:15].lower().startswith(
+                    (b"<!doctype html", b"<html")
+                ):
+                    raise CheckpointError(_html_refusal(url))
                 out.write(block)
                 done += len(block)
-                if max_bytes is not None and done > max_bytes:
-                    raise CheckpointError(
-                        f"{url} sent more than {max_bytes} bytes, more than this file can have; "
-                        "the download was stopped and not kept"
-                    )
+                _check_progress(url, done, cap, start, limits)
                 if total and done / total >= next_report:
                     log.info("  %3.0f%% of %.1f MiB", 100 * done / total, total / 2**20)
                     next_report += 0.25
+        if total and done != total:
+            raise CheckpointError(
+                f"{url} sent {done} bytes of the {total} it announced; the download is "
+                "incomplete and was not kept"
+            )
         _check_digest(Path(tmp), expected, url)
         os.replace(tmp, target)
-    except OSError as err:
+    except (OSError, http.client.HTTPException) as err:
         raise CheckpointError(f"cannot download {url}: {err}") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _check_progress(url: str, done: int, cap: int, start: float, limits: DownloadLimits) -> None:
+    elapsed = time.monotonic() - start
+    if done > cap:
+        raise CheckpointError(
+            f"{url} sent more than {cap} bytes, more than allowed; the download was stopped and "
+            "not kept"
+        )
+    if elapsed > limits.deadline_s:
+        raise CheckpointError(
+            f"{url}: the download took longer than {limits.deadline_s:.0f} s and was stopped"
+        )
+    if elapsed > limits.grace_s and done / elapsed < limits.min_bytes_per_s:
+        raise CheckpointError(
+            f"{url} sends {done / elapsed:.0f} bytes/s, below the {limits.min_bytes_per_s:.0f} "
+            "bytes/s a download must keep; stopped (try again later or download by hand)"
+        )
+
+
+def _html_refusal(url: str) -> str:
+    return (
+        f"{url} answered with an HTML page, not the file (an error or sign-in page); nothing "
+        "was kept. Open the URL in a browser, or download the file by hand and give its path"
+    )

@@ -8,10 +8,17 @@ names a saved state dict uses (the tensor and parameter rebuild functions, stora
 OrderedDict, latin-1 bytes, numpy arrays and scalars of plain dtypes) and maps each one onto
 our own function that builds a numpy array; any other name stops the read with
 CheckpointError before anything is called.
+
+Sizes are bounded before anything is allocated: a tensor view may hold at most the elements of
+its storage, whose bytes are in the file (stored, not compressed, as torch writes them); numpy
+arrays are built from the bytes the pickle carries, of a plain dtype. The pickle's BUILD opcode
+is honoured only for numpy arrays and dtypes, on objects made for this one load, so a crafted
+file can neither change our stand-ins nor the next file's reading.
 """
 
 import collections
 import io
+import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -36,25 +43,61 @@ STORAGE_DTYPES = {
 }
 
 
+# The data.pkl of a state dict is a few hundred KB; a tensor has at most this many dimensions.
+MAX_PICKLE_BYTES = 64 << 20
+MAX_DIMS = 16
+
+
 class _StorageType:
-    """Stand-in for a torch storage class: only carries the element type."""
+    """Stand-in for a torch storage class: only carries the element type. A new one is made
+    for every reference, so nothing a file does to one reaches another file."""
+
+    __slots__ = ("name",)
 
     def __init__(self, name: str):
         self.name = name
 
 
+class _ArrayPlaceholder:
+    """What numpy's `_reconstruct` gives before BUILD supplies shape, dtype and bytes."""
+
+    __slots__ = ()
+
+
+def _whole_numbers(values, what: str) -> tuple:
+    if not isinstance(values, (tuple, list)) or len(values) > MAX_DIMS:
+        raise CheckpointError(f"a tensor's {what} is not a short list of numbers: damaged file")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise CheckpointError(f"a tensor's {what} holds something other than whole numbers")
+    return tuple(values)
+
+
 def _rebuild_tensor(storage, offset, size, stride, *_unused):
-    """A numpy copy of the tensor view (storage, offset, size, stride), strides in elements."""
+    """A numpy copy of the tensor view (storage, offset, size, stride), strides in elements.
+
+    The view must lie inside the storage and hold no more elements than it (no stride-0
+    broadcasts), so a tensor never costs more memory than the bytes the file holds for it.
+    """
     if not isinstance(storage, np.ndarray):
         raise CheckpointError("a tensor in the file has no storage: damaged file")
-    size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
+    size, stride = _whole_numbers(size, "size"), _whole_numbers(stride, "stride")
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise CheckpointError("a tensor in the file has a negative or non-numeric offset")
+    if len(size) != len(stride) or any(n < 0 for n in size) or any(s < 0 for s in stride):
+        raise CheckpointError("a tensor in the file has an invalid size or stride: damaged file")
+    count = int(np.prod(size, dtype=object)) if size else 1
+    if count == 0:
+        return np.zeros(size, storage.dtype)
+    extent = offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1
+    if extent > storage.size or count > storage.size - offset:
+        raise CheckpointError(
+            f"a tensor in the file views {count} elements of a storage of {storage.size} "
+            f"(offset {offset}): it points outside its storage or repeats it; damaged file"
+        )
+    if any(s == 0 for n, s in zip(size, stride) if n > 1):
+        raise CheckpointError("a tensor in the file repeats its storage (stride 0); refused")
     if not size:
         return np.array(storage[offset])
-    extent = offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1
-    if offset < 0 or any(s < 0 for s in stride) or (min(size) > 0 and extent > storage.size):
-        raise CheckpointError("a tensor in the file points outside its storage: damaged file")
-    if min(size) == 0:
-        return np.zeros(size, storage.dtype)
     view = np.lib.stride_tricks.as_strided(
         storage[offset:], size, tuple(s * storage.itemsize for s in stride), writeable=False
     )
@@ -73,13 +116,44 @@ def _plain_dtype(*args):
 
 
 def _numpy_scalar(dtype, data=None):
+    if not isinstance(dtype, np.dtype) or not isinstance(data, bytes):
+        raise CheckpointError("the file holds a numpy scalar of an unexpected form; refused")
     return np.frombuffer(data, dtype=_plain_dtype(dtype), count=1)[0]
 
 
 def _numpy_reconstruct(cls, shape, dtype_code):
+    """numpy's pickle first makes an empty array, then BUILD fills it: nothing is allocated
+    here (a crafted shape would be), the array is made from BUILD's bytes."""
     if cls is not np.ndarray:
         raise CheckpointError("the file rebuilds a numpy subclass; refused")
-    return np.ndarray.__new__(np.ndarray, shape, dtype_code)
+    return _ArrayPlaceholder()
+
+
+def _array_from_state(state) -> np.ndarray:
+    """The array numpy's BUILD state (version, shape, dtype, fortran, bytes) describes."""
+    if not (isinstance(state, tuple) and len(state) == 5):
+        raise CheckpointError("the file holds a numpy array of an unexpected form; refused")
+    _, shape, dtype, fortran, data = state
+    shape = _whole_numbers(shape, "shape")
+    if not isinstance(dtype, np.dtype) or not isinstance(data, bytes) or any(n < 0 for n in shape):
+        raise CheckpointError("the file holds a numpy array of an unexpected form; refused")
+    dtype = _plain_dtype(dtype)
+    expected = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if expected != len(data):
+        raise CheckpointError(
+            f"a numpy array in the file declares shape {shape} ({expected} bytes) but carries "
+            f"{len(data)} bytes: damaged or crafted file"
+        )
+    array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+    return array.copy()
+
+
+def _dtype_from_state(dtype: np.dtype, state) -> np.dtype:
+    """A dtype after BUILD: only the byte order may change (a new object, never the shared
+    singleton numpy returns for plain types)."""
+    if not (isinstance(state, tuple) and len(state) >= 2 and state[1] in ("<", ">", "|", "=")):
+        raise CheckpointError("the file holds a numpy dtype of an unexpected form; refused")
+    return dtype.newbyteorder(state[1]) if state[1] in ("<", ">") else dtype
 
 
 def _latin1_bytes(text, encoding="latin1"):
@@ -103,7 +177,6 @@ _ALLOWED = {
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): _plain_dtype,
-    **{("torch", name): _StorageType(name) for name in STORAGE_DTYPES},
     **{
         (f"{root}.multiarray", name): function
         for root in ("numpy.core", "numpy._core")  # numpy 1 and numpy 2 module names
@@ -112,13 +185,24 @@ _ALLOWED = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class _RestrictedUnpickler(pickle._Unpickler):
+    """The pure-Python unpickler with a closed list of names and a restricted BUILD.
+
+    The C unpickler cannot be told which objects BUILD may change; data.pkl is small, so the
+    pure-Python one costs little. NEWOBJ is refused: a state dict never needs it.
+    """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
     def __init__(self, handle, archive: zipfile.ZipFile, prefix: str, path: Path):
         super().__init__(handle)
         self.archive, self.prefix, self.path = archive, prefix, path
         self.storages: Dict[str, np.ndarray] = {}
+        self.file_size = os.path.getsize(path)
 
     def find_class(self, module: str, name: str):
+        if module == "torch" and name in STORAGE_DTYPES:
+            return _StorageType(name)
         found = _ALLOWED.get((module, name))
         if found is None:
             raise CheckpointError(
@@ -127,6 +211,28 @@ class _RestrictedUnpickler(pickle.Unpickler):
                 "in it was run"
             )
         return found
+
+    def load_build(self):
+        state = self.stack.pop()
+        target = self.stack[-1]
+        if isinstance(target, _ArrayPlaceholder):
+            self.stack[-1] = _array_from_state(state)
+        elif isinstance(target, np.dtype):
+            self.stack[-1] = _dtype_from_state(target, state)
+        elif isinstance(target, collections.OrderedDict) and not state:
+            pass  # OrderedDict's reduction may carry an empty state
+        else:
+            raise CheckpointError(
+                f"{self.path} asks to set the state of a {type(target).__name__} while loading; "
+                "refused (a weight file only sets the state of numpy arrays)"
+            )
+
+    def load_newobj(self):
+        raise CheckpointError(f"{self.path} asks to create an object with NEWOBJ; refused")
+
+    dispatch[pickle.BUILD[0]] = load_build
+    dispatch[pickle.NEWOBJ[0]] = load_newobj
+    dispatch[pickle.NEWOBJ_EX[0]] = load_newobj
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) >= 3 and pid[0] == "storage"):
@@ -142,9 +248,16 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if "/" in key or key.startswith("."):
             raise CheckpointError(f"{self.path}: storage key {key!r} is not a plain name")
         try:
-            raw = self.archive.read(f"{self.prefix}data/{key}")
+            info = self.archive.getinfo(f"{self.prefix}data/{key}")
         except KeyError:
             raise CheckpointError(f"{self.path} lacks the data of storage {key}: damaged") from None
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size > self.file_size:
+            raise CheckpointError(
+                f"{self.path}: storage {key} is compressed or declares {info.file_size} bytes "
+                "in a smaller file; torch.save stores tensors uncompressed, so the file was "
+                "refused before inflating it"
+            )
+        raw = self.archive.read(info)
         if dtype == "bfloat16":  # the upper half of a float32
             half = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
             return half.view(np.float32)
@@ -175,11 +288,21 @@ def load_torch_file(path) -> Any:
             order = f"{prefix}byteorder"
             if order in archive.namelist() and archive.read(order).strip() != b"little":
                 raise CheckpointError(f"{path} was written big-endian; not supported")
+            if archive.getinfo(pickles[0]).file_size > MAX_PICKLE_BYTES:
+                raise CheckpointError(
+                    f"{path}: its data.pkl declares more than {MAX_PICKLE_BYTES} bytes; a state "
+                    "dict's is far smaller, so the file was refused"
+                )
             with archive.open(pickles[0]) as raw:
-                handle = io.BytesIO(raw.read())
+                handle = io.BytesIO(raw.read(MAX_PICKLE_BYTES + 1))
             return _RestrictedUnpickler(handle, archive, prefix, path).load()
     except CheckpointError:
         raise
+    except (MemoryError, RecursionError) as err:
+        raise CheckpointError(
+            f"cannot read {path}: it asks for more memory or nesting than a state dict needs "
+            f"({type(err).__name__}); refused"
+        ) from None
     except (
         zipfile.BadZipFile,
         pickle.UnpicklingError,

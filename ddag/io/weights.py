@@ -1,6 +1,6 @@
 """Weight files of any origin as {MindSpore-style name: numpy array}.
 
-Reads MindSpore `.ckpt`, `.safetensors` (the `safetensors` package's numpy API, no torch) and
+Reads MindSpore `.ckpt`, `.safetensors` (read here, every tensor checked against the file) and
 PyTorch `.pth`/`.pt`/`.bin` state dicts (`ddag.io.torch_files`, no unpickling of code), and
 translates PyTorch names with the one table below: BatchNorm `weight/bias/running_mean/
 running_var` -> `gamma/beta/moving_mean/moving_variance` (`num_batches_tracked` dropped),
@@ -9,6 +9,8 @@ MindSpore ResNet (`conv1.*`, `bn1.*`, `layer1.0.*`, `fc.*`), and the reference D
 checkpoints like ours through `REFERENCE_DDAG_PREFIXES`.
 """
 
+import json
+import os
 import re
 from pathlib import Path
 from typing import Dict, Iterable, Optional
@@ -106,16 +108,89 @@ def _state_dict_of(loaded, path: Path) -> Dict[str, np.ndarray]:
     return arrays
 
 
+# safetensors dtype -> numpy dtype (BF16 is widened to float32 below).
+SAFETENSORS_DTYPES = {
+    "F64": "<f8",
+    "F32": "<f4",
+    "F16": "<f2",
+    "BF16": "<u2",
+    "I64": "<i8",
+    "I32": "<i4",
+    "I16": "<i2",
+    "I8": "i1",
+    "U8": "u1",
+    "BOOL": "?",
+}
+MAX_SAFETENSORS_HEADER = 100 << 20  # the format's own limit
+
+
 def _read_safetensors(path: Path) -> Dict[str, np.ndarray]:
-    try:
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
-    except ImportError as err:  # pragma: no cover - a declared dependency
-        raise CheckpointError(f"reading {path} needs the safetensors package ({err})") from None
-    try:
-        return dict(load_file(str(path)))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"cannot read {path}: damaged .safetensors file ({err})") from None
+    """The tensors of a .safetensors file, each checked against the file before it is read.
+
+    The format is an 8-byte little-endian header length, a JSON header {name: {dtype, shape,
+    data_offsets}} and the data. Every shape must fit the byte range it names, and every range
+    must lie in the file, so nothing larger than the file is ever allocated.
+    """
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise CheckpointError(f"cannot read {path}: damaged .safetensors file (no header)")
+        length = int.from_bytes(prefix, "little")
+        if length > min(MAX_SAFETENSORS_HEADER, size - 8):
+            raise CheckpointError(
+                f"cannot read {path}: its header claims {length} bytes in a {size}-byte file"
+            )
+        try:
+            header = json.loads(handle.read(length))
+        except (ValueError, UnicodeDecodeError, RecursionError) as err:
+            raise CheckpointError(f"cannot read {path}: its header is not JSON ({err})") from None
+        if not isinstance(header, dict):
+            raise CheckpointError(f"cannot read {path}: its header is not a mapping")
+        data_start, arrays = 8 + length, {}
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            dtype, shape, (begin, end) = _safetensors_entry(path, name, info)
+            if not 0 <= begin <= end <= size - data_start:
+                raise CheckpointError(
+                    f"{path}: tensor {name} lies at bytes {begin}..{end}, past the end of the "
+                    "data: damaged .safetensors file"
+                )
+            count = int(np.prod(shape, dtype=object)) if shape else 1
+            if count * np.dtype(dtype).itemsize != end - begin:
+                raise CheckpointError(
+                    f"{path}: tensor {name} of shape {list(shape)} needs "
+                    f"{count * np.dtype(dtype).itemsize} bytes, its range holds {end - begin}"
+                )
+            handle.seek(data_start + begin)
+            array = np.frombuffer(handle.read(end - begin), dtype=dtype).reshape(shape)
+            if info["dtype"] == "BF16":
+                array = (array.astype(np.uint32) << 16).view(np.float32)
+            arrays[name] = array.astype(array.dtype.newbyteorder("="))
+    return arrays
+
+
+def _safetensors_entry(path: Path, name: str, info) -> tuple:
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{path}: header entry {name!r} is not a mapping")
+    dtype = SAFETENSORS_DTYPES.get(info.get("dtype"))
+    if dtype is None:
+        raise CheckpointError(
+            f"{path}: tensor {name} has dtype {info.get('dtype')!r}, which ddag does not read "
+            f"(supported: {', '.join(SAFETENSORS_DTYPES)}); convert the file to float32"
+        )
+    shape, offsets = info.get("shape"), info.get("data_offsets")
+    numbers = (
+        isinstance(shape, list)
+        and isinstance(offsets, list)
+        and len(offsets) == 2
+        and len(shape) <= 16
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in shape + offsets)
+    )
+    if not numbers:
+        raise CheckpointError(f"{path}: tensor {name} has an invalid shape or byte range")
+    return dtype, tuple(shape), tuple(offsets)
 
 
 def read_weights(path) -> Dict[str, np.ndarray]:

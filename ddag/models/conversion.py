@@ -17,7 +17,13 @@ import numpy as np
 from ddag.errors import CheckpointError
 from ddag.io.checkpoint import LoadReport, backbone_name, load_into
 from ddag.io.weights import REFERENCE_GRAPH_HEAD, reference_ddag_name
-from ddag.models.backbones.resnet import STEM_PREFIXES, TRUNK_PREFIXES, ResNet
+from ddag.models.backbones.resnet import (
+    MAX_BLOCKS,
+    MAX_WIDTH,
+    STEM_PREFIXES,
+    TRUNK_PREFIXES,
+    ResNet,
+)
 from ddag.models.backbones.resnet_ibn import ResNetIBN
 from ddag.models.loading import build_network
 
@@ -29,23 +35,49 @@ RESNET_IBN_TARGET = "ddag.models.backbones.resnet_ibn.ResNetIBN"
 
 def resnet_layout(arrays: Dict[str, np.ndarray], where: str = "the file") -> dict:
     """ResNet recipe arguments (target, layers, widths, stem_channels, block) of backbone-named
-    arrays (`conv1.weight`, `layer1.0.conv1.weight`, ...)."""
-    blocks = [0, 0, 0, 0]
+    arrays (`conv1.weight`, `layer1.0.conv1.weight`, ...).
+
+    Read off the names and shapes and checked before anything is built: block indices must run
+    0..n-1 in every stage with each block's convolutions present and non-empty, within the
+    recipe's bounds, so a stray name (`layer1.100000.conv1.weight`) cannot make us build a
+    hundred thousand blocks.
+    """
+    indices = {stage: set() for stage in range(4)}
     for name in arrays:
         match = _BLOCK.match(name)
         if match:
-            stage, index = int(match.group(1)) - 1, int(match.group(2))
-            blocks[stage] = max(blocks[stage], index + 1)
-    if "conv1.weight" not in arrays or not all(blocks):
+            indices[int(match.group(1)) - 1].add(int(match.group(2)))
+    if "conv1.weight" not in arrays or not all(indices.values()):
         raise CheckpointError(f"{where} is not a ResNet: it lacks conv1 or one of layer1-4")
     block = "bottleneck" if "layer1.0.conv3.weight" in arrays else "basic"
+    convs = ("conv1", "conv2", "conv3") if block == "bottleneck" else ("conv1", "conv2")
+    blocks = []
+    for stage, found in indices.items():
+        if sorted(found) != list(range(len(found))) or len(found) > MAX_BLOCKS:
+            shown = sorted(found)[:5] + (["..."] if len(found) > 5 else []) + [max(found)]
+            raise CheckpointError(
+                f"{where}: the blocks of layer{stage + 1} are numbered {shown}, not 0..n-1 with "
+                f"n <= {MAX_BLOCKS}; the file is damaged or not a ResNet"
+            )
+        for index in sorted(found):
+            for conv in convs:
+                weight = arrays.get(f"layer{stage + 1}.{index}.{conv}.weight")
+                if weight is None or weight.size == 0:
+                    raise CheckpointError(
+                        f"{where}: layer{stage + 1}.{index}.{conv}.weight is missing or empty; "
+                        "the file is damaged or not a ResNet"
+                    )
+        blocks.append(len(found))
     widths = [int(arrays[f"layer{s + 1}.0.conv1.weight"].shape[0]) for s in range(4)]
+    stem = int(arrays["conv1.weight"].shape[0])
+    if not all(1 <= w <= MAX_WIDTH for w in (*widths, stem)):
+        raise CheckpointError(f"{where}: widths {widths} / stem {stem} exceed {MAX_WIDTH}")
     ibn = "layer1.0.bn1.IN.gamma" in arrays
     return {
         "_target_": RESNET_IBN_TARGET if ibn else RESNET_TARGET,
         "layers": blocks,
         "widths": widths,
-        "stem_channels": int(arrays["conv1.weight"].shape[0]),
+        "stem_channels": stem,
         "block": block,
     }
 
@@ -88,7 +120,15 @@ def reference_ddag_spec(arrays: Dict[str, np.ndarray]) -> dict:
             "num_parts": int(arrays["wpa.gate"].shape[0]),
             "conv_bias": "wpa.fc1.0.bias" in arrays,
         }
-    heads = [k for k in arrays if REFERENCE_GRAPH_HEAD.match(k) and k.endswith(".W")]
+    heads = sorted(
+        int(REFERENCE_GRAPH_HEAD.match(k).group(1))
+        for k in arrays
+        if REFERENCE_GRAPH_HEAD.match(k) and k.endswith(".W")
+    )
+    if heads and heads != list(range(len(heads))):
+        raise CheckpointError(
+            f"the reference checkpoint's graph heads are numbered {heads[:6]}..., not 0..n-1"
+        )
     if heads and "out_att.W" in arrays:
         spec["low_dim"] = int(arrays["attention_0.W"].shape[1])
         spec["graph_attention"] = {

@@ -17,6 +17,9 @@ EXPORT_FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx"}  # task=export: format -
 VISIBLE, THERMAL = 1, 2
 
 
+MAX_CLASSES = 1_000_000  # training identities; the classifier is (classes x 2048)
+
+
 class DDAG(nn.Cell):
     """Dynamic dual-attentive aggregation network.
 
@@ -55,6 +58,8 @@ class DDAG(nn.Cell):
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if not gem_p >= 1.0:
             raise ValueError(f"gem_p must be >= 1, got {gem_p}")
+        if not 1 <= num_classes <= MAX_CLASSES:
+            raise ValueError(f"num_classes must be in 1..{MAX_CLASSES}, got {num_classes}")
         self.gem = pooling == "gem"
         self.gem_p = float(gem_p)
         self.two_stream = stems == "two_stream"

@@ -9,6 +9,7 @@ import copy
 from pathlib import Path
 from typing import Optional, Tuple
 
+from ddag.data.loader import MAX_IMAGE_SIDE, MIN_IMAGE_SIDE
 from ddag.errors import CheckpointError, ConfigError
 from ddag.io.checkpoint import (
     LoadReport,
@@ -17,7 +18,8 @@ from ddag.io.checkpoint import (
     ms_zoo_to_ddag,
     read_checkpoint,
 )
-from ddag.models.architecture import build_spec
+from ddag.models.architecture import build_spec, check_spec
+from ddag.models.spec_check import spec_mismatches
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -93,12 +95,21 @@ def network_for_checkpoint(path, fallback_model: Optional[dict] = None) -> Tuple
     if isinstance(model.get("backbone"), dict):
         model["backbone"].pop("pretrained", None)  # the weights come from the checkpoint
     try:
+        check_spec(model)
+        problems = spec_mismatches(model, {name: tuple(p.shape) for name, p in params.items()})
+        if problems:
+            raise CheckpointError(
+                f"{path}: the architecture stored in the checkpoint does not match its tensors "
+                f"({'; '.join(problems[:4])}); the file is damaged or crafted, nothing was built"
+            )
         network = build_network(model, num_classes_of(params, path))
     except ConfigError as err:
         raise CheckpointError(
             f"{path}: the architecture stored in the checkpoint is refused: {err}. A checkpoint "
             "may only name ddag.models components with plain values; nothing was built"
         ) from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: its stored architecture is nested too deeply") from None
     report: LoadReport = load_into(network, params, strict=True)
     return network, report, meta
 
@@ -108,8 +119,14 @@ def stored_input_size(meta: dict) -> dict:
     plain integers (metadata is untrusted data), so {} for model-zoo or damaged files."""
     config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     loader = config.get("loader") if isinstance(config.get("loader"), dict) else {}
-    return {
+    size = {
         key: loader[key]
         for key in ("height", "width")
         if isinstance(loader.get(key), int) and not isinstance(loader.get(key), bool)
     }
+    if any(not MIN_IMAGE_SIDE <= v <= MAX_IMAGE_SIDE for v in size.values()):
+        raise CheckpointError(
+            f"the checkpoint's stored input size {size} is outside {MIN_IMAGE_SIDE}.."
+            f"{MAX_IMAGE_SIDE} pixels: the file is damaged or crafted"
+        )
+    return size

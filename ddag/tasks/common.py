@@ -99,6 +99,8 @@ def loader_settings(cfg: DictConfig) -> LoaderSettings:
 
 def output_dir(cfg: DictConfig) -> Path:
     path = Path(str(cfg.paths.output_dir))
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"paths.output_dir={path} is a file; choose a folder for the outputs")
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -11,7 +11,7 @@ import mindspore as ms
 from omegaconf import DictConfig
 
 from ddag.io.checkpoint import save_checkpoint
-from ddag.io.download import resolve_weights
+from ddag.io.download import read_downloaded
 from ddag.io.weights import is_reference_ddag, read_weights
 from ddag.models.conversion import backbone_weights, reference_ddag_network
 from ddag.tasks import common
@@ -38,8 +38,7 @@ def run(cfg: DictConfig) -> dict:
     kind = str(cfg.task.kind)  # one of CONVERT_KINDS, checked at start-up
     out_dir = common.output_dir(cfg)
     target = file_in(out_dir, cfg.task.output, "task.output")
-    source = resolve_weights(str(cfg.task.source), sha256=cfg.task.sha256)
-    arrays = read_weights(source)
+    arrays, source = read_downloaded(str(cfg.task.source), read_weights, cfg.task.sha256)
     if kind == "auto":
         kind = "ddag" if is_reference_ddag(arrays) else "backbone"
     meta = {"converted_from": str(cfg.task.source), "kind": kind}

@@ -2,9 +2,10 @@
 
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ddag.errors import ConfigError
+from ddag.evaluation.manifests import load_manifest_file
 from ddag.evaluation.tables import build_table, collect_runs, table_markdown, write_table
 from ddag.tasks import common
 from ddag.utils.logging import get_logger
@@ -18,7 +19,7 @@ def load_manifest(name: str) -> dict:
     if not path.is_file():
         available = sorted(p.stem for p in MANIFESTS.glob("*.yaml"))
         raise ConfigError(f"unknown table {name!r}; available: {available}")
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    return load_manifest_file(path)
 
 
 def run(cfg: DictConfig) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ddag.errors import DatasetError
 
@@ -90,13 +90,15 @@ def read_rgb(path: str, size=None) -> np.ndarray:
 
     Grayscale, palette and RGBA images are converted; 16-bit and 32-bit integer grayscale
     (thermal cameras often write 16-bit PNG or TIFF) is scaled to 0-255 by its bit depth, not
-    clipped. `size` is (width, height); resizing uses Lanczos (the reference's ANTIALIAS).
+    clipped. An EXIF orientation is applied first. `size` is (width, height); resizing uses
+    Lanczos (the reference's ANTIALIAS).
     Files that Pillow flags as decompression bombs are refused.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
+                image = _upright(image)
                 image = _to_rgb(image)
                 if size is not None and image.size != tuple(size):
                     image = image.resize(tuple(size), Image.LANCZOS)
@@ -110,6 +112,17 @@ def read_rgb(path: str, size=None) -> np.ndarray:
         ) from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DatasetError(f"cannot read image {path}: {err}. Replace or remove the file.") from err
+
+
+_ORIENTATION_TAG = 0x0112
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """The image as it is meant to be seen: a JPEG's EXIF orientation (a camera held sideways)
+    applied, as every viewer does; images without one are returned as they are."""
+    if image.getexif().get(_ORIENTATION_TAG, 1) in (0, 1):
+        return image
+    return ImageOps.exif_transpose(image)
 
 
 _WIDE_GRAY_MAX = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535}

@@ -117,7 +117,7 @@ class RegDBDataset(VIReIDDataset):
             report.add(level, f"{len(absent)} index file(s) missing", PREPARE_HINT, absent)
             if level == "error":
                 return report
-        for split, level in (("train", "error"), ("test", "warning")):
+        for split, level in (("train", "error"), ("test", "error")):
             unmatched = unmatched_identities(
                 *([label for _, label in self._rows(split, m)] for m in ("visible", "thermal"))
             )
@@ -129,8 +129,8 @@ class RegDBDataset(VIReIDDataset):
                     "list every identity in both modalities"
                     + (
                         " (training labels must mean the same person in both)"
-                        if level == "error"
-                        else "; unmatched queries are skipped by the metrics"
+                        if split == "train"
+                        else " (a query whose identity has no gallery image cannot be scored)"
                     ),
                     unmatched,
                 )

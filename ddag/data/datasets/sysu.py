@@ -78,6 +78,17 @@ def split_files_fingerprint(root: Path, merge_val: bool) -> str:
     return digest.hexdigest()
 
 
+def images_fingerprint(root: Path, paths) -> str:
+    """sha256 over (path below root, size, modification time) of image files: an image that
+    was replaced, rewritten or touched changes it, so packed arrays are not used stale."""
+    digest = hashlib.sha256()
+    for path in paths:
+        stat = Path(path).stat()
+        relative = Path(path).relative_to(root).as_posix()
+        digest.update(f"{relative}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def fingerprint_path(root: Path, merge_val: bool) -> Path:
     """The JSON written beside the packed arrays: split-file fingerprint and image size."""
     return root / f"train_resized_fingerprint{'' if merge_val else '_trainonly'}.json"
@@ -185,6 +196,11 @@ class SYSUDataset(VIReIDDataset):
         if stored.get("split_files_sha256") != split_files_fingerprint(self.root, self.merge_val):
             return "they were packed from other exp/*_id.txt split files"
         identities = self.train_ids()
+        if stored.get("images_sha256") != self.train_images_fingerprint():
+            return (
+                "the training images changed since they were packed (a file was added, removed, "
+                "replaced or touched), or an older ddag packed them"
+            )
         mapping = {identity: i for i, identity in enumerate(identities)}
         for mod, cameras in (("rgb", RGB_CAMERAS), ("ir", IR_CAMERAS)):
             images, labels = arrays[mod]
@@ -200,6 +216,14 @@ class SYSUDataset(VIReIDDataset):
             if not np.array_equal(np.bincount(labels, minlength=len(identities)), expected):
                 return f"their {mod} images per identity differ from the image folders"
         return None
+
+    def train_images_fingerprint(self) -> str:
+        """`images_fingerprint` of every training image, visible then thermal."""
+        identities = self.train_ids()
+        paths = [
+            p for cams in (RGB_CAMERAS, IR_CAMERAS) for p in self._listing(identities, cams)[0]
+        ]
+        return images_fingerprint(self.root, paths)
 
     def train_split(self) -> Split:
         if "train" not in self._cache:

@@ -57,6 +57,11 @@ class GraphAttentionLayer(nn.Cell):
         return out
 
 
+# Bounds on what the graph branch may allocate (the paper: 4 heads of 512).
+MAX_HEADS = 64
+MAX_LOW_DIM = 65536
+
+
 class GraphStructuredAttention(nn.Cell):
     """Multi-head GAT over the batch graph: (N, C) pooled features -> (N, classes) log-probs.
 
@@ -81,8 +86,11 @@ class GraphStructuredAttention(nn.Cell):
         super().__init__()
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout={dropout} must be in [0, 1)")
-        if num_heads < 1 or low_dim < 1:
-            raise ValueError(f"num_heads={num_heads} and low_dim={low_dim} must be >= 1")
+        if not (1 <= num_heads <= MAX_HEADS and 1 <= low_dim <= MAX_LOW_DIM):
+            raise ValueError(
+                f"num_heads={num_heads} must be in 1..{MAX_HEADS} and low_dim={low_dim} in "
+                f"1..{MAX_LOW_DIM}"
+            )
         self.heads = nn.CellList(
             [
                 GraphAttentionLayer(in_features, low_dim, dropout, alpha, True)

@@ -9,6 +9,8 @@ from mindspore import Parameter, Tensor, nn, ops
 
 from ddag.models.heads import frozen_shift_batchnorm
 
+MAX_PARTS = 64  # horizontal stripes of an 18-row feature map; more is a typo
+
 
 class WeightedPartAttention(nn.Cell):
     """Refines p horizontal part features with cross-part attention and a learned part weighting.
@@ -21,8 +23,8 @@ class WeightedPartAttention(nn.Cell):
 
     def __init__(self, in_channels: int, num_parts: int = 3, conv_bias: bool = True):
         super().__init__()
-        if num_parts < 1:
-            raise ValueError(f"num_parts must be >= 1, got {num_parts}")
+        if not 1 <= num_parts <= MAX_PARTS:
+            raise ValueError(f"num_parts must be between 1 and {MAX_PARTS}, got {num_parts}")
         self.num_parts = num_parts
         self.out_features = in_channels
         self.fc1 = nn.Conv2d(in_channels, in_channels, 1, has_bias=conv_bias)

@@ -14,7 +14,7 @@ from mindspore import nn, ops
 from mindspore.common.initializer import HeNormal
 
 from ddag.io.checkpoint import backbone_name, load_into
-from ddag.io.download import resolve_weights
+from ddag.io.download import read_downloaded
 from ddag.io.weights import read_weights
 from ddag.models.attention.non_local import NonLocalBlock
 from ddag.utils.logging import get_logger
@@ -208,6 +208,11 @@ class Trunk(nn.Cell):
         return self._stage(self.layer4, self.nl4, starts[3], x)
 
 
+# Bounds on what a recipe may allocate (ResNet-152: 36 blocks in a stage, 512 wide).
+MAX_BLOCKS = 64
+MAX_WIDTH = 8192
+
+
 class ResNet:
     """Recipe for a ResNet split into stem and trunk; the DDAG network asks it for the pieces.
 
@@ -249,6 +254,20 @@ class ResNet:
             raise ValueError(f"block must be one of {BLOCKS}, got {block!r}")
         if last_stride not in (1, 2):
             raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+        if not all(1 <= n <= MAX_BLOCKS for n in layers):
+            raise ValueError(
+                f"layers must hold 1..{MAX_BLOCKS} blocks per stage, got {list(layers)}"
+            )
+        if not all(1 <= w <= MAX_WIDTH for w in (*widths, stem_channels, non_local_channels)):
+            raise ValueError(
+                f"widths, stem_channels and non_local_channels must be in 1..{MAX_WIDTH}, got "
+                f"{list(widths)}, {stem_channels}, {non_local_channels}"
+            )
+        if not all(0 <= k <= n for k, n in zip(non_local, layers)):
+            raise ValueError(
+                f"non_local {list(non_local)}: non-local blocks cannot follow more blocks than "
+                f"a stage has ({list(layers)})"
+            )
         self.layers = tuple(layers)
         self.widths = tuple(widths)
         self.stem_channels = stem_channels
@@ -291,8 +310,7 @@ class ResNet:
         if not self.pretrained:
             return cell
         if self._weights is None:
-            path = resolve_weights(str(self.pretrained), sha256=self.pretrained_sha256)
-            params = read_weights(path)
+            params, _ = read_downloaded(str(self.pretrained), read_weights, self.pretrained_sha256)
             self._weights = {backbone_name(k): v for k, v in params.items() if backbone_name(k)}
         part = {k: v for k, v in self._weights.items() if k.startswith(prefixes)}
         report = load_into(cell, part, strict=self.strict, ignore_missing=skip)
