@@ -83,7 +83,8 @@ def _check_keys(node: dict, schema: dict, where: str) -> None:
 
 def _numbers(values, what: str, where: str, kind=int) -> None:
     if not all(isinstance(v, kind) and not isinstance(v, bool) for v in values):
-        raise ConfigError(f"{where}: {what} must be a list of {kind.__name__}s, got {values!r:.60}")
+        name = "whole number" if kind is int else "number"
+        raise ConfigError(f"{where}: {what} must be {name}s, got {values!r:.60}")
 
 
 def check_manifest(data, path) -> None:

@@ -205,14 +205,19 @@ def _download(
                 raise CheckpointError(_html_refusal(url))
             done, next_report = 0, 0.0
             log.info("downloading %s -> %s", url, target)
-            read = getattr(response, "read1", response.read)
+            read, raw = _body_reader(response, total)
             while True:
-                block = read(_CHUNK)
+                if raw is not None and done >= total:
+                    _shorten_timeout(raw)  # only a server sending more than announced answers
+                try:
+                    block = read(_CHUNK)
+                except TimeoutError:
+                    if raw is not None and done >= total:
+                        break
+                    raise
                 if not block:
                     break
-                if done == 0 and block.lstrip()[:15].lower().startswith(
-                    (b"<!doctype html", b"<html")
-                ):
+                if done == 0 and block.lstrip()[:15].lower().startswith(HTML_STARTS):
                     raise CheckpointError(_html_refusal(url))
                 out.write(block)
                 done += len(block)
@@ -222,8 +227,8 @@ def _download(
                     next_report += 0.25
         if total and done != total:
             raise CheckpointError(
-                f"{url} sent {done} bytes of the {total} it announced; the download is "
-                "incomplete and was not kept"
+                f"{url} sent {done} bytes where it announced {total}; the download is "
+                f"{'incomplete' if done < total else 'not the announced file'} and was not kept"
             )
         _check_digest(Path(tmp), expected, url)
         os.replace(tmp, target)
@@ -232,6 +237,23 @@ def _download(
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _body_reader(response, total: int):
+    """(read function, raw socket file or None) for the body. With a Content-Length the socket
+    is read directly, past the announced end, so a body longer than announced is caught
+    (urllib asks the server to close the connection after the response)."""
+    raw = getattr(response, "fp", None)
+    chunked = "chunked" in (response.headers.get("Transfer-Encoding") or "").lower()
+    if not total or chunked or raw is None or not hasattr(raw, "read1"):
+        return getattr(response, "read1", response.read), None
+    return raw.read1, raw
+
+
+def _shorten_timeout(raw) -> None:
+    sock = getattr(getattr(raw, "raw", None), "_sock", None)
+    if sock is not None:
+        sock.settimeout(2.0)
 
 
 def _check_progress(url: str, done: int, cap: int, start: float, limits: DownloadLimits) -> None:

@@ -129,6 +129,19 @@ def _numpy_reconstruct(cls, shape, dtype_code):
     return _ArrayPlaceholder()
 
 
+def _count_placeholders(value, depth: int = 0) -> int:
+    """Arrays started by `_reconstruct` that no BUILD completed, anywhere in `value`."""
+    if isinstance(value, _ArrayPlaceholder):
+        return 1
+    if depth > 100:
+        raise CheckpointError("the file's objects are nested too deeply; refused")
+    if isinstance(value, dict):
+        return sum(_count_placeholders(v, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_count_placeholders(v, depth + 1) for v in value)
+    return 0
+
+
 def _array_from_state(state) -> np.ndarray:
     """The array numpy's BUILD state (version, shape, dtype, fortran, bytes) describes."""
     if not (isinstance(state, tuple) and len(state) == 5):
@@ -295,7 +308,13 @@ def load_torch_file(path) -> Any:
                 )
             with archive.open(pickles[0]) as raw:
                 handle = io.BytesIO(raw.read(MAX_PICKLE_BYTES + 1))
-            return _RestrictedUnpickler(handle, archive, prefix, path).load()
+            loaded = _RestrictedUnpickler(handle, archive, prefix, path).load()
+            if _count_placeholders(loaded):
+                raise CheckpointError(
+                    f"{path} holds a numpy array without its data (a shape and no bytes): "
+                    "damaged or crafted file"
+                )
+            return loaded
     except CheckpointError:
         raise
     except (MemoryError, RecursionError) as err:
