@@ -110,13 +110,15 @@ class CheckpointSaver(Callback):
         self.meta_extra = dict(meta_extra or {})
         self.every_n_epochs = max(1, every_n_epochs)
 
-    def save(self, trainer, state, name: str) -> Path:
-        """Write `name` with the network, the optimiser and the loop state as it is now."""
+    def save(self, trainer, state, name: str, with_optimizer: bool = True) -> Path:
+        """Write `name` with the network, the loop state as it is now and, unless told
+        otherwise, the optimiser (best.ckpt holds the network only: it is for inference, and
+        the optimiser state would double its size)."""
         trainer.record_components(state)
         path = save_checkpoint(
             self.directory / name,
             self.network,
-            self.optimizer,
+            self.optimizer if with_optimizer else None,
             {**self.meta_extra, "state": state.to_meta()},
         )
         return path
@@ -186,7 +188,7 @@ class PeriodicEvaluation(Callback):
         if metrics[self.metric] > self.best_metric:
             self.best_metric, self.best_epoch = metrics[self.metric], state.epoch
             if self.saver is not None:
-                self.saver.save(trainer, state, "best.ckpt")
+                self.saver.save(trainer, state, "best.ckpt", with_optimizer=False)
                 log.info(
                     "new best %s %s=%.2f at epoch %d",
                     self.prefix,

@@ -1,5 +1,6 @@
 """The train step: MindSpore 2.x functional style (`value_and_grad` + optional `jit`)."""
 
+import numpy as np
 from mindspore import amp, ops, value_and_grad
 from mindspore import jit as ms_jit
 
@@ -27,7 +28,10 @@ def make_train_step(objective, optimizer, grad_reducer=None, jit: bool = True, l
         if grad_reducer is not None:
             grads = grad_reducer(grads)
         if loss_scaler is None:
-            return ops.depend(total, optimizer(grads)), terms
+            # A non-finite gradient makes the returned loss NaN, so the host stops at this step
+            # even when the loss itself was still finite.
+            poison = ops.select(amp.all_finite(grads), ops.zeros_like(total), total * np.nan)
+            return ops.depend(total, optimizer(grads)) + poison, terms
         grads = loss_scaler.unscale(grads)
         finite = amp.all_finite(grads)
         loss_scaler.adjust(finite)

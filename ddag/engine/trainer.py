@@ -220,6 +220,7 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_step_end(self, state, losses)
             self._stop_if_requested()
+        self._check_parameters(epoch, state)
         state.epoch = epoch + 1
         state.epoch_losses.append(dict(zip(self.term_names, (sums / max(count, 1)).tolist())))
         self.objective.epoch_end()
@@ -232,11 +233,31 @@ class Trainer:
     def _check_finite(self, values: np.ndarray, epoch: int, state: TrainState) -> None:
         if np.all(np.isfinite(values)):
             return
+        terms = dict(zip(self.term_names, values.round(4).tolist()))
+        what = "the loss" if not np.all(np.isfinite(values[1:])) else "the loss or its gradient"
         raise TrainingError(
-            f"the loss became non-finite at epoch {epoch}, step {state.step} "
-            f"({dict(zip(self.term_names, values.round(4).tolist()))}). Last good checkpoint: "
-            f"{state.last_checkpoint or 'none written yet'}. Lower optimizer.lr or check the "
-            f"data, then continue with task.resume=<checkpoint>."
+            f"{what} became non-finite at epoch {epoch}, step {state.step} (loss terms {terms}, "
+            f"learning rate {self.lr_at(state.step):.3g}). {self._divergence_hint(state)}"
+        )
+
+    def _check_parameters(self, epoch: int, state: TrainState) -> None:
+        """Before anything is saved: a parameter or statistic (BatchNorm's running variance)
+        that went non-finite while the losses stayed finite would give NaN features later."""
+        for parameter in self.objective.get_parameters():
+            if not np.all(np.isfinite(parameter.asnumpy())):
+                raise TrainingError(
+                    f"{parameter.name} became non-finite during epoch {epoch} (the losses were "
+                    f"finite; last step {state.step}). {self._divergence_hint(state)}"
+                )
+
+    @staticmethod
+    def _divergence_hint(state: TrainState) -> str:
+        checkpoint = state.last_checkpoint or "not written yet"
+        return (
+            f"Training stopped; the last good checkpoint is {checkpoint}. Try a lower "
+            "optimizer.lr, an input size the backbone is meant for (loader=paper: 288x144 for "
+            "ResNet-50), or runtime.amp_level=O0, then continue with task.resume=<checkpoint> "
+            "or start again"
         )
 
 

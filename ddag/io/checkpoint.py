@@ -22,6 +22,7 @@ from ddag.errors import CheckpointError
 META_KEY = "ddag_meta"
 DIGEST_KEY = "ddag_sha256"
 TEMP_SUFFIX = ".tmp.ckpt"
+CHECKPOINT_MODE = 0o640  # the owner writes, the owner's group may read (a shared lab folder)
 
 _COMMON_PREFIXES = (
     ("bottleneck.", "bottleneck."),
@@ -163,6 +164,7 @@ def save_checkpoint(path, network, optimizer=None, meta: Optional[dict] = None) 
         )
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, CHECKPOINT_MODE)  # MindSpore leaves its files readable by the owner only
         os.replace(tmp, path)
         _sync_folder(path.parent)
     except (OSError, RuntimeError, ValueError) as err:

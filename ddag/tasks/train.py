@@ -157,6 +157,7 @@ class TrainingRun:
     extractor: FeatureExtractor
     tensorboard: Any
     selection: Optional[PeriodicEvaluation]
+    saver: Optional[CheckpointSaver] = None
 
 
 def _train_step(cfg: DictConfig, context, network, objective, steps: int):
@@ -194,7 +195,7 @@ def _callbacks(cfg, out_dir, dataset, protocols, network, optimizer, extractor, 
         )
     # Evaluation before saving: last.ckpt then holds the scores and best epoch of its epoch.
     callbacks = [ProgressLogger(int(cfg.task.log_every)), tensorboard, selection, saver]
-    return [cb for cb in callbacks if cb is not None], tensorboard, selection
+    return [cb for cb in callbacks if cb is not None], tensorboard, selection, saver
 
 
 def build_run(cfg: DictConfig) -> TrainingRun:
@@ -226,7 +227,7 @@ def build_run(cfg: DictConfig) -> TrainingRun:
     step_fn, optimizer, lr_per_step = _train_step(cfg, context, network, objective, steps)
     state = _resume(cfg, out_dir, network, optimizer)
     extractor = FeatureExtractor(network, settings, flip=bool(cfg.eval.flip))
-    callbacks, tensorboard, selection = _callbacks(
+    callbacks, tensorboard, selection, saver = _callbacks(
         cfg, out_dir, dataset, protocols, network, optimizer, extractor, context.is_main
     )
     trainer = Trainer(
@@ -253,6 +254,7 @@ def build_run(cfg: DictConfig) -> TrainingRun:
         extractor,
         tensorboard,
         selection,
+        saver,
     )
 
 
@@ -279,6 +281,10 @@ def report(run: TrainingRun, state: TrainState) -> dict:
     }
     (run.out_dir / "train_history.json").write_text(json.dumps(history, indent=2))
     flags = _load_selected(run.cfg, run.out_dir, run.network, state, run.selection)
+    if flags["selection"] == "last" and run.saver is not None:
+        # best.ckpt is always the selected model; with "last" selection, the last epoch's.
+        best = run.saver.save(run.trainer, state, "best.ckpt", with_optimizer=False)
+        flags["checkpoint"] = str(best)
     summary = common.test_and_report(
         run.extractor,
         run.dataset,
