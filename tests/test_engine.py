@@ -142,3 +142,27 @@ def test_old_checkpoints_keep_their_model_selection_state():
         "history": meta["selection_history"],
     }
     assert state.components["objective"] == {"graph_weight": 0.4}
+
+
+def test_a_non_finite_gradient_makes_the_step_loss_nan_before_any_save():
+    import mindspore as ms
+    from mindspore import nn
+
+    from ddag.engine.step import make_train_step
+
+    class Objective(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.w = ms.Parameter(ms.Tensor(np.ones(2, np.float32)), name="w")
+
+        def construct(self, x):
+            total = (self.w * x).sum()  # d/dw = x: inf where x is inf
+            return ms.ops.minimum(total, ms.Tensor(1.0)), (total,)
+
+    objective = Objective()
+    optimizer = nn.SGD(objective.trainable_params(), learning_rate=0.1)
+    step = make_train_step(objective, optimizer, jit=False)
+    total, _ = step(ms.Tensor(np.array([1.0, 2.0], np.float32)))
+    assert np.isfinite(total.asnumpy())
+    total, _ = step(ms.Tensor(np.array([1.0, np.inf], np.float32)))
+    assert np.isnan(total.asnumpy())  # the loss was clipped to 1.0; the gradient was inf

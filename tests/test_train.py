@@ -192,3 +192,20 @@ def test_mixed_precision_trains_with_float32_heads_and_unchanged_names(tmp_path,
     assert "trunk.layer1.0.conv1.weight" in params and "classifier.weight" in params
     assert str(params["classifier.weight"].dtype) == "Float32"
     assert "v2t/FC_att/rank1" in summary
+
+
+def test_a_last_selected_run_keeps_the_network_as_best_ckpt(tmp_path):
+    import stat
+
+    eager = ["runtime.mode=pynative", "runtime.jit_step=false", "task.selection=last"]
+    train.run(compose_config(TINY + ["+debug=fast", *eager], output_dir=tmp_path))
+    best, _ = read_checkpoint(tmp_path / "checkpoints" / "best.ckpt")
+    last, _ = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert best and not any(name.startswith("optimizer.") for name in best)
+    assert any(name.startswith("optimizer.") for name in last)
+    for name, value in best.items():
+        np.testing.assert_array_equal(value.asnumpy(), last[name].asnumpy())
+    mode = stat.S_IMODE((tmp_path / "checkpoints" / "best.ckpt").stat().st_mode)
+    assert mode & stat.S_IRGRP
+    records = json.loads((tmp_path / "results.json").read_text())
+    assert records[0]["flags"]["checkpoint"].endswith("best.ckpt")
