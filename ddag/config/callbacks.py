@@ -1,7 +1,6 @@
 """Hydra callbacks: one live run per output folder, no finished run overwritten, and a sweep's
 end report of failed jobs."""
 
-import fcntl
 import os
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from ddag.errors import FAILED_MARKER
+from ddag.utils.locks import try_lock
 from ddag.utils.logging import current_rank, get_logger
 
 log = get_logger(__name__)
@@ -82,13 +82,8 @@ class OutputFolderLock(Callback):
             log.error("ConfigError: %s", refusal)
             sys.exit(1)
         folder.mkdir(parents=True, exist_ok=True)
-        handle = open(folder / LOCK_NAME, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
+        handle, holder = try_lock(folder / LOCK_NAME)
+        if handle is None:
             log.error(
                 "ConfigError: %s is in use by a live run (%s). Wait for it to finish, or give "
                 "this run its own folder: %s=<new folder>",
@@ -105,10 +100,6 @@ class OutputFolderLock(Callback):
                 handle.close()
                 log.error("ConfigError: %s", refusal)
                 sys.exit(1)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}\n")
-        handle.flush()
         self._handle = handle
 
 

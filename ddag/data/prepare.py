@@ -8,7 +8,6 @@ and a lock on the root keeps a second `task=prepare` of the same root from racin
 """
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ from ddag.data.datasets.sysu import (
     split_files_fingerprint,
 )
 from ddag.errors import DatasetError
+from ddag.utils.locks import try_lock
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -48,22 +48,13 @@ def save_atomic(path: Path, array: np.ndarray) -> None:
 @contextlib.contextmanager
 def root_lock(root: Path):
     """An exclusive lock on a dataset root for the duration of its preparation."""
-    handle = open(root / LOCK_NAME, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
+    handle, holder = try_lock(root / LOCK_NAME)
+    if handle is None:
         raise DatasetError(
             f"{root} is being prepared by another task=prepare ({holder}); wait for it to end "
             "(a second one would race it for the same files)"
-        ) from None
+        )
     try:
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}\n")
-        handle.flush()
         yield
     finally:
         handle.close()
