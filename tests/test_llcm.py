@@ -125,7 +125,7 @@ def test_a_smoke_run_trains_on_an_llcm_tree_and_reports_both_protocols(llcm_tree
         "task.selection=last",
     ]
     cfg = compose_config(overrides, output_dir=tmp_path / "run")
-    protocols = common.build_protocols(cfg, common.dataset_root(cfg))
+    protocols = common.build_protocols(cfg)
     assert [p.name for p in protocols] == ["llcm_t2v", "llcm_v2t"]
     train.run(cfg)
     records = json.loads((tmp_path / "run" / "results.json").read_text())

@@ -266,11 +266,11 @@ def test_split_dir_defaults_to_the_dataset_roots_exp_folder(tmp_path):
     write_official_split_files(tmp_path / "SYSU" / "exp", official_split_layout(0), 0)
     selected = ["eval/protocol=[sysu_official_all]", "eval.protocol.sysu_official_all.shots=10"]
     cfg = compose_config(["dataset=sysu", f"dataset.root={tmp_path / 'SYSU'}", *selected])
-    (protocol,) = common.build_protocols(cfg, common.dataset_root(cfg))
+    (protocol,) = common.build_protocols(cfg)
     assert protocol.splits.path == tmp_path / "SYSU" / "exp" / "rand_perm_cam.mat"
     assert protocol.name == "sysu_official_all_10shot"
     with pytest.raises(ConfigError, match="add eval.protocol.sysu_official_all.split_dir=FOLDER"):
-        common.build_protocols(compose_config(selected), None)
+        common.build_protocols(compose_config(selected))
 
 
 def test_task_eval_on_a_sysu_tree_scores_the_gallery_the_matlab_functions_select(tmp_path):

@@ -10,7 +10,7 @@ malformed or foreign file is refused with a one-paragraph error instead of faili
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -154,10 +154,3 @@ def _malformed(path: Path, problem: str) -> DatasetError:
     return DatasetError(
         f"{path} is not a usable SYSU-MM01 split file: {problem}. " + where_to_get(path.parent)
     )
-
-
-def official_test_ids(splits: OfficialSplits, split_ids: List[int]) -> List[int]:
-    """The official protocol's test identities: test_id.mat's, else those of the test split."""
-    if splits.test_ids is None:
-        return sorted(int(i) for i in split_ids)
-    return [int(i) for i in splits.test_ids]

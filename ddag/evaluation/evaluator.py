@@ -38,13 +38,11 @@ def evaluate_features(
         flags.update(transductive=True, rerank_settings=dict(rerank))
     records = []
     for protocol in protocols:
-        q_mod, _, g_mod, _ = protocol.select(split, 0)
-        names = [n for n in features[q_mod] if n in features[g_mod]]
-        per_feature = {name: [] for name in names}
-        cmcs = {name: [] for name in names}
+        per_feature, cmcs = {}, {}
         for trial in range(protocol.trials):
             q_mod, q_idx, g_mod, g_idx = protocol.select(split, trial)
             q_set, g_set = split.modality(q_mod), split.modality(g_mod)
+            names = [n for n in features[q_mod] if n in features[g_mod]]
             for name in names:
                 query, gallery = features[q_mod][name][q_idx], features[g_mod][name][g_idx]
                 if rerank is None:
@@ -59,9 +57,9 @@ def evaluate_features(
                     g_set.cams[g_idx],
                     protocol=protocol.metric,
                 )
-                per_feature[name].append(result.as_dict())
-                cmcs[name].append(result.cmc)
-        for name in names:
+                per_feature.setdefault(name, []).append(result.as_dict())
+                cmcs.setdefault(name, []).append(result.cmc)
+        for name in per_feature:
             mean_cmc = [
                 float(sum(c[k] for c in cmcs[name]) / len(cmcs[name]))
                 for k in range(len(cmcs[name][0]))

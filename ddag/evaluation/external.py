@@ -32,10 +32,10 @@ Features = Dict[str, Dict[str, np.ndarray]]
 def read_features(source, cameras: Sequence[int] = (1, 2, 3, 4, 5, 6)) -> Tuple[Features, Split]:
     """(features[modality][name], split) of `source`: a .npz path, a list of them, or the
     prefix of the authors' `_cam<k>.mat` files (of which `cameras` must exist)."""
-    paths = [str(p) for p in source] if isinstance(source, (list, tuple)) else [str(source)]
+    paths = _paths(source)
     if not paths:
         raise DatasetError("task.features is empty: give a .npz file, a list of them, or a prefix")
-    if all(p.endswith(".npz") for p in paths):
+    if is_npz_source(source):
         return read_npz_features([Path(p) for p in paths])
     if len(paths) == 1:
         return read_sysu_mat_features(paths[0], cameras)
@@ -43,6 +43,16 @@ def read_features(source, cameras: Sequence[int] = (1, 2, 3, 4, 5, 6)) -> Tuple[
         f"task.features={paths}: a list must hold .npz files only; the authors' layout is one "
         "prefix P (for P_cam1.mat ... P_cam6.mat)"
     )
+
+
+def _paths(source) -> List[str]:
+    return [str(p) for p in source] if isinstance(source, (list, tuple)) else [str(source)]
+
+
+def is_npz_source(source) -> bool:
+    """Whether `source` names task=extract .npz files (else the authors' .mat prefix)."""
+    paths = _paths(source)
+    return bool(paths) and all(p.endswith(".npz") for p in paths)
 
 
 def read_sysu_mat_features(prefix: str, cameras: Sequence[int]) -> Tuple[Features, Split]:

@@ -69,7 +69,10 @@ def load_manifest_file(path: Path) -> dict:
     return data
 
 
-def _check_keys(node: dict, schema: dict, where: str) -> None:
+def _check_keys(node: dict, schema: dict, where: str, required=()) -> None:
+    for key in required:
+        if key not in node:
+            raise ConfigError(f"{where}: the key {key!r} is required")
     for key, value in node.items():
         if key not in schema:
             hint = difflib.get_close_matches(str(key), list(schema), n=1)
@@ -93,10 +96,7 @@ def check_manifest(data, path) -> None:
     where = f"{path}: top level"
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a table manifest is a mapping with name and rows")
-    _check_keys(data, TOP_KEYS, where)
-    for key in ("name", "rows"):
-        if key not in data:
-            raise ConfigError(f"{where}: the key {key!r} is required")
+    _check_keys(data, TOP_KEYS, where, required=("name", "rows"))
     if not data["rows"]:
         raise ConfigError(f"{where}: rows is empty")
     metrics = data.get("metrics", [])
@@ -107,10 +107,7 @@ def check_manifest(data, path) -> None:
         row_where = f"{path}: row {number}"
         if not isinstance(row, dict):
             raise ConfigError(f"{row_where}: a row is a mapping with preset and protocol")
-        _check_keys(row, ROW_KEYS, row_where)
-        for key in ("preset", "protocol"):
-            if key not in row:
-                raise ConfigError(f"{row_where}: the key {key!r} is required")
+        _check_keys(row, ROW_KEYS, row_where, required=("preset", "protocol"))
         _numbers(row.get("seeds", []), "seeds", row_where)
         _numbers(row.get("trials", []), "trials", row_where)
         paper = row.get("paper") or {}

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ddag.data.datasets.base import MODALITIES, ImageSet, Split
-from ddag.data.sysu_splits import OfficialSplits, official_test_ids, read_official_splits
+from ddag.data.sysu_splits import OfficialSplits, read_official_splits
 from ddag.errors import ConfigError, EvaluationError
 
 Selection = Tuple[
@@ -240,21 +240,18 @@ class SYSUOfficialProtocol:
         """test_id.mat's identities for a split that holds any of them (the test split);
         otherwise (no test_id.mat, or a validation split) the split's own identities."""
         held = np.union1d(split.visible.ids, split.thermal.ids)
-        if self.splits.test_ids is not None and not np.isin(self.splits.test_ids, held).any():
-            return sorted(int(i) for i in held)
-        return official_test_ids(self.splits, held.tolist())
+        listed = self.splits.test_ids
+        if listed is None or not np.isin(listed, held).any():
+            listed = held
+        return [int(i) for i in listed]
 
     def _cameras(self):
         return [(cam, "thermal") for cam in self.QUERY_CAMERAS] + [
             (cam, "visible") for cam in self.CAMERAS[self.search]
         ]
 
-    def check(self, split: Split) -> List[str]:
-        """Every permutation must number exactly the images the split holds, per camera and
-        identity, and a gallery permutation must have `shots` entries."""
+    def _problems(self, groups: Dict, ids: List[int]) -> List[str]:
         problems = []
-        groups = {"visible": image_groups(split.visible), "thermal": image_groups(split.thermal)}
-        ids = self._test_ids(split)
         for cam, modality in self._cameras():
             for identity in ids:
                 listed = self.splits.image_count(cam, identity)
@@ -274,16 +271,22 @@ class SYSUOfficialProtocol:
             problems.append(f"{self.name}: no test identity has an image in cameras 3 or 6")
         return problems
 
+    def check(self, split: Split) -> List[str]:
+        """Every permutation must number exactly the images the split holds, per camera and
+        identity, and a gallery permutation must have `shots` entries."""
+        groups = {"visible": image_groups(split.visible), "thermal": image_groups(split.thermal)}
+        return self._problems(groups, self._test_ids(split))
+
     def select(self, split: Split, trial: int) -> Selection:
         if not 0 <= trial < self.trials:
             raise EvaluationError(f"trial {trial} is outside the file's {self.trials} trials")
-        problems = self.check(split)
+        groups = {"visible": image_groups(split.visible), "thermal": image_groups(split.thermal)}
+        ids = self._test_ids(split)
+        problems = self._problems(groups, ids)
         if problems:
             raise EvaluationError(
                 f"{self.splits.path} does not match the test images: " + "; ".join(problems[:5])
             )
-        groups = {"visible": image_groups(split.visible), "thermal": image_groups(split.thermal)}
-        ids = self._test_ids(split)
         chosen = {"visible": [], "thermal": []}
         for cam, modality in self._cameras():
             for identity in ids:
@@ -347,10 +350,9 @@ class LLCMProtocol:
         return f"llcm_{self.direction}"
 
     def check(self, split: Split) -> List[str]:
-        rows, columns = ("thermal", "visible")
-        if not len(ordered_by_identity_and_camera(split.modality(rows), self.THERMAL_CAMERAS)):
+        if not np.isin(split.thermal.cams, self.THERMAL_CAMERAS).any():
             return [f"{self.name}: no infrared test image in cameras {self.THERMAL_CAMERAS}"]
-        if not len(ordered_by_identity_and_camera(split.modality(columns), self.VISIBLE_CAMERAS)):
+        if not np.isin(split.visible.cams, self.VISIBLE_CAMERAS).any():
             return [f"{self.name}: no visible test image in cameras {self.VISIBLE_CAMERAS}"]
         return []
 

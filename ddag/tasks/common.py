@@ -211,11 +211,12 @@ def build_loss_terms(cfg: DictConfig) -> dict:
     return {name: build(node) for name, node in to_dict(cfg.loss).items() if node is not None}
 
 
-def build_protocols(cfg: DictConfig, dataset_root: Optional[str] = None) -> List:
+def build_protocols(cfg: DictConfig) -> List:
     """The protocols selected in the eval/protocol config group, in selection order.
 
-    A protocol's `split_dir: null` (the official SYSU-MM01 splits) means `<dataset_root>/exp`.
+    A protocol's `split_dir: null` (the official SYSU-MM01 splits) means `<dataset.root>/exp`.
     """
+    root = dataset_root(cfg)
     nodes = to_dict(cfg.eval).get("protocol") or {}
     if not nodes:
         raise ConfigError(
@@ -224,13 +225,13 @@ def build_protocols(cfg: DictConfig, dataset_root: Optional[str] = None) -> List
     protocols = []
     for name, node in nodes.items():
         if "split_dir" in node and not node["split_dir"]:
-            if not dataset_root:
+            if not root:
                 raise ConfigError(
                     f"eval.protocol.{name}.split_dir is not set and there is no dataset root to "
                     f"take <root>/exp from; add eval.protocol.{name}.split_dir=FOLDER (the "
                     "folder holding the authors' rand_perm_cam.mat)"
                 )
-            node = {**node, "split_dir": str(Path(dataset_root) / "exp")}
+            node = {**node, "split_dir": str(Path(root) / "exp")}
         protocols.append(build(node))
     return protocols
 

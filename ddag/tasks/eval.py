@@ -16,7 +16,7 @@ def run(cfg: DictConfig) -> dict:
     path = Path(str(cfg.task.checkpoint))
     network, meta, cfg = common.network_from_checkpoint(cfg)
     dataset = common.build_dataset(cfg)
-    protocols = common.build_protocols(cfg, common.dataset_root(cfg))
+    protocols = common.build_protocols(cfg)
     common.check_protocols(protocols, dataset.test_split())
     identity = common.checkpoint_identity(cfg, dataset, path, meta)
     extractor = FeatureExtractor(network, common.loader_settings(cfg), flip=bool(cfg.eval.flip))

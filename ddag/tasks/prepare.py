@@ -55,7 +55,8 @@ def _check_official_splits(report, dataset: SYSUDataset, split_dir: Path) -> Non
         )
         return
     try:
-        single, multi = (SYSUOfficialProtocol("all", n, str(split_dir)) for n in (1, 10))
+        single = SYSUOfficialProtocol("all", 1, str(split_dir))
+        multi = SYSUOfficialProtocol.from_splits("all", 10, single.splits)
     except DdagError as err:
         report.add("error", "the official split file cannot be used", str(err))
         return

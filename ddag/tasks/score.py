@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ddag.errors import ConfigError
 from ddag.evaluation.evaluator import evaluate_features
-from ddag.evaluation.external import check_identity_counts, read_features
+from ddag.evaluation.external import check_identity_counts, is_npz_source, read_features
 from ddag.evaluation.protocols import SYSUOfficialProtocol
 from ddag.tasks import common
 from ddag.utils.logging import get_logger
@@ -45,8 +45,8 @@ def _cameras(protocols) -> list:
 
 def run(cfg: DictConfig) -> dict:
     source = _sources(cfg)
-    protocols = common.build_protocols(cfg, common.dataset_root(cfg))
-    is_npz = all(str(s).endswith(".npz") for s in ([source] if isinstance(source, str) else source))
+    protocols = common.build_protocols(cfg)
+    is_npz = is_npz_source(source)
     features, split = read_features(source, () if is_npz else _cameras(protocols))
     if not is_npz:
         for protocol in protocols:

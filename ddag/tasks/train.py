@@ -204,7 +204,7 @@ def build_run(cfg: DictConfig) -> TrainingRun:
     out_dir = common.output_dir(cfg)
     dataset = common.build_dataset(cfg)
     # Test protocols and the test split are checked now, not after hours of training.
-    protocols = common.build_protocols(cfg, common.dataset_root(cfg))
+    protocols = common.build_protocols(cfg)
     common.check_protocols(protocols, dataset.test_split())
     settings = common.loader_settings(cfg)
     sampler, pipeline = common.training_data(cfg, dataset, context.size, context.rank)

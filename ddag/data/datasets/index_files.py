@@ -2,7 +2,7 @@
 
 import os
 from pathlib import Path
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 from ddag.data.datasets.base import read_text
 from ddag.errors import DatasetError
@@ -48,3 +48,19 @@ def unmatched_identities(visible: List[int], thermal: List[int]) -> List[str]:
     return [f"label {i} (visible only)" for i in only_visible] + [
         f"label {i} (thermal only)" for i in only_thermal
     ]
+
+
+def shared_label_mapping(
+    visible: List[Tuple[str, int]], thermal: List[Tuple[str, int]], where: str, fix: str
+) -> Dict[int, int]:
+    """One training label -> 0..N-1 mapping for both modalities' index rows; DatasetError when
+    the two list different identities (a label must mean the same person in both)."""
+    v_ids, t_ids = [label for _, label in visible], [label for _, label in thermal]
+    unmatched = unmatched_identities(v_ids, t_ids)
+    if unmatched:
+        raise DatasetError(
+            f"{where} list different identities for the two modalities ({len(unmatched)} "
+            f"unmatched: {', '.join(unmatched[:5])}). A training label must mean the same "
+            f"person in both; {fix}"
+        )
+    return {label: i for i, label in enumerate(sorted(set(v_ids)))}

@@ -18,7 +18,11 @@ from pathlib import Path
 from typing import List, Tuple
 
 from ddag.data.datasets.base import FileImageSet, Split, VIReIDDataset, is_image_file
-from ddag.data.datasets.index_files import read_index_file, unmatched_identities
+from ddag.data.datasets.index_files import (
+    read_index_file,
+    shared_label_mapping,
+    unmatched_identities,
+)
 from ddag.data.datasets.sysu import read_ids
 from ddag.data.doctor import DoctorReport, check_files, compare_count, expect_folders
 from ddag.errors import DatasetError
@@ -70,15 +74,12 @@ class LLCMDataset(VIReIDDataset):
     def train_split(self) -> Split:
         if "train" not in self._splits:
             visible, thermal = self._train_rows("visible"), self._train_rows("thermal")
-            v_ids, t_ids = [label for _, label in visible], [label for _, label in thermal]
-            unmatched = unmatched_identities(v_ids, t_ids)
-            if unmatched:
-                raise DatasetError(
-                    f"LLCM: {INDEX_FILES['visible']} and {INDEX_FILES['thermal']} list different "
-                    f"identities ({len(unmatched)} unmatched: {', '.join(unmatched[:5])}). A "
-                    "training label must mean the same person in both; fix the index files"
-                )
-            mapping = {label: i for i, label in enumerate(sorted(set(v_ids)))}
+            mapping = shared_label_mapping(
+                visible,
+                thermal,
+                f"LLCM: {INDEX_FILES['visible']} and {INDEX_FILES['thermal']}",
+                "fix the index files",
+            )
             sets = [
                 FileImageSet(
                     [self.root / path for path, _ in rows],

@@ -15,7 +15,11 @@ from typing import List, Tuple
 import numpy as np
 
 from ddag.data.datasets.base import FileImageSet, Split, VIReIDDataset
-from ddag.data.datasets.index_files import read_index_file, unmatched_identities
+from ddag.data.datasets.index_files import (
+    read_index_file,
+    shared_label_mapping,
+    unmatched_identities,
+)
 from ddag.data.doctor import DoctorReport, check_files, compare_count, expect_folders
 from ddag.errors import DatasetError
 
@@ -73,17 +77,13 @@ class RegDBDataset(VIReIDDataset):
             visible, thermal = self._rows(split, "visible"), self._rows(split, "thermal")
             mapping = None
             if split == "train":
-                v_ids, t_ids = [label for _, label in visible], [label for _, label in thermal]
-                unmatched = unmatched_identities(v_ids, t_ids)
-                if unmatched:
-                    raise DatasetError(
-                        f"RegDB trial {self.trial}: the training index files list different "
-                        f"identities for the two modalities ({len(unmatched)} unmatched: "
-                        f"{', '.join(unmatched[:5])}). A training label must mean the same person "
-                        f"in both; fix idx/train_visible_{self.trial}.txt and "
-                        f"idx/train_thermal_{self.trial}.txt"
-                    )
-                mapping = {label: i for i, label in enumerate(sorted(set(v_ids)))}
+                mapping = shared_label_mapping(
+                    visible,
+                    thermal,
+                    f"RegDB trial {self.trial}: the training index files",
+                    f"fix idx/train_visible_{self.trial}.txt and "
+                    f"idx/train_thermal_{self.trial}.txt",
+                )
             self._splits[split] = Split(
                 visible=self._image_set(visible, "visible", mapping),
                 thermal=self._image_set(thermal, "thermal", mapping),
