@@ -10,7 +10,6 @@ import pickle
 import threading
 import time
 import zipfile
-from functools import partial
 
 import numpy as np
 import pytest
@@ -21,6 +20,7 @@ from ddag.io.torch_files import load_torch_file
 from tests import torch_writer
 from tests.bounded import run_bounded
 from tests.conftest import TINY, compose_config
+from tests.loopback import serving
 from tests.test_run_cli import run_cli
 
 
@@ -364,13 +364,8 @@ class _Server(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def bad_server():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Server)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(handler=_Server) as (base, _):
+        yield base
 
 
 @pytest.mark.parametrize(
@@ -402,22 +397,10 @@ def test_a_cached_download_that_fails_to_load_is_removed(tmp_path, monkeypatch):
     served = tmp_path / "served"
     served.mkdir()
     (served / "weights.pth").write_bytes(b"not a zip")
-    handler = partial(_QuietFiles, directory=str(served))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/weights.pth"
+    with serving(served) as (base, _):
         with pytest.raises(CheckpointError, match="was removed"):
-            read_downloaded(url, load_torch_file)
-        assert not list((tmp_path / "cache").rglob("weights.pth"))
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class _QuietFiles(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
+            read_downloaded(f"{base}/weights.pth", load_torch_file)
+    assert not list((tmp_path / "cache").rglob("weights.pth"))
 
 
 # 7. Deep nesting and huge metadata are errors, not tracebacks --------------------------------

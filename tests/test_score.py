@@ -1,11 +1,8 @@
 """task=score on both feature layouts, its errors, the split-file download and the doctor."""
 
 import hashlib
-import http.server
 import json
 import re
-import threading
-from functools import partial
 
 import numpy as np
 import pytest
@@ -27,6 +24,7 @@ from tests.builders import (
     write_test_id_file,
 )
 from tests.conftest import DATA, compose_config
+from tests.loopback import serving
 from tests.test_run_cli import run_cli
 
 METRICS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
@@ -190,25 +188,13 @@ def test_a_bad_feature_file_ends_the_run_with_one_paragraph(tmp_path):
     assert "Traceback" not in result.stderr + result.stdout
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def split_server(tmp_path):
     """A loopback HTTP server over a folder with test-made split files."""
     served = tmp_path / "served"
     write_official_split_files(served, official_split_layout(0), 0, test_ids=OFFICIAL_TEST_IDS)
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), partial(_QuietHandler, directory=str(served))
-    )
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", served, server
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(served) as (base, server):
+        yield base + "/", served, server
 
 
 def test_fetch_splits_downloads_checks_and_keeps_the_files_once(

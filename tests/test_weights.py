@@ -2,11 +2,8 @@
 strictly; crafted pickles refused without running; URLs downloaded once and sha256-checked."""
 
 import hashlib
-import http.server
 import json
 import pickle
-import threading
-from functools import partial
 from pathlib import Path
 
 import mindspore as ms
@@ -25,6 +22,7 @@ from ddag.models.loading import network_for_checkpoint, stored_input_size
 from ddag.tasks import convert
 from tests import torch_writer
 from tests.conftest import compose_config, load_json, reference_data
+from tests.loopback import serving
 
 TORCHVISION_PREFIX = "base_resnet.base."  # the reference wraps a torchvision-named ResNet-50
 
@@ -212,11 +210,6 @@ def test_ibn_a_weights_load_by_their_own_names():
     assert set(torch_names.values()) <= set(renamed)
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def weight_server(tmp_path):
     """A loopback HTTP server over a folder with one weight file; yields (url, sha256)."""
@@ -224,16 +217,8 @@ def weight_server(tmp_path):
     folder.mkdir()
     save_file(_torchvision_resnet50(seed=3), str(folder / "resnet50-test.safetensors"))
     digest = hashlib.sha256((folder / "resnet50-test.safetensors").read_bytes()).hexdigest()
-    handler = partial(_QuietHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/resnet50-test.safetensors"
-        yield url, digest, server
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(folder) as (base, server):
+        yield f"{base}/resnet50-test.safetensors", digest, server
 
 
 def test_a_url_is_downloaded_once_checked_and_used_from_the_cache(tmp_path, weight_server):
