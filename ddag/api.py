@@ -11,6 +11,7 @@ from typing import List, Union
 
 import numpy as np
 
+from ddag.checkpoints.network import load_network
 from ddag.data.datasets.base import ArrayImageSet, FileImageSet, ImageSet
 from ddag.data.datasets.folder import folder_images
 from ddag.data.loader import LoaderSettings
@@ -18,7 +19,6 @@ from ddag.engine.runtime import RuntimeSettings, setup_runtime
 from ddag.errors import ConfigError
 from ddag.evaluation.features import MODALITY_CODES, FeatureExtractor
 from ddag.evaluation.metrics import pairwise_distance
-from ddag.models.loading import network_for_checkpoint, stored_input_size
 
 Images = Union[str, List[str], np.ndarray, ImageSet]
 FEATURES = ("FC", "FC_att")
@@ -167,12 +167,12 @@ def load_model(
     """
     settings = RuntimeSettings(device_target=device, mode=mode, host_blocking=device == "CPU")
     setup_runtime(settings, seed=0)
-    network, _, meta = network_for_checkpoint(checkpoint)
-    size = stored_input_size(meta)
+    loaded = load_network(checkpoint)
+    stored = loaded.input
     return ReIDModel(
-        network,
-        height or size.get("height", 288),
-        width or size.get("width", 144),
+        loaded.network,
+        height or (stored.height if stored else 288),
+        width or (stored.width if stored else 144),
         batch_size,
         flip,
     )

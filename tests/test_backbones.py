@@ -124,7 +124,7 @@ def test_agw_model_has_non_local_blocks_after_the_last_blocks_and_gem():
             "model.backbone.non_local=[0,2,3,0]",
         ]
     )
-    from ddag.models.loading import build_network
+    from ddag.models.architecture import build_network
     from ddag.tasks.common import to_dict
 
     network = build_network(to_dict(cfg.model), 5)

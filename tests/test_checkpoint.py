@@ -6,8 +6,11 @@ import mindspore as ms
 import numpy as np
 import pytest
 
+from ddag.checkpoints.names import ms_zoo_to_ddag
 from ddag.errors import CheckpointError
-from ddag.io.checkpoint import load_into, ms_zoo_to_ddag, read_checkpoint, save_checkpoint
+from ddag.io.checkpoint import load_into
+from ddag.io.checkpoint import read_checkpoint_file as read_checkpoint
+from ddag.io.checkpoint import write_checkpoint_file as save_checkpoint
 from ddag.models.attention.iwpa import WeightedPartAttention
 from ddag.models.backbones.resnet import ResNet
 from ddag.models.ddag import DDAG

@@ -118,7 +118,7 @@ def _safetensors(path, header: dict, data: bytes):
 
 
 def test_safetensors_headers_are_checked_against_the_file(tmp_path):
-    from ddag.io.weights import read_weights
+    from ddag.checkpoints.weights import read_weights
 
     past = _safetensors(
         tmp_path / "past.safetensors",
@@ -181,8 +181,8 @@ def test_a_stray_block_index_does_not_build_a_hundred_thousand_blocks():
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     """A tiny DDAG checkpoint (two stems, IWPA, CGSA) and the spec it stores."""
-    from ddag.io.checkpoint import save_checkpoint
-    from ddag.models.loading import build_network
+    from ddag.io.checkpoint import write_checkpoint_file as save_checkpoint
+    from ddag.models.architecture import build_network
     from ddag.tasks import common
 
     cfg = compose_config(TINY)
@@ -207,7 +207,8 @@ CRAFTED_SPECS = {
 def test_a_stored_spec_that_does_not_match_its_tensors_is_refused_before_building(
     case, tiny_checkpoint, tmp_path
 ):
-    from ddag.io.checkpoint import META_KEY, read_checkpoint
+    from ddag.io.checkpoint import META_KEY
+    from ddag.io.checkpoint import read_checkpoint_file as read_checkpoint
 
     source, spec = tiny_checkpoint
     node, key, value = CRAFTED_SPECS[case]
@@ -225,13 +226,13 @@ def test_a_stored_spec_that_does_not_match_its_tensors_is_refused_before_buildin
     ms.save_checkpoint(entries, str(path), append_dict={META_KEY: meta, DIGEST_KEY: digest})
     output, seconds = run_bounded(
         f"""
-        from ddag.models.loading import network_for_checkpoint
+        from ddag.checkpoints.network import load_network
         from ddag.errors import CheckpointError
         import time
         limit_memory(1500)
         start = time.monotonic()
         try:
-            network_for_checkpoint({str(path)!r})
+            load_network({str(path)!r})
             print("LOADED")
         except CheckpointError as err:
             print("REFUSED CheckpointError", err, "in", time.monotonic() - start)
@@ -244,14 +245,16 @@ def test_a_stored_spec_that_does_not_match_its_tensors_is_refused_before_buildin
 
 
 def test_a_stored_input_size_out_of_range_is_refused():
-    from ddag.models.loading import stored_input_size
+    from ddag.checkpoints.meta import CheckpointMeta, InputSpec
 
-    assert stored_input_size({"config": {"loader": {"height": 288, "width": 144}}}) == {
-        "height": 288,
-        "width": 144,
-    }
+    old = CheckpointMeta.from_dict({"config": {"loader": {"height": 288, "width": 144}}})
+    assert old.input == InputSpec(288, 144)
+    new = CheckpointMeta.from_dict({"format_version": 2, "input": {"height": 96, "width": 48}})
+    assert new.input == InputSpec(96, 48)
     with pytest.raises(CheckpointError, match="stored input size"):
-        stored_input_size({"config": {"loader": {"height": 10**6, "width": 144}}})
+        CheckpointMeta.from_dict({"config": {"loader": {"height": 10**6, "width": 144}}})
+    with pytest.raises(CheckpointError, match="stored input size"):
+        CheckpointMeta.from_dict({"format_version": 2, "input": {"height": 10**6, "width": 9}})
 
 
 # 4. Values that allocate: bounded at start-up ------------------------------------------------
@@ -268,7 +271,7 @@ def test_a_stored_input_size_out_of_range_is_refused():
     ],
 )
 def test_component_values_that_would_allocate_are_refused_when_built(override, message):
-    from ddag.models.loading import build_network
+    from ddag.models.architecture import build_network
     from ddag.tasks import common
 
     cfg = compose_config(TINY + [override])
@@ -409,7 +412,8 @@ def test_a_cached_download_that_fails_to_load_is_removed(tmp_path, monkeypatch):
 def test_deeply_nested_checkpoint_metadata_is_a_checkpoint_error(tiny_checkpoint, tmp_path):
     import mindspore as ms
 
-    from ddag.io.checkpoint import META_KEY, read_checkpoint
+    from ddag.io.checkpoint import META_KEY
+    from ddag.io.checkpoint import read_checkpoint_file as read_checkpoint
 
     params, _ = read_checkpoint(tiny_checkpoint[0])
     path = tmp_path / "deep.ckpt"
@@ -544,7 +548,7 @@ def test_mindspore_temporaries_are_removed_on_save_and_on_a_failed_write(tmp_pat
 
     stale = tmp_path / "last.ckpt.abc123.tmp.tmp"
     stale.write_bytes(b"half a checkpoint")
-    checkpoint.save_checkpoint(tmp_path / "last.ckpt", nn.Dense(2, 2))
+    checkpoint.write_checkpoint_file(tmp_path / "last.ckpt", nn.Dense(2, 2))
     assert not stale.exists() and (tmp_path / "last.ckpt").is_file()
 
     def full_disk(entries, name, **kwargs):
@@ -553,7 +557,7 @@ def test_mindspore_temporaries_are_removed_on_save_and_on_a_failed_write(tmp_pat
 
     monkeypatch.setattr(ms, "save_checkpoint", full_disk)
     with pytest.raises(CheckpointError, match="could not write checkpoint"):
-        checkpoint.save_checkpoint(tmp_path / "best.ckpt", nn.Dense(2, 2))
+        checkpoint.write_checkpoint_file(tmp_path / "best.ckpt", nn.Dense(2, 2))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor
 
-from ddag.io.checkpoint import MS_ZOO_PREFIXES, ms_zoo_to_ddag
+from ddag.checkpoints.names import MS_ZOO_PREFIXES, ms_zoo_to_ddag
 from ddag.losses.objective import Objective
 from ddag.losses.terms import BatchHardTriplet, CrossEntropy, NegativeLogLikelihood
 from ddag.models.attention.cgsa import GraphStructuredAttention

@@ -4,7 +4,7 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from ddag.models.loading import network_for_checkpoint
+from ddag.checkpoints.network import load_network
 from ddag.tasks import eval as eval_task
 from tests.conftest import compose_config, load_json, reference_data
 
@@ -50,7 +50,8 @@ def test_model_zoo_checkpoint_is_evaluated_with_its_shared_layout(tmp_path):
         output_dir=tmp_path / "eval",
     )
     ms.set_context(mode=ms.PYNATIVE_MODE)
-    network, report, _ = network_for_checkpoint(path)
+    loaded = load_network(path)
+    network, report = loaded.network, loaded.report
     assert report.ok and len(report.loaded) == len({p.name for p in network.get_parameters()})
     assert not network.two_stream and not network.has_graph_attention
     params = {p.name: p.asnumpy() for p in network.get_parameters()}

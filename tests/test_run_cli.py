@@ -132,7 +132,7 @@ def _wait_for(process, text: str, lines: list, timeout: float = 300) -> None:
 @pytest.mark.slow
 def test_ctrl_c_ends_training_cleanly_and_a_live_folder_is_not_shared(tmp_path):
     """SIGINT to `python run.py` (SIGTERM is tested in-process in test_train.py)."""
-    from ddag.io.checkpoint import read_checkpoint
+    from ddag.checkpoints.store import read_checkpoint
 
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     run_dir = tmp_path / "run"
@@ -168,4 +168,12 @@ def test_ctrl_c_ends_training_cleanly_and_a_live_folder_is_not_shared(tmp_path):
     assert f"task.resume=auto hydra.run.dir={run_dir}" in output
     assert "Traceback" not in output
     _, meta = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")
-    assert meta["state"]["epoch"] >= 1
+    assert meta.state["epoch"] >= 1
+    # The printed command continues the run's own settings; a changed one is refused, named,
+    # and the run folder's .hydra/config.yaml still describes the run.
+    changed = run_cli("task.resume=auto", f"hydra.run.dir={run_dir}", "task.epochs=7")
+    assert changed.returncode == 1, changed.stdout[-2000:] + changed.stderr[-2000:]
+    message = changed.stdout + changed.stderr
+    assert "task.epochs: 100 -> 7" in message and "task.resume_changes=true" in message
+    recorded = (run_dir / ".hydra" / "config.yaml").read_text()
+    assert "epochs: 100" in recorded and "max_steps_per_epoch: 3" in recorded

@@ -6,9 +6,11 @@ import copy
 import mindspore as ms
 import pytest
 
+from ddag.checkpoints.meta import CheckpointMeta
+from ddag.checkpoints.network import load_network
+from ddag.checkpoints.store import save_checkpoint
 from ddag.errors import CheckpointError
-from ddag.io.checkpoint import save_checkpoint
-from ddag.models.loading import build_network, network_for_checkpoint
+from ddag.models.architecture import build_network
 
 ms.set_context(mode=ms.PYNATIVE_MODE)
 
@@ -71,16 +73,17 @@ def test_a_checkpoint_cannot_choose_what_gets_built(tmp_path, path, value):
     victim.write_text("precious")
     crafted = _with(path, _fill(value, str(victim)))
     checkpoint = tmp_path / "crafted.ckpt"
-    save_checkpoint(checkpoint, build_network(TINY_MODEL, 4), meta={"model": crafted})
+    save_checkpoint(checkpoint, build_network(TINY_MODEL, 4), meta=CheckpointMeta(model=crafted))
     with pytest.raises(CheckpointError, match="refused"):
-        network_for_checkpoint(checkpoint)
+        load_network(checkpoint)
     assert victim.read_text() == "precious"
 
 
 def test_a_checkpoint_with_our_components_and_plain_values_loads(tmp_path):
     checkpoint = tmp_path / "good.ckpt"
-    save_checkpoint(checkpoint, build_network(TINY_MODEL, 4), meta={"model": TINY_MODEL})
-    network, report, _ = network_for_checkpoint(checkpoint)
+    save_checkpoint(checkpoint, build_network(TINY_MODEL, 4), meta=CheckpointMeta(model=TINY_MODEL))
+    loaded = load_network(checkpoint)
+    network, report = loaded.network, loaded.report
     assert report.ok and network.has_part_attention and not network.has_graph_attention
 
 
@@ -110,22 +113,34 @@ def test_extract_output_must_be_a_file_name_in_the_run_directory(tmp_path):
     assert not (tmp_path.parent / "features.npz").exists()
 
 
-def test_resuming_with_other_settings_names_every_changed_key(tmp_path, caplog):
-    import logging
-
-    from ddag.tasks import common, train
+def test_a_resume_continues_the_stored_settings_and_refuses_changed_ones(tmp_path):
+    from ddag.config.resume import resumed_config
+    from ddag.errors import ConfigError
+    from ddag.tasks import common
     from tests.conftest import compose_config
 
-    trained = compose_config(["logger=none"], output_dir=tmp_path)
-    meta = {"config": common.to_dict(trained), "config_hash": common.config_hash(trained)}
-    same = compose_config(["logger=none", "task.resume=auto"], output_dir=tmp_path)
-    changed = compose_config(
-        ["logger=none", "task.resume=auto", "seed=1", "optimizer.lr=0.05"], output_dir=tmp_path
-    )
-    with caplog.at_level(logging.WARNING, logger="ddag.tasks.train"):
-        train._report_changes(meta, same, tmp_path / "last.ckpt")
-        assert not caplog.records  # only task.resume differs: nothing to report
-        train._report_changes(meta, changed, tmp_path / "last.ckpt")
-    text = caplog.text
-    assert "seed: 0 -> 1" in text and "optimizer.lr: 0.1 -> 0.05" in text
-    assert "task.resume" not in text
+    def plain(*overrides):
+        return common.to_dict(compose_config(["logger=none", *overrides], output_dir=tmp_path))
+
+    trained = plain("optimizer.lr=0.05", "task.epochs=30", "model/part_attention=none")
+    bare = plain("task.resume=auto")
+    resumed, changes = resumed_config(trained, bare, ["logger", "task.resume"], False)
+    assert not changes and resumed["task"]["resume"] == "auto"
+    assert resumed["optimizer"]["lr"] == 0.05 and resumed["task"]["epochs"] == 30
+    assert not resumed["model"]["part_attention"]
+    assert resumed == {**trained, "task": {**trained["task"], "resume": "auto"}}
+
+    changed = plain("task.resume=auto", "seed=1", "optimizer.lr=0.1", "task.log_every=1")
+    keys = ["logger", "task.resume", "seed", "optimizer.lr", "task.log_every"]
+    with pytest.raises(ConfigError, match="task.resume_changes=true") as refused:
+        resumed_config(trained, changed, keys, False)
+    text = str(refused.value)
+    assert "seed: 0 -> 1" in text and "optimizer.lr: 0.05 -> 0.1" in text
+    assert "log_every" not in text and "task.epochs" not in text  # allowed, or not on the line
+    resumed, changes = resumed_config(trained, changed, keys, True)
+    assert resumed["seed"] == 1 and resumed["optimizer"]["lr"] == 0.1
+    assert resumed["task"]["epochs"] == 30 and resumed["task"]["log_every"] == 1
+    assert sorted(changes) == ["optimizer.lr: 0.05 -> 0.1", "seed: 0 -> 1"]
+    with pytest.raises(ConfigError, match="model.part_attention"):
+        group = plain("task.resume=auto", "model/part_attention=iwpa")
+        resumed_config(trained, group, ["task.resume", "model/part_attention"], False)

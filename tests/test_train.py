@@ -12,9 +12,9 @@ import signal
 import numpy as np
 import pytest
 
+from ddag.checkpoints.store import read_checkpoint
 from ddag.engine.callbacks import CheckpointSaver, ProgressLogger
 from ddag.errors import Interrupted, TrainingError
-from ddag.io.checkpoint import read_checkpoint
 from ddag.tasks import train
 from tests.conftest import TINY, compose_config
 
@@ -70,7 +70,7 @@ def test_another_seed_gives_other_losses(tmp_path):
 def test_run_writes_checkpoint_results_and_history(short_run):
     summary, history, out = short_run
     params, meta = read_checkpoint(out / "checkpoints" / "last.ckpt")
-    assert meta["state"]["epoch"] == 1 and meta["state"]["step"] == 2
+    assert meta.state["epoch"] == 1 and meta.state["step"] == 2
     assert "classifier.weight" in params and any(k.startswith("optimizer.") for k in params)
     assert set(summary) >= {"v2t/FC/rank1", "t2v/FC_att/mAP"}
     assert len(history["epoch_losses"]) == 1
@@ -147,21 +147,24 @@ def test_interrupted_runs_resume_to_the_reference_run(reference, tmp_path, monke
             _train(tmp_path, "run", *REFERENCE, *resume)
         monkeypatch.undo()
         assert str(last) in str(stopped.value)
-        stopped_state = read_checkpoint(last)[1]["state"]
+        stopped_state = read_checkpoint(last)[1].state
         assert stopped_state["epoch"] == 1, patch[0]
         # Same seed, same run: the epoch before the stop has exactly the reference's losses.
         assert stopped_state["epoch_losses"] == ref_history["epoch_losses"][:1]
 
-    _, history, out = _train(tmp_path, "run", *REFERENCE, "task.resume=auto")
+    # The bare command the interruption prints: the run's own settings come from its checkpoint.
+    out = tmp_path / "run"
+    train.run(compose_config(["task.resume=auto"], output_dir=out))
+    history = json.loads((out / "train_history.json").read_text())
     assert history["selection"] == ref_history["selection"]
     assert history["epoch_losses"][-1] == pytest.approx(ref_history["epoch_losses"][-1])
     for checkpoint in ("last.ckpt", "best.ckpt"):
         ours, meta = read_checkpoint(out / "checkpoints" / checkpoint)
         theirs, ref_meta = read_checkpoint(ref_out / "checkpoints" / checkpoint)
         assert set(ours) == set(theirs)
-        assert meta["state"]["epoch"] == ref_meta["state"]["epoch"]
-        weight = meta["state"]["components"]["objective"]["graph_weight"]
-        assert weight == pytest.approx(ref_meta["state"]["components"]["objective"]["graph_weight"])
+        assert meta.state["epoch"] == ref_meta.state["epoch"]
+        weight = meta.state["components"]["objective"]["graph_weight"]
+        assert weight == pytest.approx(ref_meta.state["components"]["objective"]["graph_weight"])
         for param in ours:
             np.testing.assert_allclose(
                 ours[param].asnumpy(),

@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+from ddag.checkpoints.meta import InputSpec
+from ddag.checkpoints.network import load_network
+from ddag.checkpoints.weights import read_weights
 from ddag.errors import CheckpointError, ConfigError
 from ddag.io.download import resolve_weights
 from ddag.io.torch_files import load_torch_file
-from ddag.io.weights import read_weights
 from ddag.models.backbones.resnet import ResNet
 from ddag.models.backbones.resnet_ibn import ResNetIBN
 from ddag.models.conversion import reference_ddag_network, resnet_layout
-from ddag.models.loading import network_for_checkpoint, stored_input_size
 from ddag.tasks import convert
 from tests import torch_writer
 from tests.conftest import compose_config, load_json, reference_data
@@ -196,7 +197,7 @@ def test_ibn_a_weights_load_by_their_own_names():
     trunk = recipe.make_trunk()
     names = {p.name for p in trunk.get_parameters()}
     assert {"layer1.0.bn1.IN.gamma", "layer1.0.bn1.BN.moving_mean", "layer4.0.bn1.gamma"} <= names
-    from ddag.io.weights import torch_to_mindspore_names
+    from ddag.checkpoints.names import torch_to_mindspore_names
 
     torch_names = {
         "layer1.0.bn1.IN.weight": "layer1.0.bn1.IN.gamma",
@@ -278,8 +279,9 @@ def test_reference_ddag_checkpoint_converts_to_our_network_name_by_name(tmp_path
         ["task=convert", f"task.source={ref}", "task.output=ddag_regdb.ckpt"], output_dir=out
     )
     assert convert.run(cfg)["kind"] == "ddag"
-    network, load_report, meta = network_for_checkpoint(out / "ddag_regdb.ckpt")
-    assert load_report.ok and stored_input_size(meta) == {"height": 288, "width": 144}
+    loaded = load_network(out / "ddag_regdb.ckpt")
+    network = loaded.network
+    assert loaded.report.ok and loaded.input == InputSpec(288, 144)
     params = {p.name: p.asnumpy() for p in network.get_parameters()}
     for ours, theirs in REFERENCE_PAIRS.items():
         np.testing.assert_array_equal(params[ours], ref_state[theirs], err_msg=ours)

@@ -27,7 +27,10 @@ class TrainTask:
         selection: which model is tested at the end: "last", "val" (best on the validation
             identities) or "test" (best on the test set, as the reference code does; flagged).
         selection_metric: metric maximised by the selection.
-        resume: checkpoint to continue training from, or "auto" for this run dir's last.ckpt.
+        resume: checkpoint to continue training from, or "auto" for this run dir's last.ckpt;
+            the run continues with the settings stored in that checkpoint.
+        resume_changes: accept command-line settings that differ from the resumed run's own
+            (otherwise they are refused, listed).
         log_every: progress line every N steps.
         save_every: write last.ckpt every N epochs.
         max_steps_per_epoch: cut epochs short (smoke runs); null runs full epochs.
@@ -39,6 +42,7 @@ class TrainTask:
     selection: str = "val"
     selection_metric: str = "rank1"
     resume: Optional[str] = None
+    resume_changes: bool = False
     log_every: int = 5
     save_every: int = 1
     max_steps_per_epoch: Optional[int] = None

@@ -4,8 +4,9 @@ import math
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+from ddag.checkpoints.meta import CheckpointMeta
+from ddag.checkpoints.store import save_checkpoint
 from ddag.engine.trainer import Callback, StepTimer
-from ddag.io.checkpoint import save_checkpoint
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -102,12 +103,12 @@ class CheckpointSaver(Callback):
         directory: str,
         network,
         optimizer,
-        meta_extra: Optional[dict] = None,
+        meta: Optional[CheckpointMeta] = None,
         every_n_epochs: int = 1,
     ):
         self.directory = Path(directory)
         self.network, self.optimizer = network, optimizer
-        self.meta_extra = dict(meta_extra or {})
+        self.meta = meta or CheckpointMeta()
         self.every_n_epochs = max(1, every_n_epochs)
 
     def save(self, trainer, state, name: str, with_optimizer: bool = True) -> Path:
@@ -119,7 +120,7 @@ class CheckpointSaver(Callback):
             self.directory / name,
             self.network,
             self.optimizer if with_optimizer else None,
-            {**self.meta_extra, "state": state.to_meta()},
+            self.meta.with_state(state.to_meta()),
         )
         return path
 

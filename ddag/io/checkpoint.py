@@ -1,13 +1,13 @@
-"""Checkpoints: atomic save with metadata inside the file, load with a readable report.
+"""The checkpoint file format: tensors, a JSON text and a tensor checksum in one MindSpore
+`.ckpt`, written atomically; copying tensors into a network with a readable report.
 
-Checkpoint names are API: the table `MS_ZOO_PREFIXES` maps the MindSpore model-zoo DDAG names
-(tests/data/ms_param_manifest_regdb.json lists them) onto ours, for both stem layouts.
+What the JSON says is `ddag.checkpoints.meta.CheckpointMeta`, written and read by
+`ddag.checkpoints.store` only.
 """
 
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -23,56 +23,6 @@ META_KEY = "ddag_meta"
 DIGEST_KEY = "ddag_sha256"
 TEMP_SUFFIX = ".tmp.ckpt"
 CHECKPOINT_MODE = 0o640  # the owner writes, the owner's group may read (a shared lab folder)
-
-_COMMON_PREFIXES = (
-    ("bottleneck.", "bottleneck."),
-    ("classifier.", "classifier."),
-    ("wpa.", "part_attention."),
-    ("graph_att.out_attention.", "graph_attention.out_attention."),
-)
-# (model-zoo prefix, ddag prefix), first match wins.
-MS_ZOO_PREFIXES = {
-    "two_stream": (
-        ("visible_module.visible.", "visible_stem."),
-        ("thermal_module.thermal.", "thermal_stem."),
-        ("base_resnet.base.", "trunk."),
-    )
-    + _COMMON_PREFIXES,
-    "shared": (
-        ("resnet50.layer", "trunk.layer"),
-        ("resnet50.", "shared_stem."),
-    )
-    + _COMMON_PREFIXES,
-}
-
-
-_BACKBONE_NAME = re.compile(r"(?:^|\.)((?:conv1|bn1|layer[1-4])\..*)$")
-
-
-def backbone_name(name: str) -> Optional[str]:
-    """`conv1.weight`, `layer2.0.bn1.gamma`, ... of an ImageNet ResNet checkpoint name, whatever
-    wrapper prefix it was saved with (model zoo: none); None for heads such as end_point.*."""
-    match = _BACKBONE_NAME.search(name)
-    return match.group(1) if match else None
-
-
-def rename_by_prefix(name: str, table) -> Optional[str]:
-    """`name` with the first matching prefix of `table` ((theirs, ours) pairs) replaced; None
-    when no prefix matches or the matching one maps to None (an entry we do not use)."""
-    for theirs, ours in table:
-        if name.startswith(theirs):
-            return None if ours is None else ours + name[len(theirs) :]
-    return None
-
-
-def ms_zoo_to_ddag(name: str, stems: str) -> Optional[str]:
-    """Our parameter name for a model-zoo DDAG name, or None if our layout does not use it."""
-    return rename_by_prefix(name, MS_ZOO_PREFIXES[stems])
-
-
-def is_ms_zoo_checkpoint(params: Dict) -> bool:
-    """Whether `params` carry the MindSpore model-zoo DDAG names (its forward uses resnet50.*)."""
-    return "resnet50.conv1.weight" in params and "classifier.weight" in params
 
 
 @dataclass
@@ -136,10 +86,10 @@ def remove_stale_temporaries(folder) -> List[Path]:
     return stale
 
 
-def save_checkpoint(path, network, optimizer=None, meta: Optional[dict] = None) -> Path:
+def write_checkpoint_file(path, network, optimizer=None, meta: Optional[dict] = None) -> Path:
     """Write network (+ optimiser state) and JSON metadata atomically: temp file, then rename.
 
-    The file also holds a sha256 of every tensor (checked by `read_checkpoint`); it is flushed
+    The file also holds a sha256 of every tensor (checked by `read_checkpoint_file`); it is flushed
     to disk before the rename, so after a crash `path` is either the old or the new checkpoint.
     A failed write (full disk) raises CheckpointError and leaves the previous `path` untouched.
     """
@@ -194,7 +144,7 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def read_checkpoint(path) -> Tuple[Dict[str, ms.Parameter], dict]:
+def read_checkpoint_file(path) -> Tuple[Dict[str, ms.Parameter], dict]:
     """(parameters by name, metadata dict) of a checkpoint file; CheckpointError if unreadable.
 
     ddag checkpoints carry a sha256 of their tensors: a file whose bytes changed after it was

@@ -8,6 +8,7 @@ among our own components. Hydra's `instantiate` would call any importable callab
 names (`builtins.open`, `os.system`, ...), so specs are built here instead.
 """
 
+import copy
 import functools
 import importlib
 import inspect
@@ -98,3 +99,16 @@ def build_spec(spec: Dict, where: str = "model", **extra):
         return component(**kwargs, **extra)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{where} ({spec['_target_']}): {err}") from err
+
+
+def build_network(model: Dict, num_classes: int):
+    """A DDAG network from a plain model spec; absent/empty attention options mean none.
+
+    Built by `build_spec`, which admits only `ddag.models` classes and plain values, whether the
+    spec comes from the user's config or from a checkpoint file.
+    """
+    model = copy.deepcopy(model)
+    for branch in ("part_attention", "graph_attention"):
+        if not model.get(branch):
+            model[branch] = None
+    return build_spec(model, num_classes=num_classes)

@@ -1,6 +1,6 @@
 """Weights from other code bases as ddag networks: layouts read off the tensors' names and shapes.
 
-Two kinds of file are understood (names already translated by `ddag.io.weights`):
+Two kinds of file are understood (names already translated by `ddag.checkpoints.weights`):
 - an ImageNet ResNet (torchvision, timm, IBN-Net, the MindSpore model zoo): its depth, block
   type and widths follow from `layerL.B.*` entries, and it becomes a backbone checkpoint with
   model-zoo names that `model.backbone.pretrained` loads;
@@ -14,9 +14,10 @@ from typing import Dict, Tuple
 
 import numpy as np
 
+from ddag.checkpoints.names import REFERENCE_GRAPH_HEAD, backbone_name, reference_ddag_name
 from ddag.errors import CheckpointError
-from ddag.io.checkpoint import LoadReport, backbone_name, load_into
-from ddag.io.weights import REFERENCE_GRAPH_HEAD, reference_ddag_name
+from ddag.io.checkpoint import LoadReport, load_into
+from ddag.models.architecture import build_network
 from ddag.models.backbones.resnet import (
     MAX_BLOCKS,
     MAX_WIDTH,
@@ -25,7 +26,6 @@ from ddag.models.backbones.resnet import (
     ResNet,
 )
 from ddag.models.backbones.resnet_ibn import ResNetIBN
-from ddag.models.loading import build_network
 
 CONVERT_KINDS = ("auto", "backbone", "ddag")  # task=convert: what the file holds
 _BLOCK = re.compile(r"^layer([1-4])\.(\d+)\.")

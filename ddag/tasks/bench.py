@@ -43,8 +43,8 @@ from ddag.evaluation.metrics import rank_metrics
 from ddag.evaluation.protocols import SYSUOfficialProtocol
 from ddag.losses.objective import Objective
 from ddag.losses.terms import CrossEntropy
+from ddag.models.architecture import build_network
 from ddag.models.ddag import VISIBLE, EmbeddingNet
-from ddag.models.loading import build_network
 from ddag.tasks import common
 from ddag.utils.logging import get_logger
 

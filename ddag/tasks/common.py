@@ -9,6 +9,8 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from ddag.api import ReIDModel
+from ddag.checkpoints.meta import CheckpointMeta
+from ddag.checkpoints.network import load_network
 from ddag.config.instantiate import build
 from ddag.data.loader import LoaderSettings, train_pipeline
 from ddag.data.sampler import IdentitySampler
@@ -18,8 +20,7 @@ from ddag.evaluation.evaluator import evaluate
 from ddag.evaluation.features import FeatureExtractor
 from ddag.evaluation.plots import cmc_image, save_cmc_image
 from ddag.evaluation.results import markdown_table, write_records
-from ddag.models.loading import build_network as build_model_network
-from ddag.models.loading import network_for_checkpoint, stored_input_size
+from ddag.models.architecture import build_network as build_model_network
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -38,17 +39,19 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def config_differences(old: dict, new: dict, prefix: str = "") -> List[str]:
-    """`key: old -> new` for every leaf that differs between two resolved configs."""
-    lines = []
-    for key in sorted(set(old) | set(new), key=str):
-        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
-        name = f"{prefix}{key}"
-        if isinstance(a, dict) and isinstance(b, dict):
-            lines += config_differences(a, b, name + ".")
-        elif a != b:
-            lines.append(f"{name}: {a!r} -> {b!r}")
-    return lines
+def record_run_config(cfg: DictConfig) -> None:
+    """Rewrite the run folder's `.hydra/config.yaml` with `cfg` (a resumed run's own settings:
+    Hydra wrote the composed defaults of the bare resume command there)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    runtime = HydraConfig.get()
+    if not runtime.output_subdir:
+        return
+    path = Path(runtime.runtime.output_dir) / str(runtime.output_subdir) / "config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(OmegaConf.to_yaml(cfg))
 
 
 def run_identity(cfg: DictConfig, dataset) -> dict:
@@ -62,27 +65,25 @@ def run_identity(cfg: DictConfig, dataset) -> dict:
     }
 
 
-def checkpoint_identity(cfg: DictConfig, dataset, path, meta: dict) -> dict:
+def checkpoint_identity(cfg: DictConfig, dataset, path, meta: CheckpointMeta) -> dict:
     """A results record's identity for a checkpoint: the run that trained it, so that
     `task=table` matches evaluations of saved checkpoints like the training runs' own records.
 
     Name, seed, RegDB trial and config hash come from the checkpoint (plain values only; the
     current config fills in what an older or foreign checkpoint does not say).
     """
-    stored = meta.get("config") if isinstance(meta.get("config"), dict) else {}
-    stored_dataset = stored.get("dataset") if isinstance(stored.get("dataset"), dict) else {}
-    state = meta.get("state") if isinstance(meta.get("state"), dict) else {}
+    state = meta.state or {}
     current = run_identity(cfg, dataset)
 
     def pick(value, kind, fallback):
         return value if isinstance(value, kind) and not isinstance(value, bool) else fallback
 
     return {
-        "name": pick(stored.get("name"), str, current["name"]),
-        "seed": pick(stored.get("seed"), int, current["seed"]),
-        "trial": pick(stored_dataset.get("trial"), int, current["trial"]),
+        "name": pick(meta.stored_config("name"), str, current["name"]),
+        "seed": pick(meta.stored_config("seed"), int, current["seed"]),
+        "trial": pick(meta.stored_config("dataset", "trial"), int, current["trial"]),
         "dataset": dataset.name,
-        "config_hash": pick(meta.get("config_hash"), str, current["config_hash"]),
+        "config_hash": meta.config_hash or current["config_hash"],
         "checkpoint": str(path),
         "epoch": pick(state.get("epoch"), int, None),
     }
@@ -174,10 +175,11 @@ def network_from_checkpoint(cfg: DictConfig):
     the conflict is reported, since features then differ from training's). `model` settings on
     the command line cannot change a checkpoint that stores its model: they are reported.
     """
-    network, report, meta = network_for_checkpoint(cfg.task.checkpoint, to_dict(cfg.model))
-    log.info("loaded %s: %s", cfg.task.checkpoint, report.summary())
+    loaded = load_network(cfg.task.checkpoint, to_dict(cfg.model))
+    network, meta = loaded.network, loaded.meta
+    log.info("loaded %s: %s", cfg.task.checkpoint, loaded.report.summary())
     keys = command_line_keys()
-    if meta.get("model"):
+    if loaded.holds_model:
         ignored = [k for k in keys if k == "model" or k.startswith(("model.", "model/"))]
         if ignored:
             log.warning(
@@ -185,7 +187,7 @@ def network_from_checkpoint(cfg: DictConfig):
                 cfg.task.checkpoint,
                 ", ".join(ignored),
             )
-    size = stored_input_size(meta)
+    size = {"height": meta.input.height, "width": meta.input.width} if meta.input else {}
     current = {k: int(cfg.loader[k]) for k in size}
     if size and current != size:
         trained = f"{size.get('height', '?')}x{size.get('width', '?')}"

@@ -10,9 +10,11 @@ import json
 import mindspore as ms
 from omegaconf import DictConfig
 
-from ddag.io.checkpoint import save_checkpoint
+from ddag.checkpoints.meta import CheckpointMeta, InputSpec
+from ddag.checkpoints.names import is_reference_ddag
+from ddag.checkpoints.store import save_checkpoint
+from ddag.checkpoints.weights import read_weights
 from ddag.io.download import read_downloaded
-from ddag.io.weights import is_reference_ddag, read_weights
 from ddag.models.conversion import backbone_weights, reference_ddag_network
 from ddag.tasks import common
 from ddag.utils.logging import get_logger
@@ -21,7 +23,7 @@ from ddag.utils.paths import file_in
 log = get_logger(__name__)
 
 # The reference code trains and tests at --img_h 288 --img_w 144.
-REFERENCE_INPUT_SIZE = {"height": 288, "width": 144}
+REFERENCE_INPUT = InputSpec(288, 144)
 
 
 class _Arrays:
@@ -41,15 +43,15 @@ def run(cfg: DictConfig) -> dict:
     arrays, source = read_downloaded(str(cfg.task.source), read_weights, cfg.task.sha256)
     if kind == "auto":
         kind = "ddag" if is_reference_ddag(arrays) else "backbone"
-    meta = {"converted_from": str(cfg.task.source), "kind": kind}
+    source_text = str(cfg.task.source)
     if kind == "ddag":
         network, spec, report, unused = reference_ddag_network(arrays)
-        meta.update(model=spec, config={"loader": dict(REFERENCE_INPUT_SIZE)})
+        meta = CheckpointMeta(kind=kind, model=spec, input=REFERENCE_INPUT, source=source_text)
         save_checkpoint(target, network, meta=meta)
         summary = {"model": spec, "unused": unused}
     else:
         kept, spec, report, unused = backbone_weights(arrays, str(source))
-        meta.update(backbone=spec)
+        meta = CheckpointMeta(kind=kind, backbone=spec, source=source_text)
         save_checkpoint(target, _Arrays(kept), meta=meta)
         summary = {"backbone": spec, "unused": unused}
     summary.update(source=str(source), output=str(target), kind=kind, loaded=len(report.loaded))

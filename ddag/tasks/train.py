@@ -6,9 +6,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 import mindspore as ms
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from ddag.checkpoints.meta import CheckpointMeta, InputSpec
+from ddag.checkpoints.network import network_from
+from ddag.checkpoints.store import read_checkpoint
 from ddag.config.instantiate import build
+from ddag.config.resume import resumed_config
+from ddag.config.validate import validate_config
 from ddag.engine.callbacks import CheckpointSaver, PeriodicEvaluation, ProgressLogger
 from ddag.engine.distributed import gradient_reducer
 from ddag.engine.step import make_train_step
@@ -16,7 +21,7 @@ from ddag.engine.trainer import StopRequested, Trainer, TrainState
 from ddag.errors import ConfigError, Interrupted
 from ddag.evaluation.evaluator import evaluate
 from ddag.evaluation.features import FeatureExtractor
-from ddag.io.checkpoint import load_into, read_checkpoint, remove_stale_temporaries
+from ddag.io.checkpoint import load_into, remove_stale_temporaries
 from ddag.losses.objective import Objective
 from ddag.tasks import common
 from ddag.utils.logging import get_logger
@@ -42,49 +47,55 @@ def _selection_split(cfg: DictConfig, dataset):
     return None, None
 
 
-# Settings that may change between an interrupted run and its resume without notice.
-RESUME_MAY_CHANGE = ("task.resume", "task.log_every", "paths.output_dir")
+@dataclass
+class ResumePoint:
+    """The checkpoint a run continues from: its file, tensors and metadata."""
+
+    path: Path
+    params: dict
+    meta: CheckpointMeta
 
 
-def _report_changes(meta: dict, cfg: DictConfig, path: Path) -> None:
-    """Warn, naming every setting, when a run resumes with another config than it trained with."""
-    stored = meta.get("config")
-    if not isinstance(stored, dict) or meta.get("config_hash") == common.config_hash(cfg):
-        return
-    changes = [
-        line
-        for line in common.config_differences(stored, common.to_dict(cfg))
-        if not line.startswith(RESUME_MAY_CHANGE)
-    ]
-    if changes:
-        log.warning(
-            "resuming %s with settings that differ from the ones it was trained with (config "
-            "hash %s, now %s); the run mixes both:\n  %s",
-            path,
-            meta.get("config_hash"),
-            common.config_hash(cfg),
-            "\n  ".join(changes),
-        )
-
-
-def _resume(cfg: DictConfig, out_dir: Path, network, optimizer) -> TrainState:
+def _resume_point(cfg: DictConfig, out_dir: Path) -> Optional[ResumePoint]:
+    """The checkpoint `task.resume` names (auto: this run folder's last.ckpt), or None."""
     resume = cfg.task.resume
     if not resume:
-        return TrainState()
+        return None
     path = out_dir / "checkpoints" / "last.ckpt" if resume == "auto" else Path(str(resume))
     if resume == "auto" and not path.is_file():
         log.info("task.resume=auto: no %s yet, starting from scratch", path)
-        return TrainState()
+        return None
     remove_stale_temporaries(path.parent)
     params, meta = read_checkpoint(path)
-    if "state" not in meta:
+    if meta.state is None:
         raise ConfigError(f"task.resume={path}: the checkpoint has no training state to resume")
-    _report_changes(meta, cfg, path)
-    load_into(network, params, strict=True, optimizer=optimizer)
-    state = TrainState.from_meta(meta["state"])
-    state.last_checkpoint = str(path)
-    log.info("resumed from %s at epoch %d, step %d", path, state.epoch, state.step)
-    return state
+    return ResumePoint(path, params, meta)
+
+
+def _resumed_config(cfg: DictConfig, point: ResumePoint, command_line) -> DictConfig:
+    """The run's own config from its checkpoint, with the command line's accepted changes;
+    the run folder's .hydra/config.yaml is rewritten to say so."""
+    if not point.meta.config:
+        log.warning("%s stores no run config; resuming with this command's", point.path)
+        return cfg
+    try:
+        resumed, changes = resumed_config(
+            point.meta.config, common.to_dict(cfg), command_line, bool(cfg.task.resume_changes)
+        )
+    except ConfigError:
+        common.record_run_config(OmegaConf.create(point.meta.config))  # Hydra wrote this command's
+        raise
+    if changes:
+        log.warning(
+            "resuming %s with settings that differ from the ones it was trained with "
+            "(task.resume_changes=true); the run mixes both:\n  %s",
+            point.path,
+            "\n  ".join(changes),
+        )
+    validate_config(resumed)
+    resumed = OmegaConf.create(resumed)
+    common.record_run_config(resumed)
+    return resumed
 
 
 def _selection_callback(cfg, dataset, protocols, network, extractor, saver, tensorboard):
@@ -181,12 +192,14 @@ def _callbacks(cfg, out_dir, dataset, protocols, network, optimizer, extractor, 
     tensorboard = saver = selection = None
     if is_main:  # only rank 0 writes checkpoints, events and results
         tensorboard = common.build_logger(cfg)
-        meta = {
-            "config_hash": common.config_hash(cfg),
-            "dataset": dataset.name,
-            "model": common.to_dict(cfg.model),
-            "config": common.to_dict(cfg),
-        }
+        meta = CheckpointMeta(
+            kind="run",
+            model=common.to_dict(cfg.model),
+            input=InputSpec(int(cfg.loader.height), int(cfg.loader.width)),
+            dataset=dataset.name,
+            config=common.to_dict(cfg),
+            config_hash=common.config_hash(cfg),
+        )
         saver = CheckpointSaver(
             out_dir / "checkpoints", network, optimizer, meta, int(cfg.task.save_every)
         )
@@ -198,8 +211,9 @@ def _callbacks(cfg, out_dir, dataset, protocols, network, optimizer, extractor, 
     return [cb for cb in callbacks if cb is not None], tensorboard, selection, saver
 
 
-def build_run(cfg: DictConfig) -> TrainingRun:
-    """Data, network, objective, compiled step, optimizer, callbacks and trainer of a run."""
+def build_run(cfg: DictConfig, point: Optional[ResumePoint] = None) -> TrainingRun:
+    """Data, network, objective, compiled step, optimizer, callbacks and trainer of a run
+    (continuing `point` when given)."""
     context = common.setup(cfg)
     out_dir = common.output_dir(cfg)
     dataset = common.build_dataset(cfg)
@@ -217,7 +231,11 @@ def build_run(cfg: DictConfig) -> TrainingRun:
             settings.num_instances,
             sampler.batch_size,
         )
-    network = common.build_network(cfg, dataset.num_train_ids)
+    if point is None:
+        network = common.build_network(cfg, dataset.num_train_ids)
+    else:
+        network = network_from(point.path, point.params, point.meta, common.to_dict(cfg.model))
+        network = network.network
     objective = Objective(
         network, common.build_loss_terms(cfg), batch_pairs=sampler.batch_size, seed=int(cfg.seed)
     )
@@ -225,7 +243,7 @@ def build_run(cfg: DictConfig) -> TrainingRun:
     if cfg.task.max_steps_per_epoch:
         steps = min(steps, int(cfg.task.max_steps_per_epoch))
     step_fn, optimizer, lr_per_step = _train_step(cfg, context, network, objective, steps)
-    state = _resume(cfg, out_dir, network, optimizer)
+    state = _restore(point, network, optimizer)
     extractor = FeatureExtractor(network, settings, flip=bool(cfg.eval.flip))
     callbacks, tensorboard, selection, saver = _callbacks(
         cfg, out_dir, dataset, protocols, network, optimizer, extractor, context.is_main
@@ -268,7 +286,7 @@ def fit(run: TrainingRun) -> TrainState:
         raise Interrupted(
             f"training stopped ({cause}) at epoch {state.epoch}, step {state.step}. The last "
             f"complete checkpoint is {state.last_checkpoint or 'not written yet'}; continue "
-            f"with: python run.py <same overrides> task.resume=auto hydra.run.dir={run.out_dir}"
+            f"with: python run.py task.resume=auto hydra.run.dir={run.out_dir}"
         ) from err
 
 
@@ -305,7 +323,21 @@ def report(run: TrainingRun, state: TrainState) -> dict:
     return summary
 
 
+def _restore(point: Optional[ResumePoint], network, optimizer) -> TrainState:
+    """The loop state of `point` with its network and optimiser state loaded (or a new one)."""
+    if point is None:
+        return TrainState()
+    load_into(network, point.params, strict=True, optimizer=optimizer)
+    state = TrainState.from_meta(point.meta.state)
+    state.last_checkpoint = str(point.path)
+    log.info("resumed from %s at epoch %d, step %d", point.path, state.epoch, state.step)
+    return state
+
+
 def run(cfg: DictConfig) -> dict:
-    training = build_run(cfg)
+    point = _resume_point(cfg, common.output_dir(cfg))
+    if point is not None:
+        cfg = _resumed_config(cfg, point, common.command_line_keys())
+    training = build_run(cfg, point)
     state = fit(training)
     return report(training, state) if training.is_main else {}

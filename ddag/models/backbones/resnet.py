@@ -13,9 +13,10 @@ from typing import Callable, Optional, Sequence, Tuple
 from mindspore import nn, ops
 from mindspore.common.initializer import HeNormal
 
-from ddag.io.checkpoint import backbone_name, load_into
+from ddag.checkpoints.names import backbone_name
+from ddag.checkpoints.weights import read_weights
+from ddag.io.checkpoint import load_into
 from ddag.io.download import read_downloaded
-from ddag.io.weights import read_weights
 from ddag.models.attention.non_local import NonLocalBlock
 from ddag.utils.logging import get_logger
 

@@ -1,24 +1,23 @@
-"""Networks from model specs and checkpoint files (used by the tasks and by `ddag.api`).
+"""`load_network`: the network of any checkpoint ddag reads, for the API, every inference task
+and `task.resume`.
 
 A checkpoint written by ddag carries its model spec (built by `ddag.models.architecture`, which
-admits only `ddag.models` classes and plain values); a MindSpore model-zoo DDAG checkpoint is
-recognised by its parameter names and built with the port's layout.
+admits only `ddag.models` classes and plain values), checked against the file's own tensor names
+and shapes before anything is built; a MindSpore model-zoo DDAG checkpoint is recognised by its
+parameter names and built with the port's layout.
 """
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Any, Optional
 
-from ddag.data.loader import MAX_IMAGE_SIDE, MIN_IMAGE_SIDE
+from ddag.checkpoints.meta import CheckpointMeta, InputSpec
+from ddag.checkpoints.names import is_ms_zoo_checkpoint, ms_zoo_to_ddag
+from ddag.checkpoints.store import read_checkpoint
 from ddag.errors import CheckpointError, ConfigError
-from ddag.io.checkpoint import (
-    LoadReport,
-    is_ms_zoo_checkpoint,
-    load_into,
-    ms_zoo_to_ddag,
-    read_checkpoint,
-)
-from ddag.models.architecture import build_spec, check_spec
+from ddag.io.checkpoint import LoadReport, load_into
+from ddag.models.architecture import build_network, check_spec
 from ddag.models.spec_check import spec_mismatches
 from ddag.utils.logging import get_logger
 
@@ -45,19 +44,27 @@ MODEL_ZOO_DDAG = {
     },
     "graph_attention": None,
 }
+# The model-zoo port trains and tests at 288x144 and stores no size.
+MODEL_ZOO_INPUT = InputSpec(288, 144)
 
 
-def build_network(model: dict, num_classes: int):
-    """A DDAG network from a plain model spec; absent/empty attention options mean none.
+@dataclass
+class LoadedNetwork:
+    """A network with its checkpoint's weights, what the load matched, and the metadata."""
 
-    Built by `ddag.models.architecture`, which admits only `ddag.models` classes and plain
-    values, whether the spec comes from the user's config or from a checkpoint file.
-    """
-    model = copy.deepcopy(model)
-    for branch in ("part_attention", "graph_attention"):
-        if not model.get(branch):
-            model[branch] = None
-    return build_spec(model, num_classes=num_classes)
+    network: Any
+    report: LoadReport
+    meta: CheckpointMeta
+    params: Optional[dict] = None
+
+    @property
+    def input(self) -> Optional[InputSpec]:
+        return self.meta.input
+
+    @property
+    def holds_model(self) -> bool:
+        """Whether the file names its own model (then config `model` settings do not apply)."""
+        return self.meta.model is not None
 
 
 def num_classes_of(params: dict, path) -> int:
@@ -67,13 +74,24 @@ def num_classes_of(params: dict, path) -> int:
     return int(weight.shape[0])
 
 
-def network_for_checkpoint(path, fallback_model: Optional[dict] = None) -> Tuple:
-    """(network, LoadReport, metadata) for a ddag or MindSpore model-zoo DDAG checkpoint.
+def load_network(
+    path, fallback_model: Optional[dict] = None, keep_params: bool = False
+) -> LoadedNetwork:
+    """The network of a ddag or MindSpore model-zoo DDAG checkpoint, weights loaded (strict).
 
-    ddag checkpoints carry their model config; `fallback_model` serves older ones.
+    ddag checkpoints carry their model spec; `fallback_model` serves older ones without it.
+    With `keep_params` the file's tensors stay in `params` (resume restores the optimiser).
     """
     path = Path(path)
     params, meta = read_checkpoint(path)
+    return network_from(path, params, meta, fallback_model, keep_params)
+
+
+def network_from(
+    path, params: dict, meta: CheckpointMeta, fallback_model=None, keep_params: bool = False
+) -> LoadedNetwork:
+    """`load_network` for a checkpoint already read (`ddag.checkpoints.store.read_checkpoint`)."""
+    path = Path(path)
     if is_ms_zoo_checkpoint(params):
         log.info(
             "%s is a MindSpore model-zoo DDAG checkpoint: using its layout (shared ResNet-50 "
@@ -85,13 +103,21 @@ def network_for_checkpoint(path, fallback_model: Optional[dict] = None) -> Tuple
         def rename(name):
             return None if name.startswith("graph_att.") else ms_zoo_to_ddag(name, "shared")
 
-        return network, load_into(network, params, strict=True, rename=rename), meta
-    model = meta.get("model") or fallback_model
+        report = load_into(network, params, strict=True, rename=rename)
+        meta = CheckpointMeta(kind="run", model=MODEL_ZOO_DDAG, input=MODEL_ZOO_INPUT)
+        return LoadedNetwork(network, report, meta, params if keep_params else None)
+    model = meta.model or fallback_model
     if model is None:
         raise CheckpointError(f"{path} does not say which model it holds; pass the model config")
     if not isinstance(model, dict):
         raise CheckpointError(f"{path}: its stored model is not a mapping; the file is damaged")
-    model = copy.deepcopy(model)
+    network = _checked_network(path, copy.deepcopy(model), params)
+    report = load_into(network, params, strict=True)
+    return LoadedNetwork(network, report, meta, params if keep_params else None)
+
+
+def _checked_network(path: Path, model: dict, params: dict):
+    """The network of `model`, after checking the spec against the file's tensors."""
     if isinstance(model.get("backbone"), dict):
         model["backbone"].pop("pretrained", None)  # the weights come from the checkpoint
     try:
@@ -102,7 +128,7 @@ def network_for_checkpoint(path, fallback_model: Optional[dict] = None) -> Tuple
                 f"{path}: the architecture stored in the checkpoint does not match its tensors "
                 f"({'; '.join(problems[:4])}); the file is damaged or crafted, nothing was built"
             )
-        network = build_network(model, num_classes_of(params, path))
+        return build_network(model, num_classes_of(params, path))
     except ConfigError as err:
         raise CheckpointError(
             f"{path}: the architecture stored in the checkpoint is refused: {err}. A checkpoint "
@@ -110,23 +136,3 @@ def network_for_checkpoint(path, fallback_model: Optional[dict] = None) -> Tuple
         ) from None
     except RecursionError:
         raise CheckpointError(f"{path}: its stored architecture is nested too deeply") from None
-    report: LoadReport = load_into(network, params, strict=True)
-    return network, report, meta
-
-
-def stored_input_size(meta: dict) -> dict:
-    """{"height": int, "width": int} a ddag checkpoint was trained with; only what is stored as
-    plain integers (metadata is untrusted data), so {} for model-zoo or damaged files."""
-    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
-    loader = config.get("loader") if isinstance(config.get("loader"), dict) else {}
-    size = {
-        key: loader[key]
-        for key in ("height", "width")
-        if isinstance(loader.get(key), int) and not isinstance(loader.get(key), bool)
-    }
-    if any(not MIN_IMAGE_SIDE <= v <= MAX_IMAGE_SIDE for v in size.values()):
-        raise CheckpointError(
-            f"the checkpoint's stored input size {size} is outside {MIN_IMAGE_SIDE}.."
-            f"{MAX_IMAGE_SIDE} pixels: the file is damaged or crafted"
-        )
-    return size
