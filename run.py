@@ -16,11 +16,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from ddag.config.overrides import check_command_line, help_text
 from ddag.config.schema import register_configs
 from ddag.config.validate import validate_config
 from ddag.errors import FAILED_MARKER, DdagError, Interrupted
 
 log = logging.getLogger("ddag")
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 def _run_stamp() -> str:
@@ -93,6 +95,26 @@ def main(cfg: DictConfig):
         return None
 
 
+def _compose(overrides: list) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def _check_command_line(argv: list) -> None:
+    """ddag's help and typo answers before Hydra composes (one paragraph, exit status 1)."""
+    if any(a in ("--help", "-h") for a in argv):
+        sys.stdout.write(help_text(CONF_DIR) + "\n")
+        sys.exit(0)
+    try:
+        check_command_line(argv, CONF_DIR, _compose)
+    except DdagError as err:
+        sys.stderr.write(f"{type(err).__name__}: {err}\n")
+        sys.exit(1)
+
+
 if __name__ == "__main__":
+    _check_command_line(sys.argv[1:])
     sys.argv += _rank_overrides()
     main()

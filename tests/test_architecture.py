@@ -80,6 +80,37 @@ def test_checkpoint_files_are_read_by_a_leaf_module():
     assert not (PACKAGE / "engine" / "checkpoint.py").exists()
 
 
+def test_only_the_checkpoint_module_reads_or_writes_checkpoint_metadata():
+    # ddag/checkpoints owns CheckpointMeta; the file format in ddag/io is used by nothing else.
+    file_level = (
+        "ddag.io.checkpoint.read_checkpoint_file",
+        "ddag.io.checkpoint.write_checkpoint_file",
+    )
+    found = [
+        f"{path.relative_to(PACKAGE)} imports {name}"
+        for path in PACKAGE.rglob("*.py")
+        if path.relative_to(PACKAGE).parts[0] not in ("checkpoints", "io")
+        for name in _package_imports(path)
+        if name in file_level or name.endswith((".META_KEY", ".DIGEST_KEY"))
+    ]
+    assert not found, found
+    assert not (PACKAGE / "models" / "loading.py").exists()
+
+
+def test_engine_loads_no_network_and_finds_no_protocol_by_hasattr():
+    # The engine saves checkpoints (store) but never builds a network from one.
+    assert not _violations(("engine",), ("ddag.checkpoints.network",))
+    offenders = [
+        f"{path.relative_to(PACKAGE)}:{node.lineno}"
+        for path in (PACKAGE / "engine").rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "hasattr"
+    ]
+    assert not offenders, (
+        f"declare the contract (ObjectiveContract, Callback.state_key): {offenders}"
+    )
+
+
 def test_run_py_imports_only_config_and_errors():
     runner = PACKAGE.parent / "run.py"
     names = [n for n in _package_imports(runner) if n.count(".") == 2 or n == "ddag.errors"]

@@ -35,6 +35,9 @@ class ToyObjective(nn.Cell):
     def epoch_end(self) -> None:
         pass
 
+    def scalars(self) -> dict:
+        return {}
+
     def state_dict(self) -> dict:
         return {"steps_seen": self.steps_seen}
 
@@ -88,6 +91,8 @@ def test_a_toy_objective_trains_and_its_state_is_checkpointed():
 class EpochCounter(Callback):
     """A stateful callback that changes its state at epoch end, after the objective's."""
 
+    state_key = "EpochCounter"
+
     def __init__(self):
         self.epochs_seen = 0
 
@@ -136,7 +141,7 @@ def test_old_checkpoints_keep_their_model_selection_state():
         "graph_weight": 0.4,
     }
     state = TrainState.from_meta(meta)
-    assert state.components["PeriodicEvaluation"] == {
+    assert state.components["selection"] == {
         "best_metric": 0.5,
         "best_epoch": 1,
         "history": meta["selection_history"],

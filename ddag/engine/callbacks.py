@@ -145,6 +145,8 @@ class PeriodicEvaluation(Callback):
         prefix: TensorBoard tag prefix ("val" or "test").
     """
 
+    state_key = "selection"
+
     def __init__(
         self,
         evaluate_fn: Callable[[], dict],

@@ -1,21 +1,45 @@
 """The epoch loop: batches -> compiled step -> callbacks, for any objective.
 
-The trainer knows nothing of DDAG: the objective names its loss terms, supplies the step's extra
-inputs (`step_inputs`), hears each step's losses (`step_end`) and each epoch's end
-(`epoch_end`), and keeps its own state (`state_dict` / `load_state_dict`). That state, and that
-of every callback with a `state_dict`, is checkpointed with the TrainState.
+The trainer knows nothing of DDAG: the objective fulfils `ObjectiveContract` (names its loss
+terms, supplies the step's extra inputs, hears each step's losses and each epoch's end, reports
+scalars to log and keeps its own state). That state, and that of every callback that declares a
+`state_key`, is checkpointed with the TrainState under that declared name.
 """
 
 import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
 from ddag.data.loader import source_errors
 from ddag.errors import TrainingError
+
+# Component states of checkpoints written before components declared their names.
+OLD_COMPONENT_NAMES = {"PeriodicEvaluation": "selection"}
+
+
+class ObjectiveContract(Protocol):
+    """What the trainer asks of an objective (a MindSpore Cell computing the losses)."""
+
+    term_names: Sequence[str]
+
+    def step_inputs(self, step: int) -> Tuple:
+        """Extra inputs of the compiled step after the batch's columns."""
+
+    def step_end(self, values: np.ndarray) -> None:
+        """The step's [total, *terms] loss values, as floats."""
+
+    def epoch_end(self) -> None: ...
+
+    def scalars(self) -> Dict[str, float]:
+        """Values logged beside the losses (DDAG: the graph weight)."""
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
 
 
 @dataclass
@@ -53,9 +77,12 @@ class TrainState:
         # Checkpoints written before the objective and the selection kept their own state.
         if "graph_weight" in meta:
             state.components.setdefault("objective", {"graph_weight": meta["graph_weight"]})
+        for old, new in OLD_COMPONENT_NAMES.items():
+            if old in state.components:
+                state.components.setdefault(new, state.components.pop(old))
         if "selection_history" in meta:
             state.components.setdefault(
-                "PeriodicEvaluation",
+                "selection",
                 {
                     "best_metric": meta.get("best_metric"),
                     "best_epoch": int(meta.get("best_epoch", -1)),
@@ -102,7 +129,18 @@ class StopSignals:
 
 
 class Callback:
-    """Hook points of the loop; override what you need."""
+    """Hook points of the loop; override what you need.
+
+    A callback with state to checkpoint sets `state_key` (its name in TrainState.components)
+    and overrides `state_dict` / `load_state_dict`.
+    """
+
+    state_key: Optional[str] = None
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None: ...
 
     def on_train_start(self, trainer: "Trainer", state: TrainState) -> None: ...
 
@@ -151,28 +189,25 @@ class Trainer:
         self.images_per_step = images_per_step
         self.term_names = ("total",) + tuple(objective.term_names)
         self._stateful = {"objective": objective}
-        for cb in callbacks:
-            if hasattr(cb, "state_dict"):
-                self._stateful[type(cb).__name__] = cb
+        self._stateful.update({cb.state_key: cb for cb in callbacks if cb.state_key})
 
     def lr_at(self, step: int) -> float:
         return float(self.lr_per_step[min(step, len(self.lr_per_step) - 1)])
 
     def scalars(self) -> Dict[str, float]:
         """Values the objective wants logged beside the losses (DDAG: the graph weight)."""
-        return dict(self.objective.scalars()) if hasattr(self.objective, "scalars") else {}
+        return dict(self.objective.scalars())
 
     def _restore_components(self, state: TrainState) -> None:
         for name, part in self._stateful.items():
-            if name in state.components and hasattr(part, "load_state_dict"):
+            if name in state.components:
                 part.load_state_dict(state.components[name])
 
     def record_components(self, state: TrainState) -> None:
         """Copy every stateful part's `state_dict()` into `state`; savers call this right
         before writing, so a checkpoint holds what its callbacks knew at that moment."""
         for name, part in self._stateful.items():
-            if hasattr(part, "state_dict"):
-                state.components[name] = part.state_dict()
+            state.components[name] = part.state_dict()
 
     def fit(self, state: TrainState) -> TrainState:
         """Train from `state` to `self.epochs`; returns the final state.

@@ -1,0 +1,143 @@
+"""Command-line overrides checked before Hydra composes them, so that a mistyped key, group or
+option gets ddag's answer (the closest valid name and the valid choices) instead of Hydra's
+"not in struct" or its option list with the internal `*_schema` entries.
+
+Only what can be told for sure is reported; anything else is left to Hydra and the schema check.
+"""
+
+import difflib
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from omegaconf import DictConfig, ListConfig
+
+from ddag.errors import ConfigError
+
+SCHEMA_SUFFIX = "_schema"
+
+
+def config_groups(conf_dir) -> Dict[str, List[str]]:
+    """{group: sorted options} of the config folder (`model/backbone`: [resnet18, ...]);
+    Hydra's own groups (`hydra/...`) and the schema entries are left out."""
+    conf_dir = Path(conf_dir)
+    groups: Dict[str, List[str]] = {}
+    for path in sorted(conf_dir.rglob("*.yaml")):
+        group = path.parent.relative_to(conf_dir).as_posix()
+        if group == "." or group.startswith("hydra") or path.stem.endswith(SCHEMA_SUFFIX):
+            continue
+        groups.setdefault(group, []).append(path.stem)
+    return groups
+
+
+def _hint(word: str, choices: Sequence[str]) -> str:
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return f"; did you mean {match[0]!r}?" if match else "."
+
+
+def _override_arguments(argv: Sequence[str]) -> List[str]:
+    """The `key=value` / `~key` overrides of a command line (flags such as -m and --cfg job out)."""
+    return [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
+
+
+def _option_values(override) -> Optional[List[str]]:
+    """The option names an override of a group selects, None when not plain names."""
+    try:
+        if override.is_sweep_override():
+            return [str(v) for v in override.sweep_string_iterator()]
+        value = override.value()
+    except Exception:  # glob() and other sweeps Hydra expands itself
+        return None
+    values = value if isinstance(value, list) else [value]
+    return [str(v) for v in values] if all(isinstance(v, str) for v in values) else None
+
+
+def check_groups(overrides, groups: Dict[str, List[str]]) -> None:
+    """ConfigError for an unknown config group or an option its folder does not have."""
+    for override in overrides:
+        key = override.key_or_group
+        if key.startswith("hydra") or override.is_delete():
+            continue
+        if key in groups:
+            for option in _option_values(override) or []:
+                if option not in groups[key] and option != "null":
+                    raise ConfigError(
+                        f"{key}={option}: config group {key} has no option {option!r}"
+                        f"{_hint(option, groups[key])} Choices: {', '.join(groups[key])}"
+                    )
+        elif "/" in key:
+            raise ConfigError(
+                f"{key}=...: there is no config group {key!r}{_hint(key, groups)} Groups: "
+                f"{', '.join(sorted(groups))}"
+            )
+
+
+def check_keys(overrides, composed: DictConfig, groups: Dict[str, List[str]]) -> None:
+    """ConfigError for a `key=value` override (no `+`) whose key the composed config lacks."""
+    for override in overrides:
+        key = override.key_or_group
+        if key.startswith("hydra") or key in groups or "/" in key:
+            continue
+        if override.is_add() or override.is_delete() or override.is_force_add():
+            continue
+        node, walked = composed, []
+        for part in key.split("."):
+            if isinstance(node, DictConfig) and part in node.keys():
+                node = node._get_node(part)
+                node = node if isinstance(node, (DictConfig, ListConfig)) else None
+            elif isinstance(node, ListConfig) and part.isdigit() and int(part) < len(node):
+                node = None
+            else:
+                where = ".".join(walked) or "the config"
+                keys = sorted(str(k) for k in node.keys()) if isinstance(node, DictConfig) else []
+                prefix = ".".join(walked) + "." if walked else ""
+                match = difflib.get_close_matches(part, keys, n=1, cutoff=0.5)
+                hint = f"; did you mean {prefix}{match[0]}?" if match else "."
+                choices = f" Keys of {where}: {', '.join(keys)}." if keys else ""
+                raise ConfigError(
+                    f"unknown key {key!r}: {where} has no {part!r}{hint}{choices} A new key is "
+                    f"added with +{key}=..."
+                )
+            walked.append(part)
+
+
+def check_command_line(argv: Sequence[str], conf_dir, compose) -> None:
+    """Check the overrides of `argv` against `conf_dir` before Hydra runs; `compose(overrides)`
+    returns the config composed with the given group overrides (only called for key ones)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        overrides = OverridesParser.create().parse_overrides(_override_arguments(argv))
+    except Exception:
+        return  # Hydra reports syntax errors with their position
+    groups = config_groups(conf_dir)
+    check_groups(overrides, groups)
+    keys = [o for o in overrides if o.key_or_group not in groups and "/" not in o.key_or_group]
+    if not any(not o.key_or_group.startswith("hydra") for o in keys):
+        return
+    group_args = [
+        o.input_line
+        for o in overrides
+        if o.key_or_group in groups and not o.is_sweep_override() and o.input_line
+    ]
+    try:
+        composed = compose(group_args)
+    except Exception:
+        return
+    check_keys(keys, composed, groups)
+
+
+def help_text(conf_dir) -> str:
+    """`python run.py --help`: the config groups and their options, without schema entries."""
+    lines = [
+        "ddag: python run.py [group=option ...] [key=value ...] [-m for sweeps]",
+        "",
+        "Config groups (group=option; eval/protocol takes a list: eval/protocol=[a,b]):",
+    ]
+    for group, options in sorted(config_groups(conf_dir).items()):
+        lines.append(f"  {group}: {', '.join(options)}")
+    lines += [
+        "",
+        "Any key can be set with key=value (a new one with +key=value). The composed config:",
+        "  python run.py --cfg job [overrides]      Hydra's own options: --hydra-help",
+    ]
+    return "\n".join(lines)

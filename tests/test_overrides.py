@@ -1,0 +1,52 @@
+"""Command-line typos answered by ddag before Hydra composes: closest name and valid choices."""
+
+import pytest
+
+from ddag.config.overrides import check_command_line, config_groups, help_text
+from ddag.errors import ConfigError
+from tests.conftest import CONF, compose_config
+
+
+def _check(*argv):
+    check_command_line(list(argv), CONF, compose_config)
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["model.part_attention.num_partss=3"], "did you mean model.part_attention.num_parts?"),
+        (["task.epoch=5"], "did you mean task.epochs?"),
+        (["task=eval", "task.checkpont=x.ckpt"], "did you mean task.checkpoint?"),
+        (["model/backbone=resnet5"], "did you mean 'resnet50'?"),
+        (["task=evaluate"], "did you mean 'eval'?"),
+        (["-m", "model/backbon=tiny,resnet18"], "did you mean 'model/backbone'?"),
+        (["eval/protocol=[regdb_v2t,sysu_al]"], "did you mean 'sysu_all'?"),
+        (["-m", "experiment=ddag_regdb_v2t,ddag_sysu_al"], "did you mean 'ddag_sysu_all'?"),
+    ],
+)
+def test_a_typo_names_the_closest_valid_name_and_the_choices(argv, expected):
+    with pytest.raises(ConfigError) as err:
+        _check(*argv)
+    assert expected in str(err.value)
+    assert "_schema" not in str(err.value)
+
+
+def test_valid_command_lines_pass_and_new_keys_need_a_plus():
+    for argv in (
+        [],
+        ["task=eval", "task.checkpoint=x.ckpt", "eval/protocol=[regdb_v2t]"],
+        ["-m", "seed=0,1", "+debug=smoke", "hydra.sweep.dir=x", "experiment=glob(ddag_*)"],
+        ["+model.part_attention.num_partss=3"],  # added on purpose: the schema check answers
+        ["model/part_attention=none", "model.low_dim=abc", "--cfg", "job"],
+    ):
+        _check(*argv)
+    with pytest.raises(ConfigError, match=r"\+model.extra=\.\.\."):
+        _check("model.extra=1")
+
+
+def test_help_lists_every_group_and_option_without_schema_entries():
+    groups = config_groups(CONF)
+    assert "resnet50" in groups["model/backbone"] and "train" in groups["task"]
+    assert not any(o.endswith("_schema") for options in groups.values() for o in options)
+    text = help_text(CONF)
+    assert "model/backbone: " in text and "_schema" not in text
