@@ -1,3 +1,4 @@
+# ruff: noqa: E402 (MindSpore's log level is set before anything imports it)
 """ddag's one runner: `python run.py task=<train|eval> [group=option ...] [key=value ...]`.
 
 Composes conf/, validates every key before anything is built, then runs ddag.tasks.<task.name>.
@@ -10,6 +11,23 @@ import os
 import sys
 import time
 from pathlib import Path
+
+# MindSpore reads its log level (GLOG_v) once, when it is first imported: before any ddag import.
+MINDSPORE_LOG_LEVELS = {"debug": "0", "info": "1", "warning": "2", "error": "3"}
+
+
+def apply_mindspore_log_level(argv: list, environ=os.environ) -> None:
+    """GLOG_v from `runtime.log_level=...` on the command line; without one, the environment's
+    GLOG_v, else "error" (MindSpore's compiler notes stay off the console)."""
+    given = [a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("runtime.log_level=")]
+    if given and given[-1] in MINDSPORE_LOG_LEVELS:
+        environ["GLOG_v"] = MINDSPORE_LOG_LEVELS[given[-1]]
+    else:
+        environ.setdefault("GLOG_v", MINDSPORE_LOG_LEVELS["error"])
+
+
+if __name__ == "__main__":
+    apply_mindspore_log_level(sys.argv[1:])
 
 import hydra
 from hydra.core.hydra_config import HydraConfig

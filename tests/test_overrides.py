@@ -50,3 +50,22 @@ def test_help_lists_every_group_and_option_without_schema_entries():
     assert not any(o.endswith("_schema") for options in groups.values() for o in options)
     text = help_text(CONF)
     assert "model/backbone: " in text and "_schema" not in text
+
+
+def test_mindspore_log_level_is_set_from_the_command_line_before_mindspore_loads():
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    script = (
+        "import run\n"
+        "for argv, env in (([], {}), (['runtime.log_level=warning'], {'GLOG_v': '3'}),"
+        " ([], {'GLOG_v': '1'}), (['runtime=gpu', '+runtime.log_level=debug'], {})):\n"
+        "    run.apply_mindspore_log_level(argv, env)\n"
+        "    print(env['GLOG_v'])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.stdout.split() == ["3", "2", "1", "0"], result.stderr[-2000:]

@@ -53,6 +53,8 @@ def test_default_run_prints_the_results_table(default_run):
     assert (out / "checkpoints" / "last.ckpt").is_file()
     # Per-epoch values (the graph weight) reach the compiled step as Tensors: one compilation.
     assert "has been compiled again" not in output
+    # MindSpore's compiler notes stay off the console at the default runtime.log_level=error.
+    assert "expander_fallback" not in output and "[WARNING]" not in output
 
 
 @pytest.mark.slow
@@ -114,6 +116,10 @@ def test_multirun_over_seeds(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for job in ("0", "1"):
         assert (tmp_path / job / "results.json").is_file()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [g["setting"] for g in summary] == ["+debug=smoke"]
+    assert {row["runs"] for row in summary[0]["rows"]} == {2}
+    assert "sweep summary over 2 job(s)" in result.stdout + result.stderr
 
 
 def _wait_for(process, text: str, lines: list, timeout: float = 300) -> None:

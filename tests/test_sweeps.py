@@ -38,7 +38,7 @@ def test_optuna_sweep_tunes_lr_and_margin_on_the_validation_metric(tmp_path):
     report = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert [t["state"] for t in report["trials"]] == ["COMPLETE", "COMPLETE"]
     values = [t["value"] for t in report["trials"]]
-    assert report["best_value"] == max(values) and 0 <= max(values) <= 1
+    assert report["best_value"] == max(values) and 0 <= max(values) <= 100  # percent
     for trial, job in zip(report["trials"], ("0", "1")):
         overrides = yaml.safe_load((sweep / job / ".hydra" / "overrides.yaml").read_text())
         assert f"loss.triplet.margin={trial['params']['loss.triplet.margin']}" in overrides
@@ -54,7 +54,7 @@ def test_a_failed_or_silent_job_is_a_failed_trial_and_a_search_needs_dimensions(
     done = SimpleNamespace(status=JobStatus.COMPLETED, return_value={"val/rank1": 0.5})
     failed = SimpleNamespace(status=JobStatus.FAILED, return_value=None)
     silent = SimpleNamespace(status=JobStatus.COMPLETED, return_value=None)
-    assert _objective_value(done, "val/rank1") == 0.5
+    assert _objective_value(done, "val/rank1") == 50.0  # percent, as tables show it
     assert _objective_value(failed, "val/rank1") is None
     assert _objective_value(silent, "val/rank1") is None
     assert _objective_value(done, "val/mAP") is None

@@ -1,14 +1,17 @@
 """Hydra callbacks: one live run per output folder, no finished run overwritten, and a sweep's
-end report of failed jobs."""
+end: the summary over seeds, then the report of failed jobs."""
 
+import json
 import os
 import sys
 from pathlib import Path
 
+import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from ddag.errors import FAILED_MARKER
+from ddag.evaluation.sweep_summary import setting_of, summarize, summary_markdown, write_summary
 from ddag.utils.locks import try_lock
 from ddag.utils.logging import current_rank, get_logger
 
@@ -101,6 +104,40 @@ class OutputFolderLock(Callback):
                 log.error("ConfigError: %s", refusal)
                 sys.exit(1)
         self._handle = handle
+
+
+def finished_jobs(sweep_dir: Path) -> list:
+    """(job folder, setting, records) of every job of a sweep that wrote results.json."""
+    jobs = []
+    for results in sorted(sweep_dir.rglob("results.json")):
+        folder = results.parent
+        try:
+            records = json.loads(results.read_text())
+            overrides = yaml.safe_load((folder / ".hydra" / "overrides.yaml").read_text()) or []
+        except (OSError, ValueError, yaml.YAMLError):
+            continue  # not a job of this sweep, or damaged: nothing to summarise
+        if isinstance(records, list) and isinstance(overrides, list):
+            jobs.append((str(folder), setting_of([str(o) for o in overrides]), records))
+    return jobs
+
+
+class SweepSummary(Callback):
+    """After a multirun, mean ± std over the jobs that differ only in seed (and RegDB trial),
+    printed and written as summary.md / summary.json in the sweep folder."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        jobs = finished_jobs(sweep_dir) if sweep_dir.is_dir() else []
+        if not jobs:
+            return
+        summary = summarize(jobs)
+        paths = write_summary(summary, sweep_dir)
+        log.info(
+            "sweep summary over %d job(s), written to %s:\n%s",
+            len(jobs),
+            paths[1],
+            summary_markdown(summary),
+        )
 
 
 class FailedJobsReport(Callback):

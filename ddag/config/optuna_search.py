@@ -20,6 +20,7 @@ from hydra.core.utils import JobStatus
 from omegaconf import OmegaConf
 
 from ddag.errors import ConfigError
+from ddag.evaluation.results import METRICS
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -55,11 +56,19 @@ def _suggest(trial, name: str, distribution):
     return trial.suggest_float(name, low, high, log=log_scale)
 
 
+def in_percent(objective: str) -> bool:
+    """Whether the objective is a retrieval metric (a fraction in results, % in tables)."""
+    return objective.rpartition("/")[2] in METRICS
+
+
 def _objective_value(job, objective: str) -> Optional[float]:
+    """The job's objective, retrieval metrics in percent as every table shows them."""
     if job.status != JobStatus.COMPLETED or not isinstance(job.return_value, dict):
         return None
     value = job.return_value.get(objective)
-    return float(value) if isinstance(value, (int, float)) else None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    return 100.0 * float(value) if in_percent(objective) else float(value)
 
 
 class OptunaSearch:
@@ -152,7 +161,14 @@ class OptunaSearch:
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 else:
                     study.tell(trial, value)
-                    log.info("trial %d %s: %s=%.4f", trial.number, values, self.objective, value)
+                    log.info(
+                        "trial %d %s: %s=%.2f%s",
+                        trial.number,
+                        values,
+                        self.objective,
+                        value,
+                        " %" if in_percent(self.objective) else "",
+                    )
             done += len(trials)
         return self._report(study)
 
@@ -162,6 +178,7 @@ class OptunaSearch:
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         results = {
             "objective": self.objective,
+            "unit": "%" if in_percent(self.objective) else "as returned",
             "direction": self.direction,
             "trials": [
                 {"number": t.number, "params": t.params, "value": t.value, "state": t.state.name}
@@ -172,10 +189,11 @@ class OptunaSearch:
             best = study.best_trial
             results.update(best_params=best.params, best_value=best.value, best_trial=best.number)
             log.info(
-                "best trial %d: %s = %.4f with %s",
+                "best trial %d: %s = %.2f%s with %s",
                 best.number,
                 self.objective,
                 best.value,
+                " %" if in_percent(self.objective) else "",
                 best.params,
             )
         else:

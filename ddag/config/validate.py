@@ -15,7 +15,7 @@ from typing import Any, Iterator, Tuple
 from ddag.data.datasets.base import MODALITIES, SPLITS
 from ddag.data.loader import MAX_IMAGE_SIDE, MIN_IMAGE_SIDE
 from ddag.data.synthetic_disk import LAYOUTS
-from ddag.engine.runtime import AMP_LEVELS, DEVICE_TARGETS, MODES
+from ddag.engine.runtime import AMP_LEVELS, DEVICE_TARGETS, LOG_LEVELS, MODES
 from ddag.errors import ConfigError
 from ddag.evaluation.metrics import DISTANCES
 from ddag.evaluation.results import METRICS
@@ -129,6 +129,7 @@ CHOICES = {
     ("runtime", "device_target"): DEVICE_TARGETS,
     ("runtime", "mode"): tuple(MODES),
     ("runtime", "amp_level"): AMP_LEVELS,
+    ("runtime", "log_level"): tuple(LOG_LEVELS),
     ("task", "mode"): ("prepare", "check", "fetch_splits"),
     ("task", "layout"): LAYOUTS,
     ("task", "split"): SPLITS,
