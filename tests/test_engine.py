@@ -171,3 +171,38 @@ def test_a_non_finite_gradient_makes_the_step_loss_nan_before_any_save():
     assert np.isfinite(total.asnumpy())
     total, _ = step(ms.Tensor(np.array([1.0, np.inf], np.float32)))
     assert np.isnan(total.asnumpy())  # the loss was clipped to 1.0; the gradient was inf
+
+
+class _FakeTrainer:
+    epochs, steps_per_epoch, images_per_step = 2, 4, 16
+
+    def lr_at(self, step):
+        return 0.1
+
+    def scalars(self):
+        return {}
+
+
+def test_progress_lines_time_the_compilation_apart_and_give_an_eta(caplog, monkeypatch):
+    import logging
+    import types
+
+    from ddag.engine import callbacks
+    from ddag.engine.callbacks import ProgressLogger, duration
+
+    assert [duration(s) for s in (5, 185, 3720)] == ["5s", "3m05s", "1h02m"]
+    clock = iter([0.0, 30.0, 32.0, 34.0, 36.0, 38.0, 40.0, 42.0, 44.0, 46.0, 48.0])
+    fake_time = types.SimpleNamespace(perf_counter=lambda: next(clock))
+    monkeypatch.setattr(callbacks, "time", fake_time)  # the throughput timer keeps real time
+    trainer, state, progress = _FakeTrainer(), TrainState(), ProgressLogger(2, compiles=True)
+    with caplog.at_level(logging.INFO, logger="ddag.engine.callbacks"):
+        progress.on_train_start(trainer, state)
+        for _ in range(4):
+            state.step += 1
+            progress.on_step_end(trainer, state, {"total": 1.0})
+    text = caplog.text
+    assert "compiling the train step first" in text
+    assert "train step compiled and run once in 30.0 s" in text
+    # Steps 2-4 took 2 s each: after step 4, 4 steps are left in the run and 0 in the epoch.
+    assert "estimated training time: 8s (4 steps at 2.00 s/step" in text
+    assert "step 4/4" in text and "ETA epoch 0s, run 8s" in text

@@ -53,6 +53,10 @@ def test_default_run_prints_the_results_table(default_run):
     assert (out / "checkpoints" / "last.ckpt").is_file()
     # Per-epoch values (the graph weight) reach the compiled step as Tensors: one compilation.
     assert "has been compiled again" not in output
+    # The start banner and the progress lines of a compiled run.
+    assert "config: dataset=synthetic" in output and "model/backbone=tiny" in output
+    assert "device: CPU, graph mode, compiled train step" in output
+    assert "train step compiled and run once in" in output and "ETA epoch" in output
     # MindSpore's compiler notes stay off the console at the default runtime.log_level=error.
     assert "expander_fallback" not in output and "[WARNING]" not in output
 

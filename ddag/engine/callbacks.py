@@ -1,6 +1,7 @@
 """Callbacks of the training loop: progress, TensorBoard, checkpoints, periodic evaluation."""
 
 import math
+import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -12,42 +13,106 @@ from ddag.utils.logging import get_logger
 log = get_logger(__name__)
 
 
+def duration(seconds: float) -> str:
+    """`1h02m`, `3m05s`, `12s`."""
+    seconds = int(round(max(seconds, 0.0)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
 class ProgressLogger(Callback):
     """A log line every `every_n_steps` steps and at each epoch end: losses, lr, the objective's
-    scalars (DDAG: the graph weight), images/s."""
+    scalars (DDAG: the graph weight), images/s and the time left in the epoch and the run.
 
-    def __init__(self, every_n_steps: int = 10):
+    The first step of a compiled train step includes its compilation: it is timed and reported
+    on its own line, and left out of the throughput and the estimates. One line per interval,
+    so log files stay readable (no carriage-return bars).
+    """
+
+    def __init__(self, every_n_steps: int = 10, compiles: bool = False):
         self.every_n_steps = max(1, every_n_steps)
+        self.compiles = compiles
         self.timer = StepTimer()
+        self._step_seconds: List[float] = []
+        self._last = None
+        self._estimated = False
 
     def on_train_start(self, trainer, state):
         log.info(
-            "training %d epochs x %d steps, %d images per step",
+            "training %d epochs x %d steps, %d images per step%s",
             trainer.epochs,
             trainer.steps_per_epoch,
             trainer.images_per_step,
+            "; compiling the train step first..." if self.compiles else "",
         )
         self.timer = StepTimer()
+        self._last, self._first = time.perf_counter(), True
+
+    def _time_step(self) -> bool:
+        """Record the step's time; True for the step that compiled the train step."""
+        now = time.perf_counter()
+        if self._last is None:  # the first step after an epoch's evaluation and checkpoint
+            self._last = now
+            return False
+        seconds, self._last = now - self._last, now
+        compiled, self._first = self._first and self.compiles, False
+        if compiled:
+            log.info("train step compiled and run once in %.1f s", seconds)
+        else:
+            self._step_seconds.append(seconds)
+        return compiled
+
+    def _eta(self, trainer, state, in_epoch: int) -> str:
+        if not self._step_seconds:
+            return ""
+        recent = self._step_seconds[-50:]
+        per_step = sum(recent) / len(recent)
+        left_total = trainer.epochs * trainer.steps_per_epoch - state.step
+        left_epoch = trainer.steps_per_epoch - in_epoch
+        return (
+            f"  ETA epoch {duration(left_epoch * per_step)}, run {duration(left_total * per_step)}"
+        )
 
     def on_step_end(self, trainer, state, losses):
-        self.timer.add(trainer.images_per_step)
+        if self._time_step():
+            self.timer = StepTimer()  # throughput from the first compiled step on
+        else:
+            self.timer.add(trainer.images_per_step)
         in_epoch = (state.step - 1) % trainer.steps_per_epoch + 1
+        if not self._estimated and len(self._step_seconds) >= min(3, trainer.steps_per_epoch):
+            self._estimated = True
+            per_step = sum(self._step_seconds) / len(self._step_seconds)
+            total = trainer.epochs * trainer.steps_per_epoch
+            log.info(
+                "estimated training time: %s (%d steps at %.2f s/step; evaluation not included)",
+                duration((total - state.step) * per_step),
+                total - state.step,
+                per_step,
+            )
         if in_epoch % self.every_n_steps == 0 or in_epoch == trainer.steps_per_epoch:
             terms = " ".join(f"{k}={v:.4f}" for k, v in losses.items())
             scalars = "".join(f"  {k}={v:.3f}" for k, v in trainer.scalars().items())
             log.info(
-                "epoch %d step %d/%d  %s  lr=%.2e%s  %.1f img/s",
+                "epoch %d step %d/%d  %s  lr=%.2e%s%s%s",
                 state.epoch,
                 in_epoch,
                 trainer.steps_per_epoch,
                 terms,
                 trainer.lr_at(state.step - 1),
                 scalars,
-                self.timer.rate(),
+                self.timer.rate_text(),
+                self._eta(trainer, state, in_epoch),
             )
 
     def on_epoch_end(self, trainer, state):
         self.timer = StepTimer()  # evaluation and checkpointing are not training throughput
+        self._last = None
+
+    def on_train_end(self, trainer, state):
+        self._last = None
 
 
 class TensorBoardLogger(Callback):

@@ -305,6 +305,10 @@ class StepTimer:
     def add(self, images: int) -> None:
         self._images += images
 
+    def rate_text(self) -> str:
+        """`  123.4 img/s` over the steps since the last call; empty when none were added."""
+        return f"  {self.rate():.1f} img/s" if self._images else ""
+
     def rate(self) -> float:
         now = time.perf_counter()
         value = self._images / max(now - self._start, 1e-9)

@@ -39,6 +39,48 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def group_choices() -> dict:
+    """{config group: chosen option} of this run (Hydra's own groups and schemas left out)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    choices = HydraConfig.get().runtime.choices
+    return {
+        group: option
+        for group, option in choices.items()
+        if not group.startswith("hydra") and option is not None and "_schema" not in str(option)
+    }
+
+
+def _split_line(name: str, split) -> str:
+    ids = set(split.visible.ids.tolist()) | set(split.thermal.ids.tolist())
+    return (
+        f"{name} {len(ids)} ids, {len(split.visible)} visible + {len(split.thermal)} thermal images"
+    )
+
+
+def log_start_banner(cfg: DictConfig, dataset, out_dir: Path) -> None:
+    """What the run is, before it starts: folder, config choices, data and device."""
+    choices = " ".join(f"{g}={o}" for g, o in sorted(group_choices().items()))
+    splits = [("train", dataset.train_split()), ("val", dataset.val_split())]
+    splits.append(("test", dataset.test_split()))
+    data = "; ".join(_split_line(name, split) for name, split in splits if split is not None)
+    runtime = cfg.runtime
+    log.info(
+        "run %s in %s\n  config: %s\n  data: %s: %s\n  device: %s, %s mode%s, seed %s",
+        cfg.name,
+        out_dir,
+        choices or "(composed without Hydra)",
+        dataset.name,
+        data,
+        runtime.device_target,
+        runtime.mode,
+        ", compiled train step" if runtime.jit_step else ", eager train step",
+        cfg.seed,
+    )
+
+
 def record_run_config(cfg: DictConfig) -> None:
     """Rewrite the run folder's `.hydra/config.yaml` with `cfg` (a resumed run's own settings:
     Hydra wrote the composed defaults of the bare resume command there)."""

@@ -207,7 +207,8 @@ def _callbacks(cfg, out_dir, dataset, protocols, network, optimizer, extractor, 
             cfg, dataset, protocols, network, extractor, saver, tensorboard
         )
     # Evaluation before saving: last.ckpt then holds the scores and best epoch of its epoch.
-    callbacks = [ProgressLogger(int(cfg.task.log_every)), tensorboard, selection, saver]
+    compiles = bool(cfg.runtime.jit_step)
+    callbacks = [ProgressLogger(int(cfg.task.log_every), compiles), tensorboard, selection, saver]
     return [cb for cb in callbacks if cb is not None], tensorboard, selection, saver
 
 
@@ -220,6 +221,7 @@ def build_run(cfg: DictConfig, point: Optional[ResumePoint] = None) -> TrainingR
     # Test protocols and the test split are checked now, not after hours of training.
     protocols = common.build_protocols(cfg)
     common.check_protocols(protocols, dataset.test_split())
+    common.log_start_banner(cfg, dataset, out_dir)
     settings = common.loader_settings(cfg)
     sampler, pipeline = common.training_data(cfg, dataset, context.size, context.rank)
     if context.size > 1:
