@@ -99,7 +99,7 @@ def test_eval_task_reproduces_the_training_numbers(default_run, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["runtime=gpu"], "no GPU device"),
+        (["runtime=gpu"], "CUDA 11 user libraries not found"),
         (["+model.part_attention.num_partss=3"], "did you mean model.part_attention.num_parts"),
         (["model.low_dim=abc"], "wrong type for 'model.low_dim'"),
         (["task=eval"], "task.checkpoint=PATH"),

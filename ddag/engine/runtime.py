@@ -8,6 +8,7 @@ import mindspore as ms
 import mindspore.dataset as ds
 import numpy as np
 
+from ddag.engine.device_check import device_fix, device_problems
 from ddag.engine.distributed import DistributedContext, init_distributed
 from ddag.errors import DeviceError
 from ddag.utils.logging import get_logger
@@ -120,6 +121,13 @@ def setup_runtime(settings: RuntimeSettings, seed: int) -> DistributedContext:
             f"{settings.device_target} keeps MindSpore's asynchronous launch "
             f"(runtime=gpu and runtime=ascend set runtime.host_blocking=false)"
         )
+    problems = device_problems(settings.device_target)
+    if problems:
+        raise DeviceError(
+            f"runtime.device_target={settings.device_target} cannot run on this machine: "
+            + "; ".join(problems)
+            + f". {device_fix(settings.device_target)}; or use runtime=cpu"
+        )
     if not device_available(settings.device_target):
         raise DeviceError(
             f"runtime.device_target={settings.device_target} but no {settings.device_target} "
@@ -127,7 +135,6 @@ def setup_runtime(settings: RuntimeSettings, seed: int) -> DistributedContext:
             f"or install "
             f"the MindSpore {settings.device_target} package on a machine that has the device."
         )
-    os.environ.setdefault("GLOG_v", "3")
     _set_host_blocking(settings)
     ms.set_context(mode=MODES[settings.mode])
     device_id = settings.device_id
