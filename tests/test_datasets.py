@@ -307,3 +307,22 @@ def test_prepared_arrays_of_other_split_files_are_not_used(sysu_root):
     (sysu_root / "train_resized_fingerprint.json").unlink()
     (sysu_root / "exp" / "train_id.txt").write_text(",".join(train_ids))
     assert SYSUDataset(str(sysu_root), height=32, width=16).prepared_split() is None
+
+
+@pytest.mark.parametrize("loader, warned", [("loader=small", True), ("loader=paper", False)])
+def test_packing_sysu_at_another_size_than_the_presets_warns_at_once(
+    sysu_root, tmp_path, caplog, monkeypatch, loader, warned
+):
+    import logging
+
+    from ddag.tasks import prepare
+    from tests.conftest import compose_config
+
+    monkeypatch.setattr(prepare, "prepare_sysu", lambda dataset: {"packed": "skipped"})
+    cfg = compose_config(
+        ["task=prepare", "dataset=sysu", f"dataset.root={sysu_root}", loader, "task.mode=prepare"],
+        output_dir=tmp_path / "out",
+    )
+    with caplog.at_level(logging.WARNING, logger="ddag.tasks.prepare"):
+        prepare.run(cfg)
+    assert ("the SYSU presets train at 288x144" in caplog.text) == warned

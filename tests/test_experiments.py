@@ -224,3 +224,17 @@ def test_documented_commands_expand_to_configs_that_compose(args):
 def _composes_and_validates(overrides: tuple) -> None:
     """Compose and validate one job's config; a job several commands share is checked once."""
     validate_config(OmegaConf.to_container(compose_config(overrides), resolve=True))
+
+
+def test_a_table_without_runs_shows_the_paper_numbers_marked_missing(tmp_path):
+    from ddag.tasks import table
+    from tests.conftest import compose_config
+
+    cfg = compose_config(
+        ["task=table", "task.table=ddag_regdb", f"task.results_dir={tmp_path}"],
+        output_dir=tmp_path,
+    )
+    summary = table.run(cfg)
+    assert summary["missing"] > 0
+    text = (tmp_path / "ddag_regdb.md").read_text()
+    assert "missing (paper " in text and "Missing runs:" in text

@@ -112,13 +112,13 @@ class TableTask:
 
     Attributes:
         table: manifest name in experiments/ (or a path to one).
-        runs: run or sweep directories to read.
+        runs: run or sweep directories to read; none: the paper numbers, every run missing.
         results_dir: where to write the table (null: the run directory).
     """
 
     name: str = "table"
     table: str = MISSING
-    runs: List[str] = MISSING
+    runs: List[str] = field(default_factory=list)
     results_dir: Optional[str] = None
 
 

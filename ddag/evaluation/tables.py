@@ -89,7 +89,8 @@ def build_table(manifest: dict, records: list) -> dict:
 
 def _cell(row, metric) -> str:
     if metric not in row["mean"]:
-        return "-"
+        paper = row["paper"] or {}
+        return f"missing (paper {paper[metric]:.2f})" if metric in paper else "missing"
     text = f"{row['mean'][metric]:.2f}"
     if row["runs"] > 1:
         text += f" ± {row['std'][metric]:.2f}"

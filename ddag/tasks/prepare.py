@@ -77,10 +77,28 @@ def _check_official_splits(report, dataset: SYSUDataset, split_dir: Path) -> Non
         report.add("warning", "10-shot galleries cannot be drawn", "use shots=1", short)
 
 
+# Every SYSU-MM01 preset (conf/experiment/ddag_sysu_*, agw_sysu_all, ablations) trains at
+# loader=paper's size; packed arrays serve only runs at the size they were packed at.
+PRESET_INPUT = (288, 144)
+
+
+def _warn_on_packing_size(cfg: DictConfig, dataset) -> None:
+    size = (int(cfg.loader.height), int(cfg.loader.width))
+    if cfg.task.mode == "prepare" and isinstance(dataset, SYSUDataset) and size != PRESET_INPUT:
+        log.warning(
+            "packing SYSU-MM01 at %dx%d, but the SYSU presets train at %dx%d (loader=paper): "
+            "their runs will not use these arrays. Add loader=paper (or the preset, "
+            "experiment=ddag_sysu_all) to pack at their size",
+            *size,
+            *PRESET_INPUT,
+        )
+
+
 def run(cfg: DictConfig) -> dict:
     if cfg.task.mode == "fetch_splits":
         return fetch_splits(cfg)
     dataset = common.build_dataset(cfg, check=False)
+    _warn_on_packing_size(cfg, dataset)
     report = dataset.check(decode=True)
     if report is None:
         log.info("dataset %s needs no preparation", dataset.name)
