@@ -110,6 +110,16 @@ def test_export_reloads_with_the_checkpoint_features(trained, tmp_path, fmt):
     result = export.run(cfg)
     assert result["path"].endswith(".mindir" if fmt == "MINDIR" else ".onnx")
     assert result["max_abs_diff/visible"] < 1e-5 and result["max_abs_diff/thermal"] < 1e-5
+    if fmt == "ONNX":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(result["path"])
+        assert [i.name for i in session.get_inputs()] == ["images", "modality"]
+        assert [o.name for o in session.get_outputs()] == ["fc", "fc_att"]
+        assert not isinstance(session.get_inputs()[0].shape[0], int)  # a dynamic batch
+        images = np.zeros((5, 3, 32, 16), np.float32)
+        fc, fc_att = session.run(None, {"images": images, "modality": np.array([2], np.int32)})
+        assert fc.shape[0] == 5 and fc_att.shape[0] == 5
 
 
 def test_tasks_and_api_give_the_same_features_of_one_checkpoint(trained, tmp_path):

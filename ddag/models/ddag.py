@@ -9,7 +9,9 @@ from typing import Callable, Optional
 from mindspore import nn, ops
 from mindspore.common import dtype as mstype
 
-from ddag.models.heads import frozen_shift_batchnorm, identity_classifier
+from ddag.models.attention.iwpa import WeightedPartAttention
+from ddag.models.backbones.resnet import Stem
+from ddag.models.heads import batchnorm_inference, frozen_shift_batchnorm, identity_classifier
 
 STEM_LAYOUTS = ("two_stream", "shared")
 POOLINGS = ("avg", "gem")
@@ -72,6 +74,7 @@ class DDAG(nn.Cell):
         channels = backbone.out_channels
         self.out_channels = channels
         self.bottleneck = frozen_shift_batchnorm(channels)
+        self.dynamic_batch = False  # inference graphs exported for any batch size
         self.classifier = identity_classifier(channels, num_classes)
         self.has_part_attention = part_attention is not None
         self.has_graph_attention = graph_attention is not None
@@ -117,6 +120,8 @@ class DDAG(nn.Cell):
             pooled = ((feature_map**self.gem_p).mean(axis=(2, 3)) + 1e-12) ** (1.0 / self.gem_p)
         else:
             pooled = feature_map.mean(axis=(2, 3))
+        if self.dynamic_batch:
+            return pooled, batchnorm_inference(self.bottleneck, pooled)
         return pooled, self.bottleneck(pooled)
 
     def construct(self, visible, thermal, adjacency, noise):
@@ -180,9 +185,13 @@ class ModalityEmbeddingNet(nn.Cell):
     and one exported file then serves both modalities.
     """
 
-    def __init__(self, network: DDAG):
+    def __init__(self, network: DDAG, dynamic_batch: bool = False):
         super().__init__(auto_prefix=False)
         self.network = network
+        if dynamic_batch:  # no part of the graph fixed to the traced batch size
+            for _, cell in network.cells_and_names():
+                if isinstance(cell, (DDAG, Stem, WeightedPartAttention)):
+                    cell.dynamic_batch = True
 
     def construct(self, images, modality):
         net = self.network

@@ -5,7 +5,7 @@ classifier initialised N(0, 0.001)).
 """
 
 import numpy as np
-from mindspore import Parameter, Tensor, nn
+from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal
 
 
@@ -16,6 +16,13 @@ def frozen_shift_batchnorm(channels: int, seed: int = 0) -> nn.BatchNorm1d:
     bn.gamma = Parameter(Tensor(scale), name="gamma")
     bn.beta.requires_grad = False
     return bn
+
+
+def batchnorm_inference(bn: nn.BatchNorm1d, x):
+    """`bn` in inference mode written out with its statistics: MindSpore 2.8's BatchNorm1d
+    reshapes to the traced batch size, so an export with a dynamic batch uses this."""
+    scale = bn.gamma / ops.sqrt(bn.moving_variance + bn.eps)
+    return (x - bn.moving_mean) * scale + bn.beta
 
 
 def identity_classifier(in_features: int, num_classes: int) -> nn.Dense:

@@ -18,6 +18,8 @@ from ddag.tasks import common
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
+# Names of the exported graph's inputs and outputs (ONNX; MINDIR keeps MindSpore's own).
+INPUT_NAMES, OUTPUT_NAMES = ["images", "modality"], ["fc", "fc_att"]
 
 
 def run_exported(path, images: np.ndarray, modality: int):
@@ -29,8 +31,7 @@ def run_exported(path, images: np.ndarray, modality: int):
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path))
-    names = [i.name for i in session.get_inputs()]
-    return session.run(None, {names[0]: images, names[1]: modality_input})
+    return session.run(OUTPUT_NAMES, dict(zip(INPUT_NAMES, (images, modality_input))))
 
 
 def run(cfg: DictConfig) -> dict:
@@ -45,24 +46,40 @@ def run(cfg: DictConfig) -> dict:
     shape = (batch, 3, model.height, model.width)
     sample = np.random.default_rng(0).normal(size=shape).astype(np.float32)
     out = common.output_dir(cfg) / f"ddag{FORMATS[fmt]}"
-    # MindSpore 2.8 cannot reload a MINDIR with a dynamic batch, so the batch size is fixed.
-    ms.export(
-        ModalityEmbeddingNet(network),
-        ms.Tensor(sample),
-        ms.Tensor(np.array([1], np.int32)),
-        file_name=str(out.with_suffix("")),
-        file_format=fmt,
-    )
+    inputs = (ms.Tensor(sample), ms.Tensor(np.array([1], np.int32)))
+    if fmt == "ONNX":
+        # Named inputs and outputs, and any batch size (the first axis of `images`).
+        ms.onnx.export(
+            ModalityEmbeddingNet(network, dynamic_batch=True),
+            *inputs,
+            file_name=str(out),
+            input_names=list(INPUT_NAMES),
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes={"images": {0: "batch"}},
+        )
+    else:
+        # MindSpore 2.8 cannot reload a MINDIR with a dynamic batch, so the batch size is fixed.
+        ms.export(
+            ModalityEmbeddingNet(network),
+            *inputs,
+            file_name=str(out.with_suffix("")),
+            file_format=fmt,
+        )
     differences = {}
+    # ONNX is checked at another batch size than it was traced with: the batch is dynamic.
+    check = sample if fmt != "ONNX" else np.concatenate([sample, sample[:1]], axis=0)
     for name, code in (("visible", VISIBLE), ("thermal", THERMAL)):
-        expected = [t.asnumpy() for t in EmbeddingNet(network, code)(ms.Tensor(sample))]
-        got = run_exported(out, sample, code)
+        expected = [t.asnumpy() for t in EmbeddingNet(network, code)(ms.Tensor(check))]
+        got = run_exported(out, check, code)
         differences[name] = float(max(np.abs(a - b).max() for a, b in zip(expected, got)))
+    batch_text = "any batch" if fmt == "ONNX" else f"batch {batch}"
     log.info(
-        "exported %s (input images %s float32 + modality (1,) int32: 1 visible, 2 thermal); "
-        "max |difference| to the checkpoint's features: %s",
+        "exported %s (inputs images (%s, 3, %d, %d) float32 + modality (1,) int32: 1 visible, "
+        "2 thermal; outputs fc, fc_att); max |difference| to the checkpoint's features: %s",
         out,
-        shape,
+        batch_text,
+        model.height,
+        model.width,
         differences,
     )
     return {"path": str(out), **{f"max_abs_diff/{k}": v for k, v in differences.items()}}

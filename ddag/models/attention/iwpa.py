@@ -6,8 +6,9 @@ out. Pooling is adaptive (the MindSpore port's fixed AvgPool2d only fits some ma
 """
 
 from mindspore import Parameter, Tensor, nn, ops
+from mindspore.common import dtype as mstype
 
-from ddag.models.heads import frozen_shift_batchnorm
+from ddag.models.heads import batchnorm_inference, frozen_shift_batchnorm
 
 MAX_PARTS = 64  # horizontal stripes of an 18-row feature map; more is a typo
 
@@ -32,6 +33,9 @@ class WeightedPartAttention(nn.Cell):
         self.fc3 = nn.Conv2d(in_channels, in_channels, 1, has_bias=conv_bias)
         self.gate = Parameter(Tensor([1.0 / num_parts] * num_parts), name="gate")
         self.bottleneck = frozen_shift_batchnorm(in_channels)
+        # Export with a dynamic batch: rows gathered by index, as ONNX's Slice from MindSpore 2.8
+        # fixes the batch axis to the traced size. Same rows, same means; off for training.
+        self.dynamic_batch = False
 
     def _part_pool(self, feature_map):
         """Adaptive average pooling to (p, 1): part i averages rows floor(iH/p)..ceil((i+1)H/p).
@@ -44,7 +48,11 @@ class WeightedPartAttention(nn.Cell):
         for i in range(self.num_parts):
             start = (i * height) // self.num_parts
             stop = -((-(i + 1) * height) // self.num_parts)
-            parts = parts + (feature_map[:, :, start:stop, :].mean(axis=(2, 3), keep_dims=True),)
+            if self.dynamic_batch:
+                rows = ops.gather(feature_map, Tensor(list(range(start, stop)), mstype.int32), 2)
+            else:
+                rows = feature_map[:, :, start:stop, :]
+            parts = parts + (rows.mean(axis=(2, 3), keep_dims=True),)
         return ops.cat(parts, axis=2)
 
     def construct(self, feature_map, global_feature):
@@ -57,4 +65,6 @@ class WeightedPartAttention(nn.Cell):
         refined = ops.bmm(attention, value)  # (N, p, C)
         weights = ops.softmax(self.gate, axis=-1)
         weighted = (refined * weights.reshape(1, -1, 1)).sum(axis=1)
+        if self.dynamic_batch:
+            return batchnorm_inference(self.bottleneck, weighted + global_feature)
         return self.bottleneck(weighted + global_feature)

@@ -10,7 +10,8 @@ ours through the table in `ddag/io/checkpoint.py`, and torchvision/timm files th
 
 from typing import Callable, Optional, Sequence, Tuple
 
-from mindspore import nn, ops
+from mindspore import Tensor, nn, ops
+from mindspore.common import dtype as mstype
 from mindspore.common.initializer import HeNormal
 
 from ddag.checkpoints.names import backbone_name
@@ -131,15 +132,23 @@ class Stem(nn.Cell):
         self.bn1 = nn.BatchNorm2d(channels)
         self.relu = nn.ReLU()
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, pad_mode="valid")
+        # Export with a dynamic batch: the zero border is made from the input (a gathered row or
+        # column times 0, exactly 0 for ReLU outputs), not as a constant of the traced batch.
+        self.dynamic_batch = False
+
+    def _border(self, x, axis: int):
+        if self.dynamic_batch:
+            return ops.gather(x, Tensor([0], mstype.int32), axis) * 0
+        b, c, h, w = x.shape
+        return ops.zeros((b, c, 1, w) if axis == 2 else (b, c, h, 1), x.dtype)
 
     def construct(self, x):
         # Max-pooling ReLU outputs (>= 0) with a zero border equals the usual -inf padding; built
         # by concatenation because MindSpore 2.8 exports neither padded MaxPool nor Pad to ONNX.
         x = self.relu(self.bn1(self.conv1(x)))
-        b, c, h, w = x.shape
-        rows = ops.zeros((b, c, 1, w), x.dtype)
+        rows = self._border(x, 2)
         x = ops.cat((rows, x, rows), axis=2)
-        cols = ops.zeros((b, c, h + 2, 1), x.dtype)
+        cols = self._border(x, 3)
         return self.maxpool(ops.cat((cols, x, cols), axis=3))
 
 
