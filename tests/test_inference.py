@@ -177,3 +177,25 @@ def test_api_feature_names_are_exact(trained, tmp_path):
         model.search(pixels, pixels, "thermal", feature="fc_att")
     with pytest.raises(ConfigError, match="top_k=0"):
         model.search(pixels, pixels, "thermal", top_k=0)
+
+
+def test_ranking_image_draws_the_asked_queries_in_numeric_identity_order():
+    from ddag.api import Ranking
+    from ddag.data.datasets.base import ArrayImageSet
+    from ddag.evaluation.plots import query_order, ranking_image
+
+    pixels = np.full((4, 96, 48, 3), 128, np.uint8)
+    query = ArrayImageSet(pixels, [10, 2, 2, 33], [3] * 4, ["q0", "q2", "q1", "q3"])
+    gallery = ArrayImageSet(pixels, [2, 10, 33, 5], [1] * 4, ["g0", "g1", "g2", "g3"])
+    indices = np.array([[1, 0], [0, 1], [0, 1], [2, 3]])
+    distances = -np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.6, 0.4]])
+    assert list(query_order(query.ids, query.names)) == [2, 1, 0, 3]  # id 2 (q1, q2), 10, 33
+    image = ranking_image(Ranking(query, gallery, indices, distances), max_queries=3)
+    gap, label = 14, 32
+    assert image.shape[0] == 3 * (96 + label + gap) + gap  # three rows, as asked
+    y = gap + label + 10
+    first, second = gap + (48 + gap) + gap, gap + 2 * (48 + gap) + gap
+    # Row 1 is query q1 (id 2): its first match has id 2 (green), its second id 10 (red).
+    assert tuple(image[y, first - 3]) == (0, 170, 0)
+    assert tuple(image[y, second - 3]) == (220, 0, 0)
+    assert tuple(image[y, first - 1]) == (255, 255, 255)  # the white inner line

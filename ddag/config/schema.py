@@ -86,6 +86,7 @@ class SearchTask:
         gallery: folder of gallery images (the other modality).
         modality: modality of the queries.
         top_k: matches kept per query.
+        num_queries: queries drawn in ranking.png (numeric identity order).
     """
 
     name: str = "search"
@@ -94,6 +95,7 @@ class SearchTask:
     gallery: str = MISSING
     modality: str = "thermal"
     top_k: int = 10
+    num_queries: int = 8
 
 
 @dataclass

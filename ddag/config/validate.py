@@ -150,6 +150,7 @@ RANGES = {
     ("task", "log_every"): (1, None),
     ("task", "max_steps_per_epoch"): (1, None),
     ("task", "top_k"): (1, 10_000),
+    ("task", "num_queries"): (1, 1_000),
     ("task", "batch_size"): (1, 4096),
     ("task", "repeats"): (1, 10_000),
     ("task", "warmup"): (0, 10_000),

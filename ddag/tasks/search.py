@@ -27,7 +27,15 @@ def run(cfg: DictConfig) -> dict:
     )
     out = common.output_dir(cfg)
     (out / "ranking.json").write_text(json.dumps(ranking.to_dict(), indent=2))
-    Image.fromarray(ranking_image(ranking)).save(out / "ranking.png")
+    shown = min(int(cfg.task.num_queries), len(ranking.query))
+    picture = ranking_image(ranking, shown, distance=cfg.eval.distance)
+    Image.fromarray(picture).save(out / "ranking.png")
+    log.info(
+        "ranking.png shows %d of %d queries (task.num_queries=%d)",
+        shown,
+        len(ranking.query),
+        int(cfg.task.num_queries),
+    )
     log.info(
         "ranked %d gallery images for %d %s queries: %s and %s",
         len(ranking.gallery),
