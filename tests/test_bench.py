@@ -60,3 +60,17 @@ def test_bench_reference_needs_a_checkout_and_torch(tmp_path):
     bad = compose_config(TINY + ["task=bench", "task.parts=[trian]"], output_dir=tmp_path / "c")
     with pytest.raises(ConfigError, match="unknown"):
         bench.run(bad)
+
+
+def test_a_long_measurement_prints_progress_lines(monkeypatch, caplog):
+    import logging
+    import types
+
+    ticks = iter(float(t) for t in range(0, 1000, 4))  # every call of the clock: 4 s later
+    monkeypatch.setattr(bench, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))
+    with caplog.at_level(logging.INFO, logger="ddag.tasks.bench"):
+        timing = bench._repeat(lambda: None, repeats=6, warmup=2, label="train step")
+    assert timing["median"] == 4.0
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("  train step: run ") and "4.00 s each" in line for line in lines)
+    assert 1 <= len(lines) <= 8  # one line per interval, not per run

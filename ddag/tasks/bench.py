@@ -53,14 +53,32 @@ log = get_logger(__name__)
 PARTS = ("conv", "metrics", "train", "data", "profile")
 
 
-def _repeat(fn, repeats: int, warmup: int):
-    for _ in range(warmup):
+PROGRESS_SECONDS = 10.0  # a progress line at most this often during a long measurement
+
+
+def _repeat(fn, repeats: int, warmup: int, label: str = "measurement"):
+    """min/median/max seconds of `repeats` calls after `warmup` ones, with progress lines."""
+    started = last = time.perf_counter()
+    for index in range(warmup):
         fn()
+        if time.perf_counter() - last > PROGRESS_SECONDS:
+            last = time.perf_counter()
+            log.info("  %s: warm-up %d/%d (%.0f s)", label, index + 1, warmup, last - started)
     times = []
-    for _ in range(repeats):
+    for index in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
+        if time.perf_counter() - last > PROGRESS_SECONDS:
+            last = time.perf_counter()
+            log.info(
+                "  %s: run %d/%d, %.2f s each (%.0f s so far)",
+                label,
+                index + 1,
+                repeats,
+                statistics.median(times),
+                last - started,
+            )
     return {"min": min(times), "median": statistics.median(times), "max": max(times)}
 
 
@@ -68,8 +86,8 @@ def bench_conv(repeats: int, warmup: int) -> dict:
     x = ms.Tensor(np.random.rand(8, 64, 72, 36).astype(np.float32))
     w = ms.Tensor(np.random.rand(64, 64, 3, 3).astype(np.float32))
     a = ms.Tensor(np.random.rand(1024, 1024).astype(np.float32))
-    conv = _repeat(lambda: ops.conv2d(x, w, pad_mode="same").asnumpy(), repeats, warmup)
-    matmul = _repeat(lambda: ops.matmul(a, a).asnumpy(), repeats, warmup)
+    conv = _repeat(lambda: ops.conv2d(x, w, pad_mode="same").asnumpy(), repeats, warmup, "conv")
+    matmul = _repeat(lambda: ops.matmul(a, a).asnumpy(), repeats, warmup, "matmul")
     conv_gflops = 2 * 8 * 64 * 72 * 36 * 64 * 9 / conv["median"] / 1e9
     matmul_gflops = 2 * 1024**3 / matmul["median"] / 1e9
     if conv_gflops < 0.05 * matmul_gflops:
@@ -97,14 +115,23 @@ def bench_metrics(repeats: int, warmup: int) -> dict:
         official[shots] = (protocol, [rng.random((len(q), len(g))) for _, q, _, g in sizes])
     return {
         "sysu_10_trials_s": _repeat(
-            lambda: [rank_metrics(d, q_ids, g_ids, q_cams, g_cams) for d in sysu], repeats, warmup
+            lambda: [rank_metrics(d, q_ids, g_ids, q_cams, g_cams) for d in sysu],
+            repeats,
+            warmup,
+            "metrics sysu",
         ),
         "regdb_s": _repeat(
-            lambda: rank_metrics(regdb, r_ids, r_ids, protocol="regdb"), repeats, warmup
+            lambda: rank_metrics(regdb, r_ids, r_ids, protocol="regdb"),
+            repeats,
+            warmup,
+            "metrics regdb",
         ),
         **{
             f"sysu_official_{shots}shot_10_trials_s": _repeat(
-                lambda p=protocol, d=distances: _score_trials(p, split, d), repeats, warmup
+                lambda p=protocol, d=distances: _score_trials(p, split, d),
+                repeats,
+                warmup,
+                f"metrics sysu official {shots}-shot",
             )
             for shots, (protocol, distances) in official.items()
         },
@@ -181,9 +208,11 @@ def _step_runner(cfg, objective, batch, jit: bool):
 
 def _bench_objective(run, images_per_step: int, repeats: int, warmup: int) -> dict:
     start = time.perf_counter()
+    log.info("  train step: first call (compiles the step)...")
     run()
     first = time.perf_counter() - start
-    timing = _repeat(run, repeats, warmup)
+    log.info("  train step: compiled and run once in %.1f s", first)
+    timing = _repeat(run, repeats, warmup, "train step")
     return {
         "first_call_s": first,
         "compile_s": first - timing["median"],
@@ -228,6 +257,7 @@ def bench_reference(cfg, run, batch, repeats: int, warmup: int) -> dict:
     command += ["--infer-batch", str(int(cfg.loader.test_batch_size))]
     ours, theirs, inference, version = [], [], [], None
     for index in range(int(cfg.task.rounds)):
+        log.info("  reference comparison: round %d/%d", index + 1, int(cfg.task.rounds))
         for _ in range(repeats):
             start = time.perf_counter()
             run()
@@ -333,6 +363,13 @@ def run(cfg: DictConfig) -> dict:
     if cfg.task.reference:
         check_reference(cfg)
     report = {"mindspore": ms.__version__, "machine": _machine(), "parts": sorted(parts)}
+    log.info(
+        "benchmark parts %s: %d warm-up and %d timed runs each; progress every %.0f s",
+        ", ".join(p for p in PARTS if p in parts),
+        warmup,
+        repeats,
+        PROGRESS_SECONDS,
+    )
     if "conv" in parts:
         report["conv"] = bench_conv(repeats, warmup)
     if "metrics" in parts:
