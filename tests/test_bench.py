@@ -67,9 +67,12 @@ def test_a_long_measurement_prints_progress_lines(monkeypatch, caplog):
     import types
 
     ticks = iter(float(t) for t in range(0, 1000, 4))  # every call of the clock: 4 s later
-    monkeypatch.setattr(bench, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))
-    with caplog.at_level(logging.INFO, logger="ddag.tasks.bench"):
-        timing = bench._repeat(lambda: None, repeats=6, warmup=2, label="train step")
+    from ddag.bench import timing as timing_module
+
+    clock = types.SimpleNamespace(perf_counter=lambda: next(ticks))
+    monkeypatch.setattr(timing_module, "time", clock)
+    with caplog.at_level(logging.INFO, logger="ddag.bench.timing"):
+        timing = timing_module.repeat_timed(lambda: None, repeats=6, warmup=2, label="train step")
     assert timing["median"] == 4.0
     lines = [r.getMessage() for r in caplog.records]
     assert any(line.startswith("  train step: run ") and "4.00 s each" in line for line in lines)

@@ -32,10 +32,12 @@ import numpy as np
 from mindspore import ops
 from omegaconf import DictConfig
 
+from ddag.bench import reference_step
+from ddag.bench.timing import PROGRESS_SECONDS
+from ddag.bench.timing import repeat_timed as _repeat
 from ddag.config.instantiate import build
 from ddag.data.datasets.base import ImageSet, Split
 from ddag.data.sysu_splits import OfficialSplits
-from ddag.engine import reference_bench
 from ddag.engine.op_profile import profile_steps
 from ddag.engine.step import make_train_step
 from ddag.errors import ConfigError
@@ -51,35 +53,6 @@ from ddag.utils.logging import get_logger
 log = get_logger(__name__)
 
 PARTS = ("conv", "metrics", "train", "data", "profile")
-
-
-PROGRESS_SECONDS = 10.0  # a progress line at most this often during a long measurement
-
-
-def _repeat(fn, repeats: int, warmup: int, label: str = "measurement"):
-    """min/median/max seconds of `repeats` calls after `warmup` ones, with progress lines."""
-    started = last = time.perf_counter()
-    for index in range(warmup):
-        fn()
-        if time.perf_counter() - last > PROGRESS_SECONDS:
-            last = time.perf_counter()
-            log.info("  %s: warm-up %d/%d (%.0f s)", label, index + 1, warmup, last - started)
-    times = []
-    for index in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-        if time.perf_counter() - last > PROGRESS_SECONDS:
-            last = time.perf_counter()
-            log.info(
-                "  %s: run %d/%d, %.2f s each (%.0f s so far)",
-                label,
-                index + 1,
-                repeats,
-                statistics.median(times),
-                last - started,
-            )
-    return {"min": min(times), "median": statistics.median(times), "max": max(times)}
 
 
 def bench_conv(repeats: int, warmup: int) -> dict:
@@ -250,7 +223,7 @@ def bench_reference(cfg, run, batch, repeats: int, warmup: int) -> dict:
     checkout, python = Path(str(cfg.task.reference)), _reference_python(cfg)
     pairs, height, width = len(batch[0]), int(batch[0].shape[2]), int(batch[0].shape[3])
     num_ids = int(cfg.loader.num_ids)
-    command = [python, reference_bench.__file__, "--ref", str(checkout)]
+    command = [python, reference_step.__file__, "--ref", str(checkout)]
     command += ["--ids", str(num_ids), "--instances", str(pairs // num_ids)]
     command += ["--height", str(height), "--width", str(width)]
     command += ["--steps", str(repeats), "--warmup", str(max(1, warmup))]

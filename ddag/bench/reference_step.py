@@ -2,7 +2,7 @@
 
 Self-contained (numpy and torch only, nothing of ddag), so it runs under any Python that has
 torch: `task=bench task.reference=<checkout>` starts it as
-`<task.reference_python> reference_bench.py --ref <checkout> ...` between its own timing
+`<task.reference_python> reference_step.py --ref <checkout> ...` between its own timing
 blocks and reads one JSON line. It builds the reference `embed_net` as `train_ddag.py --wpa
 --graph --part 3` does, with random weights (the ImageNet download of `resnet50(pretrained=
 True)` is switched off), and times forward + id + triplet + part + w_G * graph losses +
