@@ -12,19 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-# MindSpore reads its log level (GLOG_v) once, when it is first imported: before any ddag import.
-MINDSPORE_LOG_LEVELS = {"debug": "0", "info": "1", "warning": "2", "error": "3"}
-
-
-def apply_mindspore_log_level(argv: list, environ=os.environ) -> None:
-    """GLOG_v from `runtime.log_level=...` on the command line; without one, the environment's
-    GLOG_v, else "error" (MindSpore's compiler notes stay off the console)."""
-    given = [a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("runtime.log_level=")]
-    if given and given[-1] in MINDSPORE_LOG_LEVELS:
-        environ["GLOG_v"] = MINDSPORE_LOG_LEVELS[given[-1]]
-    else:
-        environ.setdefault("GLOG_v", MINDSPORE_LOG_LEVELS["error"])
-
+# MindSpore reads its log level (GLOG_v) once, when it is first imported: before any other import.
+from ddag.config.mindspore_logs import apply_mindspore_log_level, level_mismatch
 
 if __name__ == "__main__":
     apply_mindspore_log_level(sys.argv[1:])
@@ -95,6 +84,9 @@ def _mark_failed(err: BaseException) -> None:
 def main(cfg: DictConfig):
     try:
         validate_config(OmegaConf.to_container(cfg, resolve=True))
+        mismatch = level_mismatch(str(cfg.runtime.log_level))
+        if mismatch:
+            log.info(mismatch)
         task = importlib.import_module(f"ddag.tasks.{cfg.task.name}")
         return task.run(cfg)
     except DdagError as err:

@@ -8,7 +8,7 @@ Format versions: 1 (before `format_version` was written: input size inside the r
 2 (this module: input size and normalisation as their own field).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Optional
 
 from ddag.data.loader import MAX_IMAGE_SIDE, MIN_IMAGE_SIDE
@@ -84,7 +84,7 @@ class CheckpointMeta:
 
     def with_state(self, state: dict) -> "CheckpointMeta":
         """A copy holding the training loop state `state`."""
-        return CheckpointMeta(**{**self.__dict__, "state": state})
+        return replace(self, state=state)
 
     def stored_config(self, *keys: str) -> Any:
         """A plain value of the stored run config by path, None when absent or not plain."""

@@ -71,14 +71,22 @@ def check_groups(overrides, groups: Dict[str, List[str]]) -> None:
             )
 
 
-def check_keys(overrides, composed: DictConfig, groups: Dict[str, List[str]]) -> None:
-    """ConfigError for a `key=value` override (no `+`) whose key the composed config lacks."""
+def plain_key_overrides(overrides, groups: Dict[str, List[str]]) -> list:
+    """The `key=value` overrides (no `+`, `++` or `~`, no group, not Hydra's own): the ones
+    whose key must already be in the composed config."""
+    return [
+        o
+        for o in overrides
+        if not (o.key_or_group.startswith("hydra") or o.key_or_group in groups)
+        and "/" not in o.key_or_group
+        and not (o.is_add() or o.is_delete() or o.is_force_add())
+    ]
+
+
+def check_keys(overrides, composed: DictConfig) -> None:
+    """ConfigError for a plain key override (`plain_key_overrides`) the composed config lacks."""
     for override in overrides:
         key = override.key_or_group
-        if key.startswith("hydra") or key in groups or "/" in key:
-            continue
-        if override.is_add() or override.is_delete() or override.is_force_add():
-            continue
         node, walked = composed, []
         for part in key.split("."):
             if isinstance(node, DictConfig) and part in node.keys():
@@ -111,8 +119,8 @@ def check_command_line(argv: Sequence[str], conf_dir, compose) -> None:
         return  # Hydra reports syntax errors with their position
     groups = config_groups(conf_dir)
     check_groups(overrides, groups)
-    keys = [o for o in overrides if o.key_or_group not in groups and "/" not in o.key_or_group]
-    if not any(not o.key_or_group.startswith("hydra") for o in keys):
+    keys = plain_key_overrides(overrides, groups)
+    if not keys:
         return
     group_args = [
         o.input_line
@@ -123,7 +131,7 @@ def check_command_line(argv: Sequence[str], conf_dir, compose) -> None:
         composed = compose(group_args)
     except Exception:
         return
-    check_keys(keys, composed, groups)
+    check_keys(keys, composed)
 
 
 def help_text(conf_dir) -> str:

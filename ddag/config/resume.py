@@ -6,6 +6,7 @@ config; one the command line names and sets to another value is refused, unless
 `task.resume_changes=true` says the change is intended.
 """
 
+import copy
 from typing import Any, List, Sequence, Tuple
 
 from ddag.errors import ConfigError
@@ -31,11 +32,6 @@ def leaf_differences(old: Any, new: Any, prefix: str = "") -> List[Tuple[str, An
             found += leaf_differences(old.get(key, ABSENT), new.get(key, ABSENT), f"{prefix}{key}.")
         return found
     return [] if old == new else [(prefix.rstrip("."), old, new)]
-
-
-def config_differences(old: dict, new: dict) -> List[str]:
-    """`key: old -> new` for every leaf that differs between two resolved configs."""
-    return [f"{key}: {a!r} -> {b!r}" for key, a, b in leaf_differences(old, new)]
 
 
 def _dotted(override_key: str) -> str:
@@ -75,7 +71,7 @@ def resumed_config(
         command_line: keys and groups the command line set (`optimizer.lr`, `model/backbone`).
         accept_changes: `task.resume_changes`; otherwise a changed key is a ConfigError.
     """
-    result = _copy(composed)
+    result = copy.deepcopy(composed)
     changes, refused = [], []
     for key, old, new in leaf_differences(stored, composed):
         if key.startswith(MAY_CHANGE) or key == "hydra" or key.startswith("hydra."):
@@ -92,11 +88,3 @@ def resumed_config(
             "them (the run then mixes both settings)"
         )
     return result, changes
-
-
-def _copy(value):
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value

@@ -12,10 +12,11 @@ import inspect
 import typing
 from typing import Any, Iterator, Tuple
 
+from ddag.config.mindspore_logs import LOG_LEVELS
 from ddag.data.datasets.base import MODALITIES, SPLITS
 from ddag.data.loader import MAX_IMAGE_SIDE, MIN_IMAGE_SIDE
 from ddag.data.synthetic_disk import LAYOUTS
-from ddag.engine.runtime import AMP_LEVELS, DEVICE_TARGETS, LOG_LEVELS, MODES
+from ddag.engine.runtime import AMP_LEVELS, DEVICE_TARGETS, MODES
 from ddag.errors import ConfigError
 from ddag.evaluation.metrics import DISTANCES
 from ddag.evaluation.results import METRICS

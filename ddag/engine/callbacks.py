@@ -2,8 +2,9 @@
 
 import math
 import time
+from collections import deque
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Deque, Dict, List, Optional
 
 from ddag.checkpoints.meta import CheckpointMeta
 from ddag.checkpoints.store import save_checkpoint
@@ -36,7 +37,7 @@ class ProgressLogger(Callback):
         self.every_n_steps = max(1, every_n_steps)
         self.compiles = compiles
         self.timer = StepTimer()
-        self._step_seconds: List[float] = []
+        self._step_seconds: Deque[float] = deque(maxlen=50)  # recent steps, for the estimates
         self._last = None
         self._estimated = False
 
@@ -65,11 +66,13 @@ class ProgressLogger(Callback):
             self._step_seconds.append(seconds)
         return compiled
 
+    def _seconds_per_step(self) -> float:
+        return sum(self._step_seconds) / len(self._step_seconds)
+
     def _eta(self, trainer, state, in_epoch: int) -> str:
         if not self._step_seconds:
             return ""
-        recent = self._step_seconds[-50:]
-        per_step = sum(recent) / len(recent)
+        per_step = self._seconds_per_step()
         left_total = trainer.epochs * trainer.steps_per_epoch - state.step
         left_epoch = trainer.steps_per_epoch - in_epoch
         return (
@@ -84,7 +87,7 @@ class ProgressLogger(Callback):
         in_epoch = (state.step - 1) % trainer.steps_per_epoch + 1
         if not self._estimated and len(self._step_seconds) >= min(3, trainer.steps_per_epoch):
             self._estimated = True
-            per_step = sum(self._step_seconds) / len(self._step_seconds)
+            per_step = self._seconds_per_step()
             total = trainer.epochs * trainer.steps_per_epoch
             log.info(
                 "estimated training time: %s (%d steps at %.2f s/step; evaluation not included)",

@@ -139,8 +139,6 @@ def device_problems(
 
 
 def device_fix(target: str) -> str:
-    return (
-        CUDA_FIX
-        if target == "GPU"
-        else "Install CANN 8.2, 8.3 or 8.5 with its driver and source its set_env.sh"
-    )
+    if target == "GPU":
+        return CUDA_FIX
+    return f"Install CANN {', '.join(CANN_VERSIONS)} with its driver and source its set_env.sh"

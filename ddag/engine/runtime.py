@@ -20,9 +20,6 @@ DEVICE_TARGETS = ("CPU", "GPU", "Ascend")
 HOST_BLOCKING_ENV = "MS_DEV_HOST_BLOCKING_RUN"
 MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
 AMP_LEVELS = ("O0", "O1", "O2", "O3", "auto")
-# runtime.log_level -> MindSpore's GLOG_v, which it reads once, when it is first imported.
-LOG_LEVELS = {"debug": "0", "info": "1", "warning": "2", "error": "3"}
-LOG_LEVEL_ENV = "GLOG_v"
 
 
 @dataclass
@@ -45,7 +42,8 @@ class RuntimeSettings:
         log_level: MindSpore's own log lines shown: "error" (default: compiler notes such as
             expander_fallback and absent-plugin lines hidden), "warning", "info", "debug".
             MindSpore reads it when it is imported, so run.py applies it from the command line
-            before importing anything; GLOG_v in the environment is used when no level is given.
+            before importing anything (`ddag.config.mindspore_logs`); GLOG_v in the environment
+            is used when no level is given.
     """
 
     device_target: str = "CPU"
@@ -101,14 +99,6 @@ def setup_runtime(settings: RuntimeSettings, seed: int) -> DistributedContext:
 
     Raises DeviceError when the device is absent or msrun is missing.
     """
-    applied = os.environ.get(LOG_LEVEL_ENV)
-    if applied is not None and applied != LOG_LEVELS.get(settings.log_level, applied):
-        log.info(
-            "MindSpore logs at GLOG_v=%s (set before it was imported), not at runtime.log_level=%s;"
-            " give runtime.log_level on the command line of run.py to change it",
-            applied,
-            settings.log_level,
-        )
     if settings.device_target not in DEVICE_TARGETS:
         raise DeviceError(
             f"runtime.device_target={settings.device_target!r}; must be one of {DEVICE_TARGETS}"

@@ -39,13 +39,19 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def group_choices() -> dict:
-    """{config group: chosen option} of this run (Hydra's own groups and schemas left out)."""
+def _hydra_runtime():
+    """Hydra's runtime config of this job, or None outside a Hydra run (tests, the API)."""
     from hydra.core.hydra_config import HydraConfig
 
-    if not HydraConfig.initialized():
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
+def group_choices() -> dict:
+    """{config group: chosen option} of this run (Hydra's own groups and schemas left out)."""
+    hydra = _hydra_runtime()
+    if hydra is None:
         return {}
-    choices = HydraConfig.get().runtime.choices
+    choices = hydra.runtime.choices
     return {
         group: option
         for group, option in choices.items()
@@ -84,14 +90,10 @@ def log_start_banner(cfg: DictConfig, dataset, out_dir: Path) -> None:
 def record_run_config(cfg: DictConfig) -> None:
     """Rewrite the run folder's `.hydra/config.yaml` with `cfg` (a resumed run's own settings:
     Hydra wrote the composed defaults of the bare resume command there)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
+    hydra = _hydra_runtime()
+    if hydra is None or not hydra.output_subdir:
         return
-    runtime = HydraConfig.get()
-    if not runtime.output_subdir:
-        return
-    path = Path(runtime.runtime.output_dir) / str(runtime.output_subdir) / "config.yaml"
+    path = Path(hydra.runtime.output_dir) / str(hydra.output_subdir) / "config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(OmegaConf.to_yaml(cfg))
 
@@ -185,22 +187,20 @@ def build_network(cfg: DictConfig, num_classes: int):
 
 def command_line_keys() -> List[str]:
     """Keys and groups the user set on the command line (`loader.height`, `model/backbone`)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
+    hydra = _hydra_runtime()
+    if hydra is None:
         return []
-    return [o.lstrip("+~").split("=", 1)[0] for o in HydraConfig.get().overrides.task]
+    return [o.lstrip("+~").split("=", 1)[0] for o in hydra.overrides.task]
 
 
 def command_line_values() -> dict:
     """{key: value} of the `key=value` command-line overrides (a sweep job's hyper-parameters);
     numbers and booleans as such, anything else as its text."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
+    hydra = _hydra_runtime()
+    if hydra is None:
         return {}
     values = {}
-    for line in HydraConfig.get().overrides.task:
+    for line in hydra.overrides.task:
         key, sep, text = line.lstrip("+~").partition("=")
         if not sep or key.startswith("hydra"):
             continue

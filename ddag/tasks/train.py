@@ -236,8 +236,8 @@ def build_run(cfg: DictConfig, point: Optional[ResumePoint] = None) -> TrainingR
     if point is None:
         network = common.build_network(cfg, dataset.num_train_ids)
     else:
-        network = network_from(point.path, point.params, point.meta, common.to_dict(cfg.model))
-        network = network.network
+        loaded = network_from(point.path, point.params, point.meta, common.to_dict(cfg.model))
+        network = loaded.network
     objective = Objective(
         network, common.build_loss_terms(cfg), batch_pairs=sampler.batch_size, seed=int(cfg.seed)
     )
@@ -326,10 +326,12 @@ def report(run: TrainingRun, state: TrainState) -> dict:
 
 
 def _restore(point: Optional[ResumePoint], network, optimizer) -> TrainState:
-    """The loop state of `point` with its network and optimiser state loaded (or a new one)."""
+    """The loop state of `point` with its optimiser state loaded (or a new one); the network
+    holds the checkpoint's weights already (`network_from`, strict)."""
     if point is None:
         return TrainState()
-    load_into(network, point.params, strict=True, optimizer=optimizer)
+    optimizer_state = {k: v for k, v in point.params.items() if k.startswith("optimizer.")}
+    load_into(network, optimizer_state, strict=False, optimizer=optimizer)
     state = TrainState.from_meta(point.meta.state)
     state.last_checkpoint = str(point.path)
     log.info("resumed from %s at epoch %d, step %d", point.path, state.epoch, state.step)
