@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 # MindSpore reads its log level (GLOG_v) once, when it is first imported: before any other import.
-from ddag.config.mindspore_logs import apply_mindspore_log_level, level_mismatch
+from ddag.utils.mindspore_logs import apply_mindspore_log_level, level_mismatch
 
 if __name__ == "__main__":
     apply_mindspore_log_level(sys.argv[1:])
@@ -23,9 +23,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from ddag.config.context import RunContext
 from ddag.config.overrides import check_command_line, help_text
+from ddag.config.run_config import run_config
 from ddag.config.schema import register_configs
-from ddag.config.validate import validate_config
 from ddag.errors import FAILED_MARKER, DdagError, Interrupted
 
 log = logging.getLogger("ddag")
@@ -83,12 +84,12 @@ def _mark_failed(err: BaseException) -> None:
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig):
     try:
-        validate_config(OmegaConf.to_container(cfg, resolve=True))
-        mismatch = level_mismatch(str(cfg.runtime.log_level))
+        config = run_config(cfg)  # validated and typed: what every task receives
+        mismatch = level_mismatch(config.runtime.log_level)
         if mismatch:
             log.info(mismatch)
-        task = importlib.import_module(f"ddag.tasks.{cfg.task.name}")
-        return task.run(cfg)
+        task = importlib.import_module(f"ddag.tasks.{config.task.name}")
+        return task.run(config, RunContext.from_hydra())
     except DdagError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

@@ -4,7 +4,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ddag"
-CONFIG_ALLOWED = ("config", "tasks")
+CONFIG_ALLOWED = ("config",)
 
 
 def _imports(path):
@@ -16,7 +16,7 @@ def _imports(path):
             yield node.module
 
 
-def test_hydra_and_omegaconf_only_in_config_and_tasks():
+def test_hydra_and_omegaconf_only_in_config():
     offenders = []
     for path in PACKAGE.rglob("*.py"):
         relative = path.relative_to(PACKAGE)
@@ -25,7 +25,8 @@ def test_hydra_and_omegaconf_only_in_config_and_tasks():
         if any(name.split(".")[0] in ("hydra", "omegaconf") for name in _imports(path)):
             offenders.append(str(relative))
     assert not offenders, (
-        f"hydra/omegaconf imported outside ddag/config and ddag/tasks: {offenders}"
+        "hydra/omegaconf imported outside ddag/config (tasks receive the typed Config of "
+        f"ddag.config.run_config and a RunContext): {offenders}"
     )
 
 
@@ -69,7 +70,7 @@ def test_no_task_imports_another_task():
         for name in _package_imports(path):
             module = name.split(".")
             if module[:2] == ["ddag", "tasks"] and len(module) > 2:
-                if module[2] not in ("common", path.stem):
+                if module[2] not in ("steps", path.stem):
                     found.append(f"{path.name} imports {name}")
     assert not found, found
 
@@ -111,10 +112,10 @@ def test_engine_loads_no_network_and_finds_no_protocol_by_hasattr():
     )
 
 
-def test_run_py_imports_only_config_and_errors():
+def test_run_py_imports_only_config_errors_and_utils():
     runner = PACKAGE.parent / "run.py"
     names = [n for n in _package_imports(runner) if n.count(".") == 2 or n == "ddag.errors"]
-    assert all(n.startswith(("ddag.config", "ddag.errors")) for n in names), names
+    assert all(n.startswith(("ddag.config", "ddag.errors", "ddag.utils")) for n in names), names
 
 
 def test_engine_imports_no_model_or_loss():
@@ -125,3 +126,40 @@ def test_engine_imports_no_model_or_loss():
 def test_data_does_not_import_evaluation():
     # Datasets provide images; which protocols score them is configuration (eval/protocol).
     assert not _violations(("data",), ("ddag.evaluation",))
+
+
+def test_tasks_are_written_in_named_steps_not_a_shared_hub():
+    assert not (PACKAGE / "tasks" / "common.py").exists(), "put a shared step in ddag/tasks/steps/"
+    for path in (PACKAGE / "tasks" / "steps").glob("*.py"):
+        names = [n for n in _package_imports(path) if n.startswith("ddag.tasks.")]
+        assert all(n.startswith("ddag.tasks.steps") for n in names), (path.name, names)
+
+
+def test_tasks_cast_no_config_value():
+    # The schema types every fixed key; a cast would hide a value the schema let through.
+    offenders = []
+    for path in (PACKAGE / "tasks").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", None) in ("int", "float", "str", "bool")
+                and node.args
+                and ast.unparse(node.args[0]).startswith(("config.", "cfg."))
+            ):
+                offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert not offenders, f"config values are typed already: {offenders}"
+
+
+def test_choices_and_ranges_live_on_the_schema_fields():
+    import dataclasses
+
+    from ddag.config import validate
+    from ddag.config.schema import TASK_SCHEMAS, Config, TrainTask
+    from ddag.utils.fields import field_rules
+
+    assert not hasattr(validate, "CHOICES") and not hasattr(validate, "RANGES")
+    assert field_rules(TrainTask)["selection"][0] == ("last", "val", "test")
+    sections = [f.default_factory for f in dataclasses.fields(Config) if f.name != "task"]
+    ruled = [s for s in sections if dataclasses.is_dataclass(s) and field_rules(s)]
+    assert {s.__name__ for s in ruled} >= {"RuntimeSettings", "LoaderSettings", "EvalConfig"}
+    assert sum(bool(field_rules(schema)) for schema in TASK_SCHEMAS.values()) >= 7

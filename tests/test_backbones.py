@@ -6,6 +6,7 @@ import pytest
 from hydra.utils import instantiate
 from mindspore import Tensor
 
+from ddag.config.run_config import run_config
 from ddag.models.attention.non_local import NonLocalBlock
 from ddag.models.backbones.resnet import ResNet
 from ddag.models.backbones.resnet_ibn import IBN
@@ -60,7 +61,7 @@ def test_resnet18_trains_with_the_fast_debug_run(tmp_path):
         ],
         output_dir=tmp_path,
     )
-    summary = train.run(cfg)
+    summary = train.run(run_config(cfg))
     history = (tmp_path / "train_history.json").read_text()
     assert "v2t/FC/rank1" in summary and "NaN" not in history
 
@@ -124,10 +125,10 @@ def test_agw_model_has_non_local_blocks_after_the_last_blocks_and_gem():
             "model.backbone.non_local=[0,2,3,0]",
         ]
     )
-    from ddag.models.architecture import build_network
-    from ddag.tasks.common import to_dict
 
-    network = build_network(to_dict(cfg.model), 5)
+    from ddag.models.architecture import build_network
+
+    network = build_network(run_config(cfg).model, 5)
     assert network.gem and not network.has_part_attention and not network.has_graph_attention
     assert network.trunk.non_local_start == (-1, 2, 3, -1)
     names = {p.name for p in network.get_parameters()}

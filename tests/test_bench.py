@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from ddag.config.run_config import run_config
 from ddag.errors import ConfigError
 from ddag.tasks import bench
 from tests.conftest import TINY, compose_config
@@ -17,7 +18,7 @@ def test_bench_reports_every_part(tmp_path):
         TINY + ["task=bench", "task.repeats=1", "task.warmup=0", parts, *eager],
         output_dir=tmp_path,
     )
-    bench.run(cfg)
+    bench.run(run_config(cfg))
     report = json.loads((tmp_path / "bench.json").read_text())
     assert report["mindspore"] == "2.8.0"
     assert report["conv"]["conv3x3_gflops"] > 0 and report["conv"]["matmul_gflops"] > 0
@@ -48,7 +49,7 @@ def test_bench_reference_needs_a_checkout_and_torch(tmp_path):
     base = TINY + ["task=bench", "task.repeats=1", "task.warmup=0", "task.parts=[train]"]
     cfg = compose_config(base + [f"task.reference={tmp_path}"], output_dir=tmp_path / "a")
     with pytest.raises(ConfigError, match="no model_main.py there"):
-        bench.run(cfg)
+        bench.run(run_config(cfg))
     (tmp_path / "model_main.py").write_text("import torch\n")
     checkout = tmp_path
     # This environment has no torch, so the reference process fails and says what it needs.
@@ -56,10 +57,10 @@ def test_bench_reference_needs_a_checkout_and_torch(tmp_path):
         base + [f"task.reference={checkout}", "task.rounds=1"], output_dir=tmp_path / "b"
     )
     with pytest.raises(ConfigError, match="needs torch"):
-        bench.run(cfg)
+        bench.run(run_config(cfg))
     bad = compose_config(TINY + ["task=bench", "task.parts=[trian]"], output_dir=tmp_path / "c")
     with pytest.raises(ConfigError, match="unknown"):
-        bench.run(bad)
+        bench.run(run_config(bad))
 
 
 def test_a_long_measurement_prints_progress_lines(monkeypatch, caplog):

@@ -7,9 +7,12 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ValidationError
 
+from ddag.config.instantiate import build
+from ddag.config.run_config import run_config
 from ddag.config.validate import validate_config
 from ddag.errors import ConfigError
-from ddag.tasks import common
+from ddag.tasks.steps.data import build_protocols
+from ddag.tasks.steps.networks import build_loss_terms, build_network
 from tests.builders import official_split_layout, write_official_split_files
 from tests.conftest import CONF, compose_config
 
@@ -78,7 +81,7 @@ def test_every_protocol_file_builds(name, tmp_path):
         overrides.append(f"eval.protocol.{name}.split_dir={split_dir}")
     cfg = compose_config(overrides, output_dir=tmp_path)
     validate_config(_resolved(cfg))  # the start-up check sees every selected protocol node
-    (protocol,) = common.build_protocols(cfg)
+    (protocol,) = build_protocols(run_config(cfg))
     assert protocol.fingerprint()
 
 
@@ -151,14 +154,14 @@ def test_none_options_remove_the_branches(tmp_path):
     cfg = compose_config(
         ["model/part_attention=none", "model/graph_attention=none"], output_dir=tmp_path
     )
-    network = common.build_network(cfg, num_classes=4)
+    network = build_network(run_config(cfg), num_classes=4)
     assert network.output_names == ("pool", "feat", "logits")
 
 
 def test_loss_terms_are_keys_of_loss(tmp_path):
     cfg = compose_config(["loss.triplet.margin=0.5", "loss.graph=null"], output_dir=tmp_path)
     validate_config(_resolved(cfg))
-    terms = common.build_loss_terms(cfg)
+    terms = build_loss_terms(run_config(cfg))
     assert list(terms) == ["id", "triplet", "part"]  # null leaves a term out
     assert terms["triplet"].margin == 0.5
     with pytest.raises(ConfigError, match=r"loss\.triplet\.margn"):
@@ -210,9 +213,9 @@ def test_component_values_out_of_range_fail_when_built(override, message, tmp_pa
     validate_config(_resolved(cfg))
     with pytest.raises(ConfigError, match=message):
         if override.startswith("optimizer"):
-            common.build(cfg.optimizer)
+            build(cfg.optimizer)
         else:
-            common.build_network(cfg, 4)
+            build_network(run_config(cfg), 4)
 
 
 def test_single_loss_terms_are_added_or_swapped_from_the_term_group(tmp_path):
@@ -221,7 +224,7 @@ def test_single_loss_terms_are_added_or_swapped_from_the_term_group(tmp_path):
         output_dir=tmp_path,
     )
     validate_config(_resolved(cfg))
-    terms = common.build_loss_terms(cfg)
+    terms = build_loss_terms(run_config(cfg))
     assert type(terms["hc"]).__name__ == "HeteroCenter" and terms["hc"].output == "pool"
     assert type(terms["id"]).__name__ == "LabelSmoothingCrossEntropy"
     assert list(terms) == ["id", "triplet", "part", "graph", "hc"]

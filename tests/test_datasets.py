@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ddag.config.run_config import run_config
 from ddag.data.datasets.base import read_rgb
 from ddag.data.datasets.regdb import RegDBDataset
 from ddag.data.datasets.sysu import SYSUDataset, prepared_paths
@@ -197,7 +198,7 @@ def test_short_training_run_on_each_miniature_tree(name, builder, tmp_path):
         ],
         output_dir=tmp_path / "run",
     )
-    summary = train.run(cfg)
+    summary = train.run(run_config(cfg))
     expected = ("v2t", "t2v") if name == "regdb" else ("sysu_all", "sysu_indoor")
     assert {key.split("/")[0] for key in summary} == set(expected)
     assert (tmp_path / "run" / "results.json").is_file()
@@ -210,7 +211,7 @@ def test_training_refuses_a_broken_root_at_start_up(tmp_path):
         ["dataset=regdb", f"dataset.root={root}", "+debug=fast"], output_dir=tmp_path / "run"
     )
     with pytest.raises(DatasetError, match="t_0003_01.bmp"):
-        train.run(cfg)
+        train.run(run_config(cfg))
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
@@ -222,7 +223,7 @@ def test_corrupt_image_met_during_training_is_named(tmp_path):
         ["dataset=regdb", f"dataset.root={root}", "+debug=fast"], output_dir=tmp_path / "run"
     )
     with pytest.raises(DatasetError, match=r"cannot read image .*\.bmp"):
-        train.run(cfg)
+        train.run(run_config(cfg))
 
 
 def _rewrite_index(root, name, edit):
@@ -324,5 +325,5 @@ def test_packing_sysu_at_another_size_than_the_presets_warns_at_once(
         output_dir=tmp_path / "out",
     )
     with caplog.at_level(logging.WARNING, logger="ddag.tasks.prepare"):
-        prepare.run(cfg)
+        prepare.run(run_config(cfg))
     assert ("the SYSU presets train at 288x144" in caplog.text) == warned

@@ -11,6 +11,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob, IntervalSweep
 from omegaconf import OmegaConf
 
+from ddag.config.run_config import run_config
 from ddag.config.validate import validate_config
 from ddag.evaluation.results import ResultRecord, write_records
 from ddag.evaluation.tables import build_table, collect_runs, table_csv, table_markdown
@@ -234,7 +235,7 @@ def test_a_table_without_runs_shows_the_paper_numbers_marked_missing(tmp_path):
         ["task=table", "task.table=ddag_regdb", f"task.results_dir={tmp_path}"],
         output_dir=tmp_path,
     )
-    summary = table.run(cfg)
+    summary = table.run(run_config(cfg))
     assert summary["missing"] > 0
     text = (tmp_path / "ddag_regdb.md").read_text()
     assert "missing (paper " in text and "Missing runs:" in text

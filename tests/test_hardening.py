@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ddag.config.run_config import run_config
 from ddag.errors import CheckpointError, ConfigError, DatasetError
 from ddag.io.torch_files import load_torch_file
+from ddag.tasks.steps.runtime import output_dir
 from tests import torch_writer
 from tests.bounded import run_bounded
 from tests.conftest import TINY, compose_config
@@ -183,10 +185,9 @@ def tiny_checkpoint(tmp_path_factory):
     """A tiny DDAG checkpoint (two stems, IWPA, CGSA) and the spec it stores."""
     from ddag.io.checkpoint import write_checkpoint_file as save_checkpoint
     from ddag.models.architecture import build_network
-    from ddag.tasks import common
 
     cfg = compose_config(TINY)
-    spec = common.to_dict(cfg.model)
+    spec = run_config(cfg).model
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
     save_checkpoint(path, build_network(spec, 5), meta={"model": spec, "config": {}})
     return path, spec
@@ -272,12 +273,11 @@ def test_a_stored_input_size_out_of_range_is_refused():
 )
 def test_component_values_that_would_allocate_are_refused_when_built(override, message):
     from ddag.models.architecture import build_network
-    from ddag.tasks import common
 
     cfg = compose_config(TINY + [override])
     start = time.monotonic()
     with pytest.raises(ConfigError, match=message):
-        build_network(common.to_dict(cfg.model), 5)
+        build_network(run_config(cfg).model, 5)
     assert time.monotonic() - start < 2
 
 
@@ -590,12 +590,11 @@ def test_a_finished_run_dataset_root_or_file_is_refused_as_the_run_folder(tmp_pa
 
 
 def test_paths_output_dir_pointing_at_a_file_is_a_config_error(tmp_path):
-    from ddag.tasks import common
 
     (tmp_path / "file").write_text("x")
     cfg = compose_config([], output_dir=tmp_path / "file")
     with pytest.raises(ConfigError, match="is a file"):
-        common.output_dir(cfg)
+        output_dir(run_config(cfg))
 
 
 # 16. Two preparations of one root ------------------------------------------------------------

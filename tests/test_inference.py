@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from ddag.api import load_model
+from ddag.config.run_config import run_config
 from ddag.errors import ConfigError, DatasetError
 from ddag.tasks import export, extract, search, train
 from tests.builders import regdb_tree
@@ -18,7 +19,7 @@ def trained(tmp_path_factory):
     """A smoke-trained checkpoint and a RegDB-layout image tree (ids in the folder names)."""
     root = tmp_path_factory.mktemp("inference")
     eager = ["runtime.mode=pynative", "runtime.jit_step=false"]
-    train.run(compose_config(TINY + ["+debug=fast", *eager], output_dir=root / "run"))
+    train.run(run_config(compose_config(TINY + ["+debug=fast", *eager], output_dir=root / "run")))
     return root / "run" / "checkpoints" / "last.ckpt", regdb_tree(root / "RegDB")
 
 
@@ -73,11 +74,11 @@ def test_extract_and_search_tasks_write_their_files(trained, tmp_path):
         common + ["task=extract", "task.modality=thermal", f"task.images={tree / 'Thermal'}"],
         output_dir=tmp_path / "x",
     )
-    extract.run(cfg)
+    extract.run(run_config(cfg))
     data = np.load(tmp_path / "x" / "features.npz")
     assert data["fc"].shape[0] == data["ids"].shape[0] == 96 and data["ids"][0] == 0
     cfg = compose_config(common + ["task=extract", "task.split=test"], output_dir=tmp_path / "y")
-    assert extract.run(cfg)["count"] > 0
+    assert extract.run(run_config(cfg))["count"] > 0
     cfg = compose_config(
         common
         + [
@@ -88,7 +89,7 @@ def test_extract_and_search_tasks_write_their_files(trained, tmp_path):
         ],
         output_dir=tmp_path / "s",
     )
-    search.run(cfg)
+    search.run(run_config(cfg))
     ranking = json.loads((tmp_path / "s" / "ranking.json").read_text())
     assert len(ranking["queries"]) == 96 and len(ranking["queries"][0]["matches"]) == 4
     assert Image.open(tmp_path / "s" / "ranking.png").size[0] > 100
@@ -107,7 +108,7 @@ def test_export_reloads_with_the_checkpoint_features(trained, tmp_path, fmt):
         ],
         output_dir=tmp_path,
     )
-    result = export.run(cfg)
+    result = export.run(run_config(cfg))
     assert result["path"].endswith(".mindir" if fmt == "MINDIR" else ".onnx")
     assert result["max_abs_diff/visible"] < 1e-5 and result["max_abs_diff/thermal"] < 1e-5
     if fmt == "ONNX":
@@ -137,7 +138,7 @@ def test_tasks_and_api_give_the_same_features_of_one_checkpoint(trained, tmp_pat
         output_dir=tmp_path,
     )
     assert (cfg.loader.height, cfg.loader.width) == (64, 32)
-    extract.run(cfg)
+    extract.run(run_config(cfg))
     from_task = np.load(tmp_path / "features.npz")["fc_att"]
     from_api = load_model(str(checkpoint), mode="pynative").extract(
         str(tree / "Thermal"), "thermal"

@@ -10,12 +10,14 @@ import json
 import numpy as np
 import pytest
 
+from ddag.config.run_config import run_config
 from ddag.data.datasets.llcm import LLCMDataset
 from ddag.data.synthetic_disk import write_llcm
 from ddag.errors import DatasetError
 from ddag.evaluation.evaluator import evaluate_features
 from ddag.evaluation.protocols import LLCMProtocol
-from ddag.tasks import common, train
+from ddag.tasks import train
+from ddag.tasks.steps.data import build_protocols
 from tests.builders import small_synthetic
 from tests.conftest import DATA, TINY, compose_config
 
@@ -125,9 +127,9 @@ def test_a_smoke_run_trains_on_an_llcm_tree_and_reports_both_protocols(llcm_tree
         "task.selection=last",
     ]
     cfg = compose_config(overrides, output_dir=tmp_path / "run")
-    protocols = common.build_protocols(cfg)
+    protocols = build_protocols(run_config(cfg))
     assert [p.name for p in protocols] == ["llcm_t2v", "llcm_v2t"]
-    train.run(cfg)
+    train.run(run_config(cfg))
     records = json.loads((tmp_path / "run" / "results.json").read_text())
     assert {(r["protocol"], len(r["trials"])) for r in records} == {
         ("llcm_t2v", 10),

@@ -12,12 +12,14 @@ import zlib
 import numpy as np
 import pytest
 
+from ddag.config.run_config import run_config
 from ddag.data.datasets.sysu import SYSUDataset
 from ddag.data.sysu_splits import read_official_splits
 from ddag.errors import ConfigError, DatasetError, EvaluationError
 from ddag.evaluation.evaluator import evaluate_features
 from ddag.evaluation.external import read_features
 from ddag.evaluation.protocols import SYSUOfficialProtocol
+from ddag.tasks.steps.data import build_protocols
 from tests.builders import (
     OFFICIAL_TEST_IDS,
     official_split_layout,
@@ -260,17 +262,16 @@ def test_test_id_file_decides_the_identities_and_the_split_file_its_trials(tmp_p
 
 
 def test_split_dir_defaults_to_the_dataset_roots_exp_folder(tmp_path):
-    from ddag.tasks import common
     from tests.conftest import compose_config
 
     write_official_split_files(tmp_path / "SYSU" / "exp", official_split_layout(0), 0)
     selected = ["eval/protocol=[sysu_official_all]", "eval.protocol.sysu_official_all.shots=10"]
     cfg = compose_config(["dataset=sysu", f"dataset.root={tmp_path / 'SYSU'}", *selected])
-    (protocol,) = common.build_protocols(cfg)
+    (protocol,) = build_protocols(run_config(cfg))
     assert protocol.splits.path == tmp_path / "SYSU" / "exp" / "rand_perm_cam.mat"
     assert protocol.name == "sysu_official_all_10shot"
     with pytest.raises(ConfigError, match="add eval.protocol.sysu_official_all.split_dir=FOLDER"):
-        common.build_protocols(compose_config(selected))
+        build_protocols(run_config(compose_config(selected)))
 
 
 def test_task_eval_on_a_sysu_tree_scores_the_gallery_the_matlab_functions_select(tmp_path):
@@ -282,7 +283,9 @@ def test_task_eval_on_a_sysu_tree_scores_the_gallery_the_matlab_functions_select
     from tests.conftest import TINY, compose_config
 
     eager = ["runtime.mode=pynative", "runtime.jit_step=false"]
-    train.run(compose_config(TINY + ["+debug=fast", *eager], output_dir=tmp_path / "train"))
+    train.run(
+        run_config(compose_config(TINY + ["+debug=fast", *eager], output_dir=tmp_path / "train"))
+    )
     checkpoint = tmp_path / "train" / "checkpoints" / "last.ckpt"
     counts = official_split_layout(8, min_gallery=10)
     root = write_sysu_tree_for_counts(tmp_path / "SYSU-MM01", counts, OFFICIAL_TEST_IDS)
@@ -298,7 +301,7 @@ def test_task_eval_on_a_sysu_tree_scores_the_gallery_the_matlab_functions_select
         "logger=none",
         *eager,
     ]
-    eval_task.run(compose_config(overrides, output_dir=tmp_path / "eval"))
+    eval_task.run(run_config(compose_config(overrides, output_dir=tmp_path / "eval")))
     records = json.loads((tmp_path / "eval" / "results.json").read_text())
     model = load_model(str(checkpoint), mode="pynative")
     features = {}

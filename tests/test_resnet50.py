@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from ddag.checkpoints.network import load_network
+from ddag.config.run_config import run_config
 from ddag.tasks import eval as eval_task
 from tests.conftest import compose_config, load_json, reference_data
 
@@ -64,5 +65,5 @@ def test_model_zoo_checkpoint_is_evaluated_with_its_shared_layout(tmp_path):
         ("classifier.weight", "classifier.weight"),
     ]:
         np.testing.assert_array_equal(params[ours], values[theirs])
-    summary = eval_task.run(cfg)
+    summary = eval_task.run(run_config(cfg))
     assert {"v2t/FC/rank1", "t2v/FC_att/mAP"} <= set(summary)

@@ -9,6 +9,7 @@ import pytest
 from ddag.checkpoints.meta import CheckpointMeta
 from ddag.checkpoints.network import load_network
 from ddag.checkpoints.store import save_checkpoint
+from ddag.config.run_config import config_dict, run_config
 from ddag.errors import CheckpointError
 from ddag.models.architecture import build_network
 
@@ -109,18 +110,19 @@ def test_extract_output_must_be_a_file_name_in_the_run_directory(tmp_path):
         output_dir=tmp_path / "run",
     )
     with pytest.raises(ConfigError, match="task.output='../../features.npz'"):
-        extract.run(cfg)
+        extract.run(run_config(cfg))
     assert not (tmp_path.parent / "features.npz").exists()
 
 
 def test_a_resume_continues_the_stored_settings_and_refuses_changed_ones(tmp_path):
     from ddag.config.resume import resumed_config
     from ddag.errors import ConfigError
-    from ddag.tasks import common
     from tests.conftest import compose_config
 
     def plain(*overrides):
-        return common.to_dict(compose_config(["logger=none", *overrides], output_dir=tmp_path))
+        return config_dict(
+            run_config(compose_config(["logger=none", *overrides], output_dir=tmp_path))
+        )
 
     trained = plain("optimizer.lr=0.05", "task.epochs=30", "model/part_attention=none")
     bare = plain("task.resume=auto")

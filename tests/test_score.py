@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 
+from ddag.config.run_config import run_config
 from ddag.data.datasets.base import ImageSet
 from ddag.errors import CheckpointError, DatasetError
 from ddag.evaluation.evaluator import evaluate_features
@@ -113,7 +114,7 @@ def test_score_reads_extract_files_one_per_modality_or_one_holding_both(tmp_path
     ):
         value = f"[{','.join(map(str, features))}]" if isinstance(features, list) else str(features)
         cfg = compose_config(["task=score", f"task.features={value}"], output_dir=tmp_path / name)
-        summary = score.run(cfg)
+        summary = score.run(run_config(cfg))
         records = json.loads((tmp_path / name / "results.json").read_text())
         assert [(r["protocol"], r["feature"]) for r in records] == [
             (r.protocol, r.feature) for r in expected
@@ -206,19 +207,19 @@ def test_fetch_splits_downloads_checks_and_keeps_the_files_once(
     cfg = compose_config(overrides + [f"task.split_dir={target}"], output_dir=tmp_path / "run")
     # The published digests refuse the test-made files, and nothing is kept.
     with pytest.raises(CheckpointError, match="has sha256"):
-        prepare.run(cfg)
+        prepare.run(run_config(cfg))
     assert not list(target.glob("*.mat")) and not list(target.glob("*.part"))
     digests = {
         n: hashlib.sha256((served / n).read_bytes()).hexdigest() for n in prepare.SPLIT_FILES
     }
     monkeypatch.setattr(prepare, "SPLIT_FILES", digests)
-    written = prepare.run(cfg)
+    written = prepare.run(run_config(cfg))
     assert sorted(written) == ["rand_perm_cam.mat", "test_id.mat"]
     assert (target / "rand_perm_cam.mat").read_bytes() == (
         served / "rand_perm_cam.mat"
     ).read_bytes()
     server.shutdown()  # present and matching: not downloaded again
-    assert prepare.run(cfg) == written
+    assert prepare.run(run_config(cfg)) == written
     # Through the dataset root, as the README says: dataset=sysu puts them into <root>/exp.
     root = tmp_path / "data" / "SYSU-MM01"
     (root / "exp").mkdir(parents=True)
@@ -227,21 +228,21 @@ def test_fetch_splits_downloads_checks_and_keeps_the_files_once(
     cfg = compose_config(
         overrides + ["dataset=sysu", f"dataset.root={root}"], output_dir=tmp_path / "r"
     )
-    assert prepare.run(cfg)["test_id.mat"] == str(root / "exp" / "test_id.mat")
+    assert prepare.run(run_config(cfg))["test_id.mat"] == str(root / "exp" / "test_id.mat")
 
 
 def test_the_doctor_says_where_to_get_the_split_file_and_checks_it_against_the_tree(tmp_path):
     counts = official_split_layout(4)
     root = write_sysu_tree_for_counts(tmp_path / "SYSU-MM01", counts, OFFICIAL_TEST_IDS)
     check = ["task=prepare", "task.mode=check", "dataset=sysu", f"dataset.root={root}"]
-    summary = prepare.run(compose_config(check, output_dir=tmp_path / "a"))
+    summary = prepare.run(run_config(compose_config(check, output_dir=tmp_path / "a")))
     assert summary["errors"] == 0 and summary["warnings"] >= 1
     wrong = {cam: dict(per_id) for cam, per_id in counts.items()}
     identity = OFFICIAL_TEST_IDS[2]
     wrong[1][identity] = counts[1][identity] + 2
     write_official_split_files(root / "exp", wrong, 4, test_ids=OFFICIAL_TEST_IDS)
     with pytest.raises(DatasetError) as err:
-        prepare.run(compose_config(check, output_dir=tmp_path / "b"))
+        prepare.run(run_config(compose_config(check, output_dir=tmp_path / "b")))
     assert (
         f"camera 1, identity {identity:04d}: rand_perm_cam.mat numbers {counts[1][identity] + 2} "
         f"images, the test split holds {counts[1][identity]}"

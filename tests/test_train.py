@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from ddag.checkpoints.store import read_checkpoint
+from ddag.config.run_config import run_config
 from ddag.engine.callbacks import CheckpointSaver, ProgressLogger
 from ddag.errors import Interrupted, TrainingError
 from ddag.tasks import train
@@ -27,7 +28,7 @@ EAGER = ("runtime.mode=pynative", "runtime.jit_step=false")
 def _train(root, name, *overrides):
     out = root / name
     cfg = compose_config(TINY + ["task.selection=last", *overrides], output_dir=out)
-    summary = train.run(cfg)
+    summary = train.run(run_config(cfg))
     return summary, json.loads((out / "train_history.json").read_text()), out
 
 
@@ -98,7 +99,7 @@ def test_an_evaluated_checkpoint_fills_the_table_row_of_its_training_run(short_r
         ],
         output_dir=tmp_path / "evaluated",
     )
-    eval_task.run(cfg)
+    eval_task.run(run_config(cfg))
     manifest = {"name": "t", "rows": [{"preset": "default", "protocol": "v2t", "seeds": [5]}]}
     row = build_table(manifest, collect_runs([str(tmp_path / "evaluated")])["records"])["rows"][0]
     assert (row["runs"], row["missing"]) == (1, [])
@@ -154,7 +155,7 @@ def test_interrupted_runs_resume_to_the_reference_run(reference, tmp_path, monke
 
     # The bare command the interruption prints: the run's own settings come from its checkpoint.
     out = tmp_path / "run"
-    train.run(compose_config(["task.resume=auto"], output_dir=out))
+    train.run(run_config(compose_config(["task.resume=auto"], output_dir=out)))
     history = json.loads((out / "train_history.json").read_text())
     assert history["selection"] == ref_history["selection"]
     assert history["epoch_losses"][-1] == pytest.approx(ref_history["epoch_losses"][-1])
@@ -201,7 +202,7 @@ def test_a_last_selected_run_keeps_the_network_as_best_ckpt(tmp_path):
     import stat
 
     eager = ["runtime.mode=pynative", "runtime.jit_step=false", "task.selection=last"]
-    train.run(compose_config(TINY + ["+debug=fast", *eager], output_dir=tmp_path))
+    train.run(run_config(compose_config(TINY + ["+debug=fast", *eager], output_dir=tmp_path)))
     best, _ = read_checkpoint(tmp_path / "checkpoints" / "best.ckpt")
     last, _ = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     assert best and not any(name.startswith("optimizer.") for name in best)

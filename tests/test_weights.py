@@ -14,6 +14,7 @@ from safetensors.numpy import save_file
 from ddag.checkpoints.meta import InputSpec
 from ddag.checkpoints.network import load_network
 from ddag.checkpoints.weights import read_weights
+from ddag.config.run_config import run_config
 from ddag.errors import CheckpointError, ConfigError
 from ddag.io.download import resolve_weights
 from ddag.io.torch_files import load_torch_file
@@ -256,7 +257,7 @@ def test_convert_task_makes_a_backbone_checkpoint_of_an_imagenet_resnet(tmp_path
     torch_writer.save(torch_writer.tensors(state), source)
     out = tmp_path / "backbone_run"
     cfg = compose_config(["task=convert", f"task.source={source}"], output_dir=out)
-    summary = convert.run(cfg)
+    summary = convert.run(run_config(cfg))
     assert summary["kind"] == "backbone" and summary["unused"] == ["fc.bias", "fc.weight"]
     report = json.loads((out / "convert_report.json").read_text())
     assert report["backbone"]["layers"] == [3, 4, 6, 3] and report["loaded"] == summary["loaded"]
@@ -278,7 +279,7 @@ def test_reference_ddag_checkpoint_converts_to_our_network_name_by_name(tmp_path
     cfg = compose_config(
         ["task=convert", f"task.source={ref}", "task.output=ddag_regdb.ckpt"], output_dir=out
     )
-    assert convert.run(cfg)["kind"] == "ddag"
+    assert convert.run(run_config(cfg))["kind"] == "ddag"
     loaded = load_network(out / "ddag_regdb.ckpt")
     network = loaded.network
     assert loaded.report.ok and loaded.input == InputSpec(288, 144)
@@ -287,4 +288,4 @@ def test_reference_ddag_checkpoint_converts_to_our_network_name_by_name(tmp_path
         np.testing.assert_array_equal(params[ours], ref_state[theirs], err_msg=ours)
     bad = compose_config(["task=convert", f"task.source={ref}", "task.output=../x.ckpt"])
     with pytest.raises(ConfigError, match="plain file name"):
-        convert.run(bad)
+        convert.run(run_config(bad))

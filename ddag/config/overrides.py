@@ -5,13 +5,13 @@ option gets ddag's answer (the closest valid name and the valid choices) instead
 Only what can be told for sure is reported; anything else is left to Hydra and the schema check.
 """
 
-import difflib
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from omegaconf import DictConfig, ListConfig
 
 from ddag.errors import ConfigError
+from ddag.utils.arguments import closest
 
 SCHEMA_SUFFIX = "_schema"
 
@@ -30,8 +30,8 @@ def config_groups(conf_dir) -> Dict[str, List[str]]:
 
 
 def _hint(word: str, choices: Sequence[str]) -> str:
-    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
-    return f"; did you mean {match[0]!r}?" if match else "."
+    match = closest(word, choices, cutoff=0.5)
+    return f"; did you mean {match!r}?" if match else "."
 
 
 def _override_arguments(argv: Sequence[str]) -> List[str]:
@@ -98,8 +98,8 @@ def check_keys(overrides, composed: DictConfig) -> None:
                 where = ".".join(walked) or "the config"
                 keys = sorted(str(k) for k in node.keys()) if isinstance(node, DictConfig) else []
                 prefix = ".".join(walked) + "." if walked else ""
-                match = difflib.get_close_matches(part, keys, n=1, cutoff=0.5)
-                hint = f"; did you mean {prefix}{match[0]}?" if match else "."
+                match = closest(part, keys, cutoff=0.5)
+                hint = f"; did you mean {prefix}{match}?" if match else "."
                 choices = f" Keys of {where}: {', '.join(keys)}." if keys else ""
                 raise ConfigError(
                     f"unknown key {key!r}: {where} has no {part!r}{hint}{choices} A new key is "

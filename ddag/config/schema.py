@@ -10,11 +10,20 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from ddag.data.datasets.base import MODALITIES, SPLITS
 from ddag.data.loader import LoaderSettings
+from ddag.data.synthetic_disk import LAYOUTS
 from ddag.data.sysu_splits import SPLITS_URL
 from ddag.engine.runtime import RuntimeSettings
+from ddag.evaluation.metrics import DISTANCES
+from ddag.evaluation.results import METRICS
+from ddag.models.conversion import CONVERT_KINDS
+from ddag.models.ddag import EXPORT_FORMATS
+from ddag.utils.fields import bounded, choice
 
 SCHEMA_NAME = "ddag_schema"
+SELECTIONS = ("last", "val", "test")
+PREPARE_MODES = ("prepare", "check", "fetch_splits")
 
 
 @dataclass
@@ -37,15 +46,15 @@ class TrainTask:
     """
 
     name: str = "train"
-    epochs: int = 20
-    eval_every: int = 2
-    selection: str = "val"
-    selection_metric: str = "rank1"
+    epochs: int = bounded(20, 1, 100_000)
+    eval_every: int = bounded(2, 1)
+    selection: str = choice("val", SELECTIONS)
+    selection_metric: str = choice("rank1", METRICS)
     resume: Optional[str] = None
     resume_changes: bool = False
-    log_every: int = 5
-    save_every: int = 1
-    max_steps_per_epoch: Optional[int] = None
+    log_every: int = bounded(5, 1)
+    save_every: int = bounded(1, 1)
+    max_steps_per_epoch: Optional[int] = bounded(None, 1)
 
 
 @dataclass
@@ -71,8 +80,8 @@ class ExtractTask:
     name: str = "extract"
     checkpoint: str = MISSING
     images: Optional[str] = None
-    split: str = "test"
-    modality: str = "visible"
+    split: str = choice("test", SPLITS)
+    modality: str = choice("visible", MODALITIES)
     output: str = "features.npz"
 
 
@@ -93,9 +102,9 @@ class SearchTask:
     checkpoint: str = MISSING
     query: str = MISSING
     gallery: str = MISSING
-    modality: str = "thermal"
-    top_k: int = 10
-    num_queries: int = 8
+    modality: str = choice("thermal", MODALITIES)
+    top_k: int = bounded(10, 1, 10_000)
+    num_queries: int = bounded(8, 1, 1_000)
 
 
 @dataclass
@@ -104,8 +113,8 @@ class ExportTask:
 
     name: str = "export"
     checkpoint: str = MISSING
-    format: str = "MINDIR"
-    batch_size: int = 1
+    format: str = choice("MINDIR", EXPORT_FORMATS)
+    batch_size: int = bounded(1, 1, 4096)
 
 
 @dataclass
@@ -139,12 +148,12 @@ class BenchTask:
     """
 
     name: str = "bench"
-    repeats: int = 5
-    warmup: int = 2
+    repeats: int = bounded(5, 1, 10_000)
+    warmup: int = bounded(2, 0, 10_000)
     parts: List[str] = field(default_factory=lambda: ["conv", "metrics", "train", "data"])
     reference: Optional[str] = None
     reference_python: Optional[str] = None
-    rounds: int = 3
+    rounds: int = bounded(3, 1, 1000)
 
 
 @dataclass
@@ -160,7 +169,7 @@ class PrepareTask:
     """
 
     name: str = "prepare"
-    mode: str = "prepare"
+    mode: str = choice("prepare", PREPARE_MODES)
     split_dir: Optional[str] = None
     splits_url: str = SPLITS_URL
 
@@ -171,7 +180,7 @@ class SynthesizeTask:
     `root`."""
 
     name: str = "synthesize"
-    layout: str = "regdb"
+    layout: str = choice("regdb", LAYOUTS)
     root: str = MISSING
 
 
@@ -190,7 +199,7 @@ class ConvertTask:
     name: str = "convert"
     source: str = MISSING
     sha256: Optional[str] = None
-    kind: str = "auto"
+    kind: str = choice("auto", CONVERT_KINDS)
     output: str = "converted.ckpt"
 
 
@@ -243,12 +252,12 @@ class EvalConfig:
     """
 
     protocol: Dict[str, Any] = field(default_factory=dict)
-    distance: str = "cosine"
+    distance: str = choice("cosine", DISTANCES)
     flip: bool = False
     rerank: bool = False
-    rerank_k1: int = 20
-    rerank_k2: int = 6
-    rerank_lambda: float = 0.3
+    rerank_k1: int = bounded(20, 1, 1000)
+    rerank_k2: int = bounded(6, 1, 1000)
+    rerank_lambda: float = bounded(0.3, 0, 1)
 
 
 @dataclass
@@ -270,7 +279,7 @@ class Config:
 
     task: Any = None  # one of TASK_SCHEMAS, chosen by the task group
     name: str = "default"
-    seed: int = 0
+    seed: int = bounded(0, 0, 2**32 - 1)
     # A run folder that holds a finished run is refused unless the run resumes it or this says
     # to replace it.
     overwrite: bool = False

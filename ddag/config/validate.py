@@ -5,23 +5,15 @@ training) and accepts a wrong primitive type silently; this walks the composed c
 raises ConfigError with the key path, the target and the accepted names.
 """
 
-import collections.abc
-import difflib
+import dataclasses
 import importlib
-import inspect
-import typing
 from typing import Any, Iterator, Tuple
 
-from ddag.config.mindspore_logs import LOG_LEVELS
-from ddag.data.datasets.base import MODALITIES, SPLITS
-from ddag.data.loader import MAX_IMAGE_SIDE, MIN_IMAGE_SIDE
-from ddag.data.synthetic_disk import LAYOUTS
-from ddag.engine.runtime import AMP_LEVELS, DEVICE_TARGETS, MODES
+from ddag.config.schema import TASK_SCHEMAS, Config
 from ddag.errors import ConfigError
-from ddag.evaluation.metrics import DISTANCES
-from ddag.evaluation.results import METRICS
-from ddag.models.conversion import CONVERT_KINDS
-from ddag.models.ddag import EXPORT_FORMATS
+from ddag.models.architecture import check_spec, network_spec
+from ddag.utils.arguments import check_arguments, closest
+from ddag.utils.fields import check_fields
 
 
 def locate(path: str) -> Any:
@@ -36,11 +28,10 @@ def locate(path: str) -> Any:
             raise ConfigError(f"_target_ {path!r}: no module named {err.name!r}") from err
         raise ConfigError(f"_target_ {path!r}: importing {module_path} failed: {err}") from err
     if not hasattr(module, attribute):
-        choices = [n for n in dir(module) if not n.startswith("_")]
-        hint = difflib.get_close_matches(attribute, choices, n=1)
+        hint = closest(attribute, [n for n in dir(module) if not n.startswith("_")])
         raise ConfigError(
             f"_target_ {path!r}: {module_path} has no attribute {attribute!r}"
-            + (f"; did you mean {hint[0]!r}?" if hint else "")
+            + (f"; did you mean {hint!r}?" if hint else "")
         )
     return getattr(module, attribute)
 
@@ -57,131 +48,10 @@ def _target_nodes(node: Any, path: str) -> Iterator[Tuple[str, dict]]:
             yield from _target_nodes(value, f"{path}[{i}]")
 
 
-def _accepts(annotation: Any, value: Any) -> bool:
-    """Whether `value` fits a primitive-ish annotation; unknown annotations accept anything."""
-    if annotation is inspect.Parameter.empty or annotation is Any:
-        return True
-    origin = typing.get_origin(annotation)
-    if origin is typing.Union:
-        return any(_accepts(arg, value) for arg in typing.get_args(annotation))
-    if origin is typing.Literal:
-        return value in typing.get_args(annotation)
-    if annotation is type(None):
-        return value is None
-    if annotation is bool:
-        return isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation is str:
-        return isinstance(value, str)
-    if origin in (list, tuple, collections.abc.Sequence) or annotation in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            return False
-        args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
-        return len(args) != 1 or all(_accepts(args[0], v) for v in value)
-    return True
-
-
-def _describe(annotation: Any) -> str:
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-
-
 def check_node(path: str, node: dict) -> None:
     """Validate one `_target_` node against the target's signature."""
-    target = locate(str(node["_target_"]))
-    try:
-        signature = inspect.signature(target)
-    except (TypeError, ValueError):
-        return
-    params = signature.parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    accepted = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
-    try:
-        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
-    except Exception:
-        hints = {}
-    for key, value in node.items():
-        if str(key).startswith("_"):
-            continue
-        full_key = f"{path}.{key}" if path else str(key)
-        if key not in params:
-            hint = difflib.get_close_matches(str(key), accepted, n=1)
-            raise ConfigError(
-                f"unknown key {full_key!r}: {node['_target_']} accepts {accepted}"
-                + (f"; did you mean {path + '.' if path else ''}{hint[0]}?" if hint else "")
-            )
-        annotation = hints.get(key, params[key].annotation)
-        if isinstance(value, dict):
-            continue  # a nested node: checked on its own
-        if not _accepts(annotation, value):
-            raise ConfigError(
-                f"wrong type for {full_key!r}: {node['_target_']} expects {_describe(annotation)}, "
-                f"got {value!r} ({type(value).__name__})"
-            )
-
-
-# Valid values of the fixed keys: the modules that use them state them, this table points there.
-CHOICES = {
-    ("task", "selection"): ("last", "val", "test"),
-    ("task", "selection_metric"): METRICS,
-    ("runtime", "device_target"): DEVICE_TARGETS,
-    ("runtime", "mode"): tuple(MODES),
-    ("runtime", "amp_level"): AMP_LEVELS,
-    ("runtime", "log_level"): tuple(LOG_LEVELS),
-    ("task", "mode"): ("prepare", "check", "fetch_splits"),
-    ("task", "layout"): LAYOUTS,
-    ("task", "split"): SPLITS,
-    ("task", "modality"): MODALITIES,
-    ("task", "format"): tuple(EXPORT_FORMATS),
-    ("task", "kind"): CONVERT_KINDS,
-    ("eval", "distance"): DISTANCES,
-}
-
-
-# Lowest and highest accepted value of numeric keys of the fixed sections; None: unbounded. The
-# upper bounds keep a typo from allocating the machine away (a 100000-pixel image, 10**9 ids).
-RANGES = {
-    ("seed", None): (0, 2**32 - 1),
-    ("task", "epochs"): (1, 100_000),
-    ("task", "eval_every"): (1, None),
-    ("task", "save_every"): (1, None),
-    ("task", "log_every"): (1, None),
-    ("task", "max_steps_per_epoch"): (1, None),
-    ("task", "top_k"): (1, 10_000),
-    ("task", "num_queries"): (1, 1_000),
-    ("task", "batch_size"): (1, 4096),
-    ("task", "repeats"): (1, 10_000),
-    ("task", "warmup"): (0, 10_000),
-    ("task", "rounds"): (1, 1000),
-    ("loader", "num_ids"): (1, 1024),
-    ("loader", "num_instances"): (1, 256),
-    ("loader", "height"): (MIN_IMAGE_SIDE, MAX_IMAGE_SIDE),
-    ("loader", "width"): (MIN_IMAGE_SIDE, MAX_IMAGE_SIDE),
-    ("loader", "padding"): (0, MAX_IMAGE_SIDE),
-    ("loader", "test_batch_size"): (1, 4096),
-    ("loader", "num_workers"): (1, 64),
-    ("eval", "rerank_k1"): (1, 1000),
-    ("eval", "rerank_k2"): (1, 1000),
-    ("eval", "rerank_lambda"): (0, 1),
-    ("runtime", "device_id"): (0, 1023),
-    ("runtime", "num_threads"): (0, 1024),
-}
-
-
-def _check_ranges(container: dict) -> None:
-    for (section, key), (low, high) in RANGES.items():
-        if key is None:
-            value, name = container.get(section), section
-        else:
-            value, name = (container.get(section) or {}).get(key), f"{section}.{key}"
-        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        if value < low or (high is not None and value > high):
-            valid = f">= {low}" if high is None else f"between {low} and {high}"
-            raise ConfigError(f"{name}={value} is out of range; it must be {valid}")
+    target_name = str(node["_target_"])
+    check_arguments(locate(target_name), target_name, node, path)
 
 
 # How the values a task requires are written on the command line, for the error message.
@@ -196,13 +66,8 @@ PLACEHOLDERS = {
 }
 
 
-def _check_choices(container: dict) -> None:
-    for (section, key), choices in CHOICES.items():
-        value = container.get(section, {}).get(key)
-        if value is not None and value not in choices:
-            raise ConfigError(
-                f"{section}.{key}={value!r} is not valid; choose one of {list(choices)}"
-            )
+def _check_task(container: dict) -> None:
+    """The task exists and every value it requires ("???" in its schema) is given."""
     task = container.get("task", {}).get("name")
     missing = [key for key, value in container.get("task", {}).items() if value == "???"]
     if missing:
@@ -217,33 +82,51 @@ def _check_choices(container: dict) -> None:
             ) from err
 
 
+def _section_schemas(container: dict) -> dict:
+    """{section name: its schema dataclass} for the fixed sections, the task's by its name."""
+    task = container.get("task") or {}
+    schemas = {"task": TASK_SCHEMAS.get(task.get("name") if isinstance(task, dict) else None)}
+    for section in dataclasses.fields(Config):
+        factory = section.default_factory
+        if section.name != "task" and dataclasses.is_dataclass(factory):
+            schemas[section.name] = factory
+    return schemas
+
+
 def _check_fixed_sections(container: dict) -> None:
     """Keys added with "+" to a schema section (task, runtime, ...) are typos: name them."""
-    import dataclasses
-
-    from ddag.config.schema import TASK_SCHEMAS, Config
-
     task = container.get("task") or {}
-    schemas = {"task": (TASK_SCHEMAS.get(task.get("name")), f"task={task.get('name')}")}
-    for section in dataclasses.fields(Config):
-        schemas.setdefault(section.name, (section.default_factory, section.name))
-    for name, (schema, owner) in schemas.items():
-        if not (isinstance(schema, type) and dataclasses.is_dataclass(schema)):
+    for name, schema in _section_schemas(container).items():
+        if schema is None:
             continue
+        owner = f"task={task.get('name')}" if name == "task" else name
         known = [f.name for f in dataclasses.fields(schema)]
         for key in container.get(name) or {}:
             if key not in known:
-                hint = difflib.get_close_matches(str(key), known, n=1)
+                hint = closest(key, known)
                 raise ConfigError(
                     f"unknown key '{name}.{key}'; {owner} accepts {known}"
-                    + (f"; did you mean {name}.{hint[0]}?" if hint else "")
+                    + (f"; did you mean {name}.{hint}?" if hint else "")
                 )
 
 
+def _check_field_rules(container: dict) -> None:
+    """The choices and ranges each schema field declares (`ddag.utils.fields`)."""
+    for section, schema in _section_schemas(container).items():
+        values = container.get(section) or {}
+        if schema is not None and isinstance(values, dict):
+            check_fields(schema, values, section)
+    check_fields(Config, container)
+
+
 def validate_config(container: dict) -> None:
-    """Check fixed sections, choices and every `_target_` node of a resolved config."""
+    """Check fixed sections, field rules, the task, the model spec and every `_target_` node
+    of a resolved config."""
     _check_fixed_sections(container)
-    _check_choices(container)
-    _check_ranges(container)
+    _check_field_rules(container)
+    _check_task(container)
+    if isinstance(container.get("model"), dict):
+        check_spec(network_spec(container["model"]))
     for path, node in _target_nodes(container, ""):
-        check_node(path, node)
+        if path != "model" and not path.startswith("model."):
+            check_node(path, node)

@@ -16,6 +16,7 @@ from ddag.data.datasets.base import ImageSet
 from ddag.data.sampler import IdentitySampler
 from ddag.data.transforms import augment, normalise_ops, test_transforms
 from ddag.errors import DatasetError
+from ddag.utils.fields import bounded
 
 # Accepted image sides in pixels (the papers train at 288x144 and 384x144).
 MIN_IMAGE_SIDE = 8
@@ -37,14 +38,14 @@ class LoaderSettings:
         num_workers: parallel workers of the dataset pipeline.
     """
 
-    num_ids: int = 8
-    num_instances: int = 4
-    height: int = 288
-    width: int = 144
-    padding: int = 10
+    num_ids: int = bounded(8, 1, 1024)
+    num_instances: int = bounded(4, 1, 256)
+    height: int = bounded(288, MIN_IMAGE_SIDE, MAX_IMAGE_SIDE)
+    width: int = bounded(144, MIN_IMAGE_SIDE, MAX_IMAGE_SIDE)
+    padding: int = bounded(10, 0, MAX_IMAGE_SIDE)
     flip: bool = True
-    test_batch_size: int = 64
-    num_workers: int = 1
+    test_batch_size: int = bounded(64, 1, 4096)
+    num_workers: int = bounded(1, 1, 64)
 
 
 class _Source:

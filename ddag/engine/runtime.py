@@ -1,5 +1,6 @@
 """Device, execution mode and seeds, set once per run from the `runtime` config."""
 
+import dataclasses
 import os
 import random
 from dataclasses import dataclass
@@ -11,7 +12,9 @@ import numpy as np
 from ddag.engine.device_check import device_fix, device_problems
 from ddag.engine.distributed import DistributedContext, init_distributed
 from ddag.errors import DeviceError
+from ddag.utils.fields import bounded, check_fields, choice
 from ddag.utils.logging import get_logger
+from ddag.utils.mindspore_logs import LOG_LEVELS
 
 log = get_logger(__name__)
 
@@ -42,20 +45,20 @@ class RuntimeSettings:
         log_level: MindSpore's own log lines shown: "error" (default: compiler notes such as
             expander_fallback and absent-plugin lines hidden), "warning", "info", "debug".
             MindSpore reads it when it is imported, so run.py applies it from the command line
-            before importing anything (`ddag.config.mindspore_logs`); GLOG_v in the environment
+            before importing anything (`ddag.utils.mindspore_logs`); GLOG_v in the environment
             is used when no level is given.
     """
 
-    device_target: str = "CPU"
-    device_id: int = 0
-    mode: str = "graph"
+    device_target: str = choice("CPU", DEVICE_TARGETS)
+    device_id: int = bounded(0, 0, 1023)
+    mode: str = choice("graph", MODES)
     jit_step: bool = True
     deterministic: bool = False
     distributed: bool = False
-    amp_level: str = "O0"
-    num_threads: int = 0
+    amp_level: str = choice("O0", AMP_LEVELS)
+    num_threads: int = bounded(0, 0, 1024)
     host_blocking: bool = True
-    log_level: str = "error"
+    log_level: str = choice("error", LOG_LEVELS)
 
 
 def device_available(target: str) -> bool:
@@ -99,12 +102,7 @@ def setup_runtime(settings: RuntimeSettings, seed: int) -> DistributedContext:
 
     Raises DeviceError when the device is absent or msrun is missing.
     """
-    if settings.device_target not in DEVICE_TARGETS:
-        raise DeviceError(
-            f"runtime.device_target={settings.device_target!r}; must be one of {DEVICE_TARGETS}"
-        )
-    if settings.mode not in MODES:
-        raise DeviceError(f"runtime.mode={settings.mode!r}; must be one of {tuple(MODES)}")
+    check_fields(RuntimeSettings, dataclasses.asdict(settings), "runtime")
     if settings.host_blocking and settings.device_target != "CPU":
         raise DeviceError(
             f"runtime.host_blocking=true is for CPU runs; runtime.device_target="

@@ -7,13 +7,13 @@ checked, so a malformed manifest is one error naming the key, not a traceback or
 garbage columns.
 """
 
-import difflib
 from pathlib import Path
 
 import yaml
 
 from ddag.errors import ConfigError
 from ddag.evaluation.results import METRICS
+from ddag.utils.arguments import closest
 
 MAX_MANIFEST_BYTES = 1 << 20
 FEATURES = ("FC", "FC_att", "feature")
@@ -75,10 +75,10 @@ def _check_keys(node: dict, schema: dict, where: str, required=()) -> None:
             raise ConfigError(f"{where}: the key {key!r} is required")
     for key, value in node.items():
         if key not in schema:
-            hint = difflib.get_close_matches(str(key), list(schema), n=1)
+            hint = closest(key, schema)
             raise ConfigError(
                 f"{where}: unknown key {key!r}; a manifest {where.split(':')[-1].strip()} has "
-                f"{sorted(schema)}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                f"{sorted(schema)}" + (f"; did you mean {hint!r}?" if hint else "")
             )
         if not isinstance(value, schema[key]):
             raise ConfigError(f"{where}: {key} must be a {schema[key].__name__}, got {value!r:.60}")

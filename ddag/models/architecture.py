@@ -15,6 +15,7 @@ import inspect
 from typing import Any, Dict
 
 from ddag.errors import ConfigError
+from ddag.utils.arguments import check_arguments, closest
 
 COMPONENT_PACKAGE = "ddag.models."
 _SPEC_KEYS = ("_target_", "_partial_")
@@ -43,8 +44,15 @@ def resolve_component(path: Any, where: str = "model") -> type:
         and component.__module__ == module_path
         and component.__qualname__ == name
     ):
+        defined = [
+            n
+            for n, v in vars(module).items()
+            if inspect.isclass(v) and v.__module__ == module_path and not n.startswith("_")
+        ]
+        hint = closest(name, defined)
         raise ConfigError(
             f"{where}._target_={path!r} is not a component class defined in {module_path}"
+            + (f"; did you mean {hint!r}?" if hint else f" (its classes: {defined})")
         )
     return component
 
@@ -69,19 +77,17 @@ def check_spec(spec: Any, where: str = "model") -> type:
     if not isinstance(spec, dict) or "_target_" not in spec:
         raise ConfigError(f"{where} must be a mapping with a _target_, got {type(spec).__name__}")
     component = resolve_component(spec["_target_"], where)
-    parameters = inspect.signature(component).parameters
     for key, value in spec.items():
         key_where = f"{where}.{key}"
         if key == "_partial_":
             if not isinstance(value, bool):
                 raise ConfigError(f"{key_where} must be true or false, got {value!r}")
-        elif key != "_target_":
-            if str(key).startswith("_") or key not in parameters:
-                raise ConfigError(
-                    f"unknown key {key_where!r}: {spec['_target_']} accepts "
-                    f"{[p for p in parameters if p not in ('self', 'args', 'kwargs')]}"
-                )
-            _check_value(value, key_where)
+        elif str(key).startswith("_") and key != "_target_":
+            raise ConfigError(f"unknown key {key_where!r}: only _target_ and _partial_ are kept")
+    check_arguments(component, spec["_target_"], spec, where)
+    for key, value in spec.items():
+        if key not in _SPEC_KEYS:
+            _check_value(value, f"{where}.{key}")
     return component
 
 
@@ -107,8 +113,13 @@ def build_network(model: Dict, num_classes: int):
     Built by `build_spec`, which admits only `ddag.models` classes and plain values, whether the
     spec comes from the user's config or from a checkpoint file.
     """
+    return build_spec(network_spec(model), num_classes=num_classes)
+
+
+def network_spec(model: Dict) -> Dict:
+    """A copy of a DDAG model spec with absent or empty attention branches as None."""
     model = copy.deepcopy(model)
     for branch in ("part_attention", "graph_attention"):
         if not model.get(branch):
             model[branch] = None
-    return build_spec(model, num_classes=num_classes)
+    return model

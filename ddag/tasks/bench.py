@@ -30,12 +30,13 @@ from pathlib import Path
 import mindspore as ms
 import numpy as np
 from mindspore import ops
-from omegaconf import DictConfig
 
 from ddag.bench import reference_step
 from ddag.bench.timing import PROGRESS_SECONDS
 from ddag.bench.timing import repeat_timed as _repeat
+from ddag.config.context import RunContext
 from ddag.config.instantiate import build
+from ddag.config.schema import Config
 from ddag.data.datasets.base import ImageSet, Split
 from ddag.data.sysu_splits import OfficialSplits
 from ddag.engine.op_profile import profile_steps
@@ -47,7 +48,10 @@ from ddag.losses.objective import Objective
 from ddag.losses.terms import CrossEntropy
 from ddag.models.architecture import build_network
 from ddag.models.ddag import VISIBLE, EmbeddingNet
-from ddag.tasks import common
+from ddag.tasks.steps.data import build_dataset, training_data
+from ddag.tasks.steps.networks import build_loss_terms
+from ddag.tasks.steps.networks import build_network as build_configured_network
+from ddag.tasks.steps.runtime import output_dir, setup
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -152,22 +156,22 @@ def _score_trials(protocol, split, distances) -> None:
         )
 
 
-def _objective(cfg, num_classes, bare: bool):
+def _objective(config, num_classes, bare: bool):
     if bare:
-        model = common.to_dict(cfg.model)
+        model = dict(config.model)
         model.update(part_attention=None, graph_attention=None)
         network = build_network(model, num_classes)
         return Objective(network, {"id": CrossEntropy("logits")})
-    network = common.build_network(cfg, num_classes)
-    return Objective(network, common.build_loss_terms(cfg))
+    network = build_configured_network(config, num_classes)
+    return Objective(network, build_loss_terms(config))
 
 
-def _step_runner(cfg, objective, batch, jit: bool):
+def _step_runner(config, objective, batch, jit: bool):
     """A function running one compiled training step of `objective` on `batch`, with the
     configured optimizer (the paper's: SGD, Nesterov momentum, weight decay, two groups)."""
     # The optimizer reads its rate at the step count: give it more steps than the bench takes.
-    calls = (int(cfg.task.repeats) + int(cfg.task.warmup) + 2) * (int(cfg.task.rounds) + 2)
-    optimizer = build(cfg.optimizer).build(objective.network, np.ones(10 * calls, np.float32))
+    calls = (config.task.repeats + config.task.warmup + 2) * (config.task.rounds + 2)
+    optimizer = build(config.optimizer).build(objective.network, np.ones(10 * calls, np.float32))
     step = make_train_step(objective, optimizer, jit=jit)
     noise = ms.Tensor(np.random.rand(objective.noise_size(len(batch[0]))).astype(np.float32))
     weight = ms.Tensor(0.5, ms.float32)
@@ -194,13 +198,13 @@ def _bench_objective(run, images_per_step: int, repeats: int, warmup: int) -> di
     }
 
 
-def _reference_python(cfg) -> str:
-    return str(cfg.task.reference_python or sys.executable)
+def _reference_python(config) -> str:
+    return config.task.reference_python or sys.executable
 
 
-def check_reference(cfg) -> None:
+def check_reference(config) -> None:
     """Before any timing: the checkout has the reference code, its Python imports torch."""
-    checkout, python = Path(str(cfg.task.reference)), _reference_python(cfg)
+    checkout, python = Path(config.task.reference), _reference_python(config)
     if not (checkout / "model_main.py").is_file():
         raise ConfigError(
             f"task.reference={checkout}: no model_main.py there; give a checkout of mangye16/DDAG"
@@ -213,24 +217,24 @@ def check_reference(cfg) -> None:
         )
 
 
-def bench_reference(cfg, run, batch, repeats: int, warmup: int) -> dict:
+def bench_reference(config, run, batch, repeats: int, warmup: int) -> dict:
     """The reference PyTorch step and the DDAG step, timed in `task.rounds` alternating rounds.
 
     Each round times `repeats` DDAG steps, then starts the reference in its own process for
     `repeats` steps after `warmup` (its model is built afresh each round), so a drift of the
     machine's speed affects both sides alike.
     """
-    checkout, python = Path(str(cfg.task.reference)), _reference_python(cfg)
+    checkout, python = Path(config.task.reference), _reference_python(config)
     pairs, height, width = len(batch[0]), int(batch[0].shape[2]), int(batch[0].shape[3])
-    num_ids = int(cfg.loader.num_ids)
+    num_ids = config.loader.num_ids
     command = [python, reference_step.__file__, "--ref", str(checkout)]
     command += ["--ids", str(num_ids), "--instances", str(pairs // num_ids)]
     command += ["--height", str(height), "--width", str(width)]
     command += ["--steps", str(repeats), "--warmup", str(max(1, warmup))]
-    command += ["--infer-batch", str(int(cfg.loader.test_batch_size))]
+    command += ["--infer-batch", f"{config.loader.test_batch_size}"]
     ours, theirs, inference, version = [], [], [], None
-    for index in range(int(cfg.task.rounds)):
-        log.info("  reference comparison: round %d/%d", index + 1, int(cfg.task.rounds))
+    for index in range(config.task.rounds):
+        log.info("  reference comparison: round %d/%d", index + 1, config.task.rounds)
         for _ in range(repeats):
             start = time.perf_counter()
             run()
@@ -255,7 +259,7 @@ def bench_reference(cfg, run, batch, repeats: int, warmup: int) -> dict:
     theirs_rate = 2 * pairs / statistics.median(theirs)
     return {
         "torch": version,
-        "rounds": int(cfg.task.rounds),
+        "rounds": config.task.rounds,
         "ddag_images_per_s": ours_rate,
         "reference_images_per_s": theirs_rate,
         "ddag_over_reference": ours_rate / theirs_rate,
@@ -282,24 +286,24 @@ def bench_inference(networks: dict, images, repeats: int, warmup: int) -> dict:
     return {name: len(images) / statistics.median(t) for name, t in times.items()}
 
 
-def bench_train(cfg, batch, repeats: int, warmup: int, parts=("train",)) -> dict:
-    jit = bool(cfg.runtime.jit_step)
+def bench_train(config, batch, repeats: int, warmup: int, parts=("train",)) -> dict:
+    jit = config.runtime.jit_step
     objectives = {
-        name: _objective(cfg, 32, bare) for name, bare in (("ddag", False), ("backbone", True))
+        name: _objective(config, 32, bare) for name, bare in (("ddag", False), ("backbone", True))
     }
-    runners = {name: _step_runner(cfg, o, batch, jit) for name, o in objectives.items()}
+    runners = {name: _step_runner(config, o, batch, jit) for name, o in objectives.items()}
     images = 2 * len(batch[0])
     results = {
         name: _bench_objective(run, images, repeats, warmup) for name, run in runners.items()
     }
     if "profile" in parts:
-        folder = common.output_dir(cfg) / "profile"
+        folder = output_dir(config) / "profile"
         results["profile"] = profile_steps(runners["ddag"], max(1, repeats), folder)
     reference = None
-    if cfg.task.reference:
-        reference = bench_reference(cfg, runners["ddag"], batch, repeats, warmup)
+    if config.task.reference:
+        reference = bench_reference(config, runners["ddag"], batch, repeats, warmup)
     # Inference at the test batch size (the training batch can be much smaller).
-    size = int(cfg.loader.test_batch_size)
+    size = config.loader.test_batch_size
     images = ms.Tensor(np.resize(batch[0].asnumpy(), (size,) + tuple(batch[0].shape[1:])))
     rates = bench_inference({n: o.network for n, o in objectives.items()}, images, repeats, warmup)
     for name, rate in rates.items():
@@ -327,14 +331,14 @@ def bench_data(pipeline, steps: int) -> dict:
     return {"images_per_s": count / (time.perf_counter() - start)}
 
 
-def run(cfg: DictConfig) -> dict:
-    common.setup(cfg)
-    repeats, warmup = int(cfg.task.repeats), int(cfg.task.warmup)
-    parts = set(cfg.task.parts)
+def run(config: Config, context: RunContext = RunContext()) -> dict:
+    setup(config)
+    repeats, warmup = config.task.repeats, config.task.warmup
+    parts = set(config.task.parts)
     if parts - set(PARTS):
         raise ConfigError(f"task.parts: unknown {sorted(parts - set(PARTS))}; choose from {PARTS}")
-    if cfg.task.reference:
-        check_reference(cfg)
+    if config.task.reference:
+        check_reference(config)
     report = {"mindspore": ms.__version__, "machine": _machine(), "parts": sorted(parts)}
     log.info(
         "benchmark parts %s: %d warm-up and %d timed runs each; progress every %.0f s",
@@ -348,17 +352,17 @@ def run(cfg: DictConfig) -> dict:
     if "metrics" in parts:
         report["metrics"] = bench_metrics(repeats, warmup)
     if parts & {"train", "data", "profile"}:
-        _, pipeline = common.training_data(cfg, common.build_dataset(cfg))
+        _, pipeline = training_data(config, build_dataset(config))
         if "data" in parts:
             report["data"] = bench_data(pipeline, repeats + warmup)
         if parts & {"train", "profile"}:
             batch = next(pipeline.create_tuple_iterator(num_epochs=1))
-            report["train"] = bench_train(cfg, batch[:4], repeats, warmup, parts)
+            report["train"] = bench_train(config, batch[:4], repeats, warmup, parts)
             if "data" in report:
                 step_rate = report["train"]["ddag"]["images_per_s"]
                 report["data"]["share_of_step"] = step_rate / report["data"]["images_per_s"]
     report["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    path = common.output_dir(cfg) / "bench.json"
+    path = output_dir(config) / "bench.json"
     path.write_text(json.dumps(report, indent=2))
     log.info("benchmark (%s), written to %s\n%s", report["machine"], path, _table(report))
     return report

@@ -8,15 +8,16 @@ for `task=eval`, `extract`, `search`, `export` and the Python API.
 import json
 
 import mindspore as ms
-from omegaconf import DictConfig
 
 from ddag.checkpoints.meta import CheckpointMeta, InputSpec
 from ddag.checkpoints.names import is_reference_ddag
 from ddag.checkpoints.store import save_checkpoint
 from ddag.checkpoints.weights import read_weights
+from ddag.config.context import RunContext
+from ddag.config.schema import Config
 from ddag.io.download import read_downloaded
 from ddag.models.conversion import backbone_weights, reference_ddag_network
-from ddag.tasks import common
+from ddag.tasks.steps.runtime import output_dir
 from ddag.utils.logging import get_logger
 from ddag.utils.paths import file_in
 
@@ -36,14 +37,15 @@ class _Arrays:
         return iter(self._params)
 
 
-def run(cfg: DictConfig) -> dict:
-    kind = str(cfg.task.kind)  # one of CONVERT_KINDS, checked at start-up
-    out_dir = common.output_dir(cfg)
-    target = file_in(out_dir, cfg.task.output, "task.output")
-    arrays, source = read_downloaded(str(cfg.task.source), read_weights, cfg.task.sha256)
+def run(config: Config, context: RunContext = RunContext()) -> dict:
+    task = config.task
+    kind = task.kind
+    out_dir = output_dir(config)
+    target = file_in(out_dir, task.output, "task.output")
+    arrays, source = read_downloaded(task.source, read_weights, task.sha256)
     if kind == "auto":
         kind = "ddag" if is_reference_ddag(arrays) else "backbone"
-    source_text = str(cfg.task.source)
+    source_text = task.source
     if kind == "ddag":
         network, spec, report, unused = reference_ddag_network(arrays)
         meta = CheckpointMeta(kind=kind, model=spec, input=REFERENCE_INPUT, source=source_text)

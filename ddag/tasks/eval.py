@@ -2,33 +2,33 @@
 
 from pathlib import Path
 
-from omegaconf import DictConfig
-
+from ddag.config.context import RunContext
+from ddag.config.schema import Config
 from ddag.evaluation.features import FeatureExtractor
-from ddag.tasks import common
-from ddag.utils.logging import get_logger
+from ddag.tasks.steps.data import build_dataset, build_protocols, check_protocols
+from ddag.tasks.steps.networks import network_from_checkpoint
+from ddag.tasks.steps.report import checkpoint_identity, test_and_report
+from ddag.tasks.steps.runtime import build_logger, output_dir, setup
 
-log = get_logger(__name__)
 
-
-def run(cfg: DictConfig) -> dict:
-    common.setup(cfg)
-    path = Path(str(cfg.task.checkpoint))
-    network, meta, cfg = common.network_from_checkpoint(cfg)
-    dataset = common.build_dataset(cfg)
-    protocols = common.build_protocols(cfg)
-    common.check_protocols(protocols, dataset.test_split())
-    identity = common.checkpoint_identity(cfg, dataset, path, meta)
-    extractor = FeatureExtractor(network, common.loader_settings(cfg), flip=bool(cfg.eval.flip))
-    tensorboard = common.build_logger(cfg)
-    summary = common.test_and_report(
+def run(config: Config, context: RunContext = RunContext()) -> dict:
+    setup(config)
+    path = Path(config.task.checkpoint)
+    network, meta, config = network_from_checkpoint(config, context)
+    dataset = build_dataset(config)
+    protocols = build_protocols(config)
+    check_protocols(protocols, dataset.test_split())
+    identity = checkpoint_identity(config, dataset, path, meta)
+    extractor = FeatureExtractor(network, config.loader, flip=config.eval.flip)
+    tensorboard = build_logger(config)
+    summary = test_and_report(
         extractor,
         dataset,
         protocols,
-        cfg,
+        config,
         identity,
         {"checkpoint": str(path)},
-        common.output_dir(cfg),
+        output_dir(config),
         tensorboard,
     )
     if tensorboard is not None:

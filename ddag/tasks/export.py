@@ -2,19 +2,13 @@
 
 import mindspore as ms
 import numpy as np
-from omegaconf import DictConfig
 
-from ddag.errors import ConfigError
-from ddag.models.ddag import (
-    EXPORT_FORMATS as FORMATS,
-)
-from ddag.models.ddag import (
-    THERMAL,
-    VISIBLE,
-    EmbeddingNet,
-    ModalityEmbeddingNet,
-)
-from ddag.tasks import common
+from ddag.config.context import RunContext
+from ddag.config.schema import Config
+from ddag.models.ddag import EXPORT_FORMATS as FORMATS
+from ddag.models.ddag import THERMAL, VISIBLE, EmbeddingNet, ModalityEmbeddingNet
+from ddag.tasks.steps.networks import inference_model
+from ddag.tasks.steps.runtime import output_dir, setup
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -34,18 +28,16 @@ def run_exported(path, images: np.ndarray, modality: int):
     return session.run(OUTPUT_NAMES, dict(zip(INPUT_NAMES, (images, modality_input))))
 
 
-def run(cfg: DictConfig) -> dict:
-    common.setup(cfg)
-    fmt = str(cfg.task.format).upper()
-    if fmt not in FORMATS:
-        raise ConfigError(f"task.format={cfg.task.format!r}; choose one of {list(FORMATS)}")
-    model, _ = common.inference_model(cfg)
+def run(config: Config, context: RunContext = RunContext()) -> dict:
+    setup(config)
+    fmt = config.task.format
+    model, _ = inference_model(config, context)
     network = model.network
     network.set_train(False)
-    batch = int(cfg.task.batch_size)
+    batch = config.task.batch_size
     shape = (batch, 3, model.height, model.width)
     sample = np.random.default_rng(0).normal(size=shape).astype(np.float32)
-    out = common.output_dir(cfg) / f"ddag{FORMATS[fmt]}"
+    out = output_dir(config) / f"ddag{FORMATS[fmt]}"
     inputs = (ms.Tensor(sample), ms.Tensor(np.array([1], np.int32)))
     if fmt == "ONNX":
         # Named inputs and outputs, and any batch size (the first axis of `images`).

@@ -3,24 +3,24 @@ download the SYSU-MM01 authors' split files (task.mode=fetch_splits)."""
 
 from pathlib import Path
 
-from omegaconf import DictConfig
-
+from ddag.config.context import RunContext
+from ddag.config.schema import Config
 from ddag.data.datasets.sysu import SYSUDataset
 from ddag.data.prepare import prepare_sysu
 from ddag.data.sysu_splits import MAX_FILE_BYTES, SPLIT_FILES, where_to_get
 from ddag.errors import ConfigError, DdagError
 from ddag.evaluation.protocols import SYSUOfficialProtocol
 from ddag.io.download import fetch_file
-from ddag.tasks import common
+from ddag.tasks.steps.data import build_dataset, dataset_root
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
 
 
-def _split_dir(cfg: DictConfig) -> Path:
-    if cfg.task.split_dir:
-        return Path(cfg.task.split_dir)
-    root = common.dataset_root(cfg)
+def _split_dir(config: Config) -> Path:
+    if config.task.split_dir:
+        return Path(config.task.split_dir)
+    root = dataset_root(config)
     if not root:
         raise ConfigError(
             "task.mode=fetch_splits needs a folder: add dataset=sysu (the files go to "
@@ -29,10 +29,10 @@ def _split_dir(cfg: DictConfig) -> Path:
     return Path(root) / "exp"
 
 
-def fetch_splits(cfg: DictConfig) -> dict:
+def fetch_splits(config: Config) -> dict:
     """Download rand_perm_cam.mat and test_id.mat once into the split folder, sha256-checked."""
-    folder = _split_dir(cfg)
-    base = str(cfg.task.splits_url).rstrip("/") + "/"
+    folder = _split_dir(config)
+    base = config.task.splits_url.rstrip("/") + "/"
     written = {}
     for name, digest in SPLIT_FILES.items():
         written[name] = str(fetch_file(base + name, folder / name, digest, MAX_FILE_BYTES))
@@ -82,9 +82,9 @@ def _check_official_splits(report, dataset: SYSUDataset, split_dir: Path) -> Non
 PRESET_INPUT = (288, 144)
 
 
-def _warn_on_packing_size(cfg: DictConfig, dataset) -> None:
-    size = (int(cfg.loader.height), int(cfg.loader.width))
-    if cfg.task.mode == "prepare" and isinstance(dataset, SYSUDataset) and size != PRESET_INPUT:
+def _warn_on_packing_size(config: Config, dataset) -> None:
+    size = (config.loader.height, config.loader.width)
+    if config.task.mode == "prepare" and isinstance(dataset, SYSUDataset) and size != PRESET_INPUT:
         log.warning(
             "packing SYSU-MM01 at %dx%d, but the SYSU presets train at %dx%d (loader=paper): "
             "their runs will not use these arrays. Add loader=paper (or the preset, "
@@ -94,22 +94,22 @@ def _warn_on_packing_size(cfg: DictConfig, dataset) -> None:
         )
 
 
-def run(cfg: DictConfig) -> dict:
-    if cfg.task.mode == "fetch_splits":
-        return fetch_splits(cfg)
-    dataset = common.build_dataset(cfg, check=False)
-    _warn_on_packing_size(cfg, dataset)
+def run(config: Config, context: RunContext = RunContext()) -> dict:
+    if config.task.mode == "fetch_splits":
+        return fetch_splits(config)
+    dataset = build_dataset(config, check=False)
+    _warn_on_packing_size(config, dataset)
     report = dataset.check(decode=True)
     if report is None:
         log.info("dataset %s needs no preparation", dataset.name)
         return {}
     if isinstance(dataset, SYSUDataset) and not report.errors:
-        split_dir = Path(cfg.task.split_dir) if cfg.task.split_dir else dataset.root / "exp"
+        split_dir = Path(config.task.split_dir) if config.task.split_dir else dataset.root / "exp"
         _check_official_splits(report, dataset, split_dir)
     log.info("dataset report:\n%s", report.text())
     report.raise_on_errors()
     written = {}
-    if cfg.task.mode == "prepare" and isinstance(dataset, SYSUDataset):
+    if config.task.mode == "prepare" and isinstance(dataset, SYSUDataset):
         written = prepare_sysu(dataset)
     return {
         "errors": len(report.errors),

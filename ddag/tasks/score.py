@@ -5,21 +5,22 @@ against the protocols (and the official split file), and writes results.json and
 task=eval does. Needs neither a dataset tree nor a checkpoint.
 """
 
-from omegaconf import DictConfig, OmegaConf
-
+from ddag.config.context import RunContext
+from ddag.config.schema import Config
 from ddag.errors import ConfigError
 from ddag.evaluation.evaluator import evaluate_features
 from ddag.evaluation.external import check_identity_counts, is_npz_source, read_features
 from ddag.evaluation.protocols import SYSUOfficialProtocol
-from ddag.tasks import common
+from ddag.tasks.steps.data import build_protocols, check_protocols
+from ddag.tasks.steps.report import report_records, rerank_settings
+from ddag.tasks.steps.runtime import output_dir
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
 
 
-def _sources(cfg: DictConfig):
-    value = cfg.task.features
-    value = OmegaConf.to_object(value) if OmegaConf.is_config(value) else value
+def _sources(config: Config):
+    value = config.task.features
     if isinstance(value, str):
         return value
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
@@ -43,16 +44,16 @@ def _cameras(protocols) -> list:
     return sorted(cameras)
 
 
-def run(cfg: DictConfig) -> dict:
-    source = _sources(cfg)
-    protocols = common.build_protocols(cfg)
+def run(config: Config, context: RunContext = RunContext()) -> dict:
+    source = _sources(config)
+    protocols = build_protocols(config)
     is_npz = is_npz_source(source)
     features, split = read_features(source, () if is_npz else _cameras(protocols))
     if not is_npz:
         for protocol in protocols:
             if isinstance(protocol, SYSUOfficialProtocol):
                 check_identity_counts(split, protocol.splits.cell_lengths, source)
-    common.check_protocols(protocols, split)
+    check_protocols(protocols, split)
     log.info(
         "scoring %d visible and %d thermal feature rows of %s",
         len(split.visible),
@@ -60,7 +61,7 @@ def run(cfg: DictConfig) -> dict:
         source,
     )
     identity = {
-        "name": str(cfg.name),
+        "name": config.name,
         "features": source if isinstance(source, str) else list(source),
     }
     records = evaluate_features(
@@ -69,7 +70,7 @@ def run(cfg: DictConfig) -> dict:
         protocols,
         flags={"features": "npz" if is_npz else "sysu_mat"},
         identity=identity,
-        rerank=common.rerank_settings(cfg),
-        distance=cfg.eval.distance,
+        rerank=rerank_settings(config),
+        distance=config.eval.distance,
     )
-    return common.report_records(records, common.output_dir(cfg), "precomputed features")
+    return report_records(records, output_dir(config), "precomputed features")

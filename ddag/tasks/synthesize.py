@@ -2,25 +2,23 @@
 
 from pathlib import Path
 
-from omegaconf import DictConfig
-
-from ddag.data.synthetic_disk import LAYOUTS, write_llcm, write_regdb, write_sysu
+from ddag.config.context import RunContext
+from ddag.config.schema import Config
+from ddag.data.synthetic_disk import write_llcm, write_regdb, write_sysu
 from ddag.errors import ConfigError
-from ddag.tasks import common
+from ddag.tasks.steps.data import build_dataset
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
 
 
-def run(cfg: DictConfig) -> dict:
-    layout, root = cfg.task.layout, cfg.task.root
-    if layout not in LAYOUTS:
-        raise ConfigError(f"task.layout={layout!r}; choose one of {list(LAYOUTS)}")
+def run(config: Config, context: RunContext = RunContext()) -> dict:
+    layout, root = config.task.layout, config.task.root
     if not root:
         raise ConfigError("task=synthesize needs the folder to write: add task.root=PATH")
     if Path(root).exists() and any(Path(root).iterdir()):
         raise ConfigError(f"task.root={root} is not empty; choose a new folder")
-    dataset = common.build_dataset(cfg)
+    dataset = build_dataset(config)
     writers = {"regdb": write_regdb, "sysu": write_sysu, "llcm": write_llcm}
     written = writers[layout](dataset, root)
     log.info(

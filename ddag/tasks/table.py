@@ -2,12 +2,12 @@
 
 from pathlib import Path
 
-from omegaconf import DictConfig
-
+from ddag.config.context import RunContext
+from ddag.config.schema import Config
 from ddag.errors import ConfigError
 from ddag.evaluation.manifests import load_manifest_file
 from ddag.evaluation.tables import build_table, collect_runs, table_markdown, write_table
-from ddag.tasks import common
+from ddag.tasks.steps.runtime import output_dir
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -22,18 +22,19 @@ def load_manifest(name: str) -> dict:
     return load_manifest_file(path)
 
 
-def run(cfg: DictConfig) -> dict:
-    if not cfg.task.table:
+def run(config: Config, context: RunContext = RunContext()) -> dict:
+    task = config.task
+    if not task.table:
         raise ConfigError("task=table needs task.table=NAME (a file in experiments/)")
-    manifest = load_manifest(str(cfg.task.table))
-    if not cfg.task.runs:
+    manifest = load_manifest(task.table)
+    if not task.runs:
         log.warning(
             "no task.runs=[DIR,...] given: the table shows the paper's numbers, every run missing"
         )
-    found = collect_runs([str(p) for p in cfg.task.runs or []])
+    found = collect_runs([str(p) for p in task.runs])
     table = build_table(manifest, found["records"])
     table["failed_jobs"] = found["failed"]
-    folder = Path(str(cfg.task.results_dir)) if cfg.task.results_dir else common.output_dir(cfg)
+    folder = Path(task.results_dir) if task.results_dir else output_dir(config)
     paths = write_table(table, folder)
     log.info(
         "table %s from %d records, written to %s\n%s",

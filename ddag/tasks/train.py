@@ -6,14 +6,15 @@ from pathlib import Path
 from typing import Any, Optional
 
 import mindspore as ms
-from omegaconf import DictConfig, OmegaConf
 
 from ddag.checkpoints.meta import CheckpointMeta, InputSpec
 from ddag.checkpoints.network import network_from
 from ddag.checkpoints.store import read_checkpoint
+from ddag.config.context import RunContext
 from ddag.config.instantiate import build
 from ddag.config.resume import resumed_config
-from ddag.config.validate import validate_config
+from ddag.config.run_config import config_dict, config_hash, run_config
+from ddag.config.schema import Config
 from ddag.engine.callbacks import CheckpointSaver, PeriodicEvaluation, ProgressLogger
 from ddag.engine.distributed import gradient_reducer
 from ddag.engine.step import make_train_step
@@ -23,15 +24,18 @@ from ddag.evaluation.evaluator import evaluate
 from ddag.evaluation.features import FeatureExtractor
 from ddag.io.checkpoint import load_into, remove_stale_temporaries
 from ddag.losses.objective import Objective
-from ddag.tasks import common
+from ddag.tasks.steps.data import build_dataset, build_protocols, check_protocols, training_data
+from ddag.tasks.steps.networks import build_loss_terms, build_network
+from ddag.tasks.steps.report import log_start_banner, run_identity, test_and_report
+from ddag.tasks.steps.runtime import build_logger, output_dir, setup
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
 
 
-def _selection_split(cfg: DictConfig, dataset):
+def _selection_split(config: Config, dataset):
     """(split, prefix) scored during training for model selection, or (None, None) for "last"."""
-    selection = cfg.task.selection
+    selection = config.task.selection
     if selection == "test":
         log.warning(
             "task.selection=test picks the model on the test set (reference behaviour); "
@@ -56,12 +60,12 @@ class ResumePoint:
     meta: CheckpointMeta
 
 
-def _resume_point(cfg: DictConfig, out_dir: Path) -> Optional[ResumePoint]:
+def _resume_point(config: Config, out_dir: Path) -> Optional[ResumePoint]:
     """The checkpoint `task.resume` names (auto: this run folder's last.ckpt), or None."""
-    resume = cfg.task.resume
+    resume = config.task.resume
     if not resume:
         return None
-    path = out_dir / "checkpoints" / "last.ckpt" if resume == "auto" else Path(str(resume))
+    path = out_dir / "checkpoints" / "last.ckpt" if resume == "auto" else Path(resume)
     if resume == "auto" and not path.is_file():
         log.info("task.resume=auto: no %s yet, starting from scratch", path)
         return None
@@ -72,18 +76,18 @@ def _resume_point(cfg: DictConfig, out_dir: Path) -> Optional[ResumePoint]:
     return ResumePoint(path, params, meta)
 
 
-def _resumed_config(cfg: DictConfig, point: ResumePoint, command_line) -> DictConfig:
+def _resumed_config(config: Config, point: ResumePoint, context: RunContext) -> Config:
     """The run's own config from its checkpoint, with the command line's accepted changes;
     the run folder's .hydra/config.yaml is rewritten to say so."""
     if not point.meta.config:
         log.warning("%s stores no run config; resuming with this command's", point.path)
-        return cfg
+        return config
     try:
         resumed, changes = resumed_config(
-            point.meta.config, common.to_dict(cfg), command_line, bool(cfg.task.resume_changes)
+            point.meta.config, config_dict(config), context.keys(), config.task.resume_changes
         )
     except ConfigError:
-        common.record_run_config(OmegaConf.create(point.meta.config))  # Hydra wrote this command's
+        context.record(point.meta.config)  # Hydra wrote this command's
         raise
     if changes:
         log.warning(
@@ -92,45 +96,45 @@ def _resumed_config(cfg: DictConfig, point: ResumePoint, command_line) -> DictCo
             point.path,
             "\n  ".join(changes),
         )
-    validate_config(resumed)
-    resumed = OmegaConf.create(resumed)
-    common.record_run_config(resumed)
-    return resumed
+    typed = run_config(resumed)
+    context.record(config_dict(typed))
+    return typed
 
 
-def _selection_callback(cfg, dataset, protocols, network, extractor, saver, tensorboard):
+def _selection_callback(config, dataset, protocols, network, extractor, saver, tensorboard):
     """PeriodicEvaluation on the selection split (mean over the run's protocols), or None."""
-    split, prefix = _selection_split(cfg, dataset)
+    split, prefix = _selection_split(config, dataset)
     if split is None:
         return None
     feature = "FC_att" if network.has_part_attention else "FC"
 
     def score() -> dict:
-        records = evaluate(extractor, split, protocols, distance=cfg.eval.distance)
+        records = evaluate(extractor, split, protocols, distance=config.eval.distance)
         records = [r for r in records if r.feature == feature]
         return {k: sum(r.mean[k] for r in records) / len(records) for k in records[0].mean}
 
-    every = int(cfg.task.eval_every)
-    metric = cfg.task.selection_metric
-    return PeriodicEvaluation(score, every, metric, saver, tensorboard, prefix)
+    task = config.task
+    return PeriodicEvaluation(
+        score, task.eval_every, task.selection_metric, saver, tensorboard, prefix
+    )
 
 
-def _load_selected(cfg, out_dir: Path, network, state: TrainState, selection) -> dict:
+def _load_selected(config, out_dir: Path, network, state: TrainState, selection) -> dict:
     """Load best.ckpt when a selection ran; returns the flags recorded with the results.
 
     The flags say what was done: without a validation split `task.selection=val` tests the last
     epoch, and the record says `selection: last` (with the requested policy beside it).
     """
     best = out_dir / "checkpoints" / "best.ckpt"
-    done = cfg.task.selection if selection is not None and best.is_file() else "last"
+    done = config.task.selection if selection is not None and best.is_file() else "last"
     flags = {
         "selection": done,
         "selected_epoch": state.epoch,
         "test_set_selection": done == "test",
         "checkpoint": state.last_checkpoint,
     }
-    if done != cfg.task.selection:
-        flags["requested_selection"] = cfg.task.selection
+    if done != config.task.selection:
+        flags["requested_selection"] = config.task.selection
     if done != "last":
         load_into(network, read_checkpoint(best)[0], strict=True)
         flags.update(selected_epoch=selection.best_epoch, checkpoint=str(best))
@@ -138,14 +142,14 @@ def _load_selected(cfg, out_dir: Path, network, state: TrainState, selection) ->
     return flags
 
 
-def _mixed_precision(cfg: DictConfig, network):
+def _mixed_precision(config: Config, network):
     """Loss scaler for `runtime.amp_level` (None at O0), after switching the backbone to float16.
 
     O1, O2 and auto: the stems and trunk compute in float16 with BatchNorm in float32; O3 also
     runs BatchNorm in float16. Heads, attention branches and losses stay in float32.
     """
-    level = str(cfg.runtime.amp_level)
-    if level == "O0" or (level == "auto" and cfg.runtime.device_target == "CPU"):
+    level = config.runtime.amp_level
+    if level == "O0" or (level == "auto" and config.runtime.device_target == "CPU"):
         return None
     network.use_mixed_precision(keep_batchnorm_fp32=level != "O3")
     log.info("mixed precision %s: float16 backbone, dynamic loss scaling", level)
@@ -156,7 +160,7 @@ def _mixed_precision(cfg: DictConfig, network):
 class TrainingRun:
     """Everything `build` wires together for `fit` and `report`."""
 
-    cfg: DictConfig
+    config: Config
     out_dir: Path
     is_main: bool
     dataset: Any
@@ -171,100 +175,101 @@ class TrainingRun:
     saver: Optional[CheckpointSaver] = None
 
 
-def _train_step(cfg: DictConfig, context, network, objective, steps: int):
+def _train_step(config: Config, ranks, network, objective, steps: int):
     """(compiled step, optimizer, per-step learning rate of the head group)."""
-    loss_scaler = _mixed_precision(cfg, network)
-    lr_factors = build(cfg.schedule).per_step(1.0, int(cfg.task.epochs), steps)
-    recipe = build(cfg.optimizer)
+    loss_scaler = _mixed_precision(config, network)
+    lr_factors = build(config.schedule).per_step(1.0, config.task.epochs, steps)
+    recipe = build(config.optimizer)
     optimizer = recipe.build(network, lr_factors)
     step_fn = make_train_step(
         objective,
         optimizer,
-        gradient_reducer(context, optimizer),
-        jit=bool(cfg.runtime.jit_step),
+        gradient_reducer(ranks, optimizer),
+        jit=config.runtime.jit_step,
         loss_scaler=loss_scaler,
     )
     return step_fn, optimizer, lr_factors * recipe.lr
 
 
-def _callbacks(cfg, out_dir, dataset, protocols, network, optimizer, extractor, is_main):
+def _callbacks(config, out_dir, dataset, protocols, network, optimizer, extractor, is_main):
     """(callbacks in order, TensorBoard logger or None, the model-selection callback or None)."""
     tensorboard = saver = selection = None
     if is_main:  # only rank 0 writes checkpoints, events and results
-        tensorboard = common.build_logger(cfg)
+        tensorboard = build_logger(config)
         meta = CheckpointMeta(
             kind="run",
-            model=common.to_dict(cfg.model),
-            input=InputSpec(int(cfg.loader.height), int(cfg.loader.width)),
+            model=config.model,
+            input=InputSpec(config.loader.height, config.loader.width),
             dataset=dataset.name,
-            config=common.to_dict(cfg),
-            config_hash=common.config_hash(cfg),
+            config=config_dict(config),
+            config_hash=config_hash(config),
         )
         saver = CheckpointSaver(
-            out_dir / "checkpoints", network, optimizer, meta, int(cfg.task.save_every)
+            out_dir / "checkpoints", network, optimizer, meta, config.task.save_every
         )
         selection = _selection_callback(
-            cfg, dataset, protocols, network, extractor, saver, tensorboard
+            config, dataset, protocols, network, extractor, saver, tensorboard
         )
     # Evaluation before saving: last.ckpt then holds the scores and best epoch of its epoch.
-    compiles = bool(cfg.runtime.jit_step)
-    callbacks = [ProgressLogger(int(cfg.task.log_every), compiles), tensorboard, selection, saver]
+    compiles = config.runtime.jit_step
+    callbacks = [ProgressLogger(config.task.log_every, compiles), tensorboard, selection, saver]
     return [cb for cb in callbacks if cb is not None], tensorboard, selection, saver
 
 
-def build_run(cfg: DictConfig, point: Optional[ResumePoint] = None) -> TrainingRun:
+def build_run(
+    config: Config, point: Optional[ResumePoint] = None, context: RunContext = RunContext()
+) -> TrainingRun:
     """Data, network, objective, compiled step, optimizer, callbacks and trainer of a run
     (continuing `point` when given)."""
-    context = common.setup(cfg)
-    out_dir = common.output_dir(cfg)
-    dataset = common.build_dataset(cfg)
+    ranks = setup(config)
+    out_dir = output_dir(config)
+    dataset = build_dataset(config)
     # Test protocols and the test split are checked now, not after hours of training.
-    protocols = common.build_protocols(cfg)
-    common.check_protocols(protocols, dataset.test_split())
-    common.log_start_banner(cfg, dataset, out_dir)
-    settings = common.loader_settings(cfg)
-    sampler, pipeline = common.training_data(cfg, dataset, context.size, context.rank)
-    if context.size > 1:
+    protocols = build_protocols(config)
+    check_protocols(protocols, dataset.test_split())
+    log_start_banner(config, context, dataset, out_dir)
+    settings = config.loader
+    sampler, pipeline = training_data(config, dataset, ranks.size, ranks.rank)
+    if ranks.size > 1:
         log.info(
             "data parallel over %d ranks: global batch %d x %d pairs, %d per rank; the "
             "learning rate is not scaled (the global batch is the configured one)",
-            context.size,
+            ranks.size,
             settings.num_ids,
             settings.num_instances,
             sampler.batch_size,
         )
     if point is None:
-        network = common.build_network(cfg, dataset.num_train_ids)
+        network = build_network(config, dataset.num_train_ids)
     else:
-        loaded = network_from(point.path, point.params, point.meta, common.to_dict(cfg.model))
-        network = loaded.network
+        network = network_from(point.path, point.params, point.meta, config.model).network
     objective = Objective(
-        network, common.build_loss_terms(cfg), batch_pairs=sampler.batch_size, seed=int(cfg.seed)
+        network, build_loss_terms(config), batch_pairs=sampler.batch_size, seed=config.seed
     )
     steps = sampler.batches_per_epoch
-    if cfg.task.max_steps_per_epoch:
-        steps = min(steps, int(cfg.task.max_steps_per_epoch))
-    step_fn, optimizer, lr_per_step = _train_step(cfg, context, network, objective, steps)
+    if config.task.max_steps_per_epoch:
+        steps = min(steps, config.task.max_steps_per_epoch)
+    step_fn, optimizer, lr_per_step = _train_step(config, ranks, network, objective, steps)
     state = _restore(point, network, optimizer)
-    extractor = FeatureExtractor(network, settings, flip=bool(cfg.eval.flip))
+    extractor = FeatureExtractor(network, settings, flip=config.eval.flip)
     callbacks, tensorboard, selection, saver = _callbacks(
-        cfg, out_dir, dataset, protocols, network, optimizer, extractor, context.is_main
+        config, out_dir, dataset, protocols, network, optimizer, extractor, ranks.is_main
     )
     trainer = Trainer(
         step_fn,
         objective,
         pipeline,
         sampler,
-        int(cfg.task.epochs),
+        config.task.epochs,
         lr_per_step,
         callbacks,
         steps,
         images_per_step=2 * sampler.batch_size,
     )
     return TrainingRun(
-        cfg,
+        config,
         out_dir,
-        context.is_main,
+        ranks.is_main,
         dataset,
         protocols,
         network,
@@ -292,7 +297,7 @@ def fit(run: TrainingRun) -> TrainState:
         ) from err
 
 
-def report(run: TrainingRun, state: TrainState) -> dict:
+def report(run: TrainingRun, state: TrainState, context: RunContext = RunContext()) -> dict:
     """Write the history, load the selected model, evaluate it on the test protocols."""
     history = {
         "term_names": list(run.objective.term_names),
@@ -300,17 +305,17 @@ def report(run: TrainingRun, state: TrainState) -> dict:
         "selection": run.selection.history if run.selection is not None else [],
     }
     (run.out_dir / "train_history.json").write_text(json.dumps(history, indent=2))
-    flags = _load_selected(run.cfg, run.out_dir, run.network, state, run.selection)
+    flags = _load_selected(run.config, run.out_dir, run.network, state, run.selection)
     if flags["selection"] == "last" and run.saver is not None:
         # best.ckpt is always the selected model; with "last" selection, the last epoch's.
         best = run.saver.save(run.trainer, state, "best.ckpt", with_optimizer=False)
         flags["checkpoint"] = str(best)
-    summary = common.test_and_report(
+    summary = test_and_report(
         run.extractor,
         run.dataset,
         run.protocols,
-        run.cfg,
-        common.run_identity(run.cfg, run.dataset),
+        run.config,
+        run_identity(run.config, run.dataset),
         flags,
         run.out_dir,
         run.tensorboard,
@@ -320,7 +325,7 @@ def report(run: TrainingRun, state: TrainState) -> dict:
         # The model-selection score of the tested model: what a hyper-parameter search ranks.
         summary[f"{run.selection.prefix}/{run.selection.metric}"] = run.selection.best_metric
     if run.tensorboard is not None:
-        run.tensorboard.log_hparams(common.command_line_values(), summary)
+        run.tensorboard.log_hparams(context.values(), summary)
         run.tensorboard.close()
     return summary
 
@@ -338,10 +343,10 @@ def _restore(point: Optional[ResumePoint], network, optimizer) -> TrainState:
     return state
 
 
-def run(cfg: DictConfig) -> dict:
-    point = _resume_point(cfg, common.output_dir(cfg))
+def run(config: Config, context: RunContext = RunContext()) -> dict:
+    point = _resume_point(config, output_dir(config))
     if point is not None:
-        cfg = _resumed_config(cfg, point, common.command_line_keys())
-    training = build_run(cfg, point)
+        config = _resumed_config(config, point, context)
+    training = build_run(config, point, context)
     state = fit(training)
-    return report(training, state) if training.is_main else {}
+    return report(training, state, context) if training.is_main else {}

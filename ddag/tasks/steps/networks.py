@@ -1,0 +1,90 @@
+"""Network steps: the configured network and loss terms, or the network of a checkpoint."""
+
+import dataclasses
+from typing import Tuple
+
+from ddag.api import ReIDModel
+from ddag.checkpoints.network import load_network
+from ddag.config.context import RunContext
+from ddag.config.instantiate import build
+from ddag.config.schema import Config
+from ddag.models.architecture import build_network as build_model_network
+from ddag.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def build_network(config: Config, num_classes: int):
+    """The DDAG network of `config.model`."""
+    return build_model_network(config.model, num_classes)
+
+
+def build_loss_terms(config: Config) -> dict:
+    """The named loss terms of `config.loss`; a term set to null (`loss.graph=null`) is left
+    out."""
+    return {name: build(node) for name, node in (config.loss or {}).items() if node is not None}
+
+
+def network_from_checkpoint(config: Config, context: RunContext):
+    """(network, meta, config) of `task.checkpoint`; the returned config is the one to infer
+    with.
+
+    The checkpoint's own model and input size are the defaults: the config's image size is
+    replaced by the one the checkpoint was trained with, unless the command line sets it (then
+    the conflict is reported, since features then differ from training's). `model` settings on
+    the command line cannot change a checkpoint that stores its model: they are reported.
+    """
+    path = config.task.checkpoint
+    loaded = load_network(path, config.model)
+    network, meta = loaded.network, loaded.meta
+    log.info("loaded %s: %s", path, loaded.report.summary())
+    keys = context.keys()
+    if loaded.holds_model:
+        ignored = [k for k in keys if k == "model" or k.startswith(("model.", "model/"))]
+        if ignored:
+            log.warning(
+                "%s holds its own model; ignored from the command line: %s",
+                path,
+                ", ".join(ignored),
+            )
+    size = {"height": meta.input.height, "width": meta.input.width} if meta.input else {}
+    current = {k: getattr(config.loader, k) for k in size}
+    if size and current != size:
+        trained = f"{size.get('height', '?')}x{size.get('width', '?')}"
+        forced = [k for k in keys if k in ("loader", "loader.height", "loader.width")]
+        if forced:
+            log.warning(
+                "%s was trained on %s images; %s on the command line makes it see %sx%s, so "
+                "its features differ from those of training",
+                path,
+                trained,
+                ", ".join(forced),
+                current.get("height", "?"),
+                current.get("width", "?"),
+            )
+        else:
+            log.info("input size %s, as the checkpoint was trained", trained)
+            config = with_input_size(config, size)
+    return network, meta, config
+
+
+def with_input_size(config: Config, size: dict) -> Config:
+    """`config` with the loader's image size replaced by `size` ({height, width}); the dataset
+    keys that follow the loader's (`height: ${loader.height}`, resolved at start-up) follow."""
+    followed = {
+        k: v for k, v in size.items() if (config.dataset or {}).get(k) == getattr(config.loader, k)
+    }
+    dataset = {**config.dataset, **followed} if config.dataset is not None else None
+    return dataclasses.replace(
+        config, loader=dataclasses.replace(config.loader, **size), dataset=dataset
+    )
+
+
+def inference_model(config: Config, context: RunContext) -> Tuple[ReIDModel, Config]:
+    """(ReIDModel of `task.checkpoint`, the config to infer with: the checkpoint's input size)."""
+    network, _, config = network_from_checkpoint(config, context)
+    settings = config.loader
+    model = ReIDModel(
+        network, settings.height, settings.width, settings.test_batch_size, config.eval.flip
+    )
+    return model, config

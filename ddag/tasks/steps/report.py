@@ -1,0 +1,126 @@
+"""Reporting steps: the start banner, the identity of a results record, the test report."""
+
+from pathlib import Path
+
+from ddag.checkpoints.meta import CheckpointMeta
+from ddag.config.context import RunContext
+from ddag.config.run_config import config_hash
+from ddag.config.schema import Config
+from ddag.evaluation.evaluator import evaluate
+from ddag.evaluation.features import FeatureExtractor
+from ddag.evaluation.plots import cmc_image, save_cmc_image
+from ddag.evaluation.results import markdown_table, write_records
+from ddag.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def _split_line(name: str, split) -> str:
+    ids = set(split.visible.ids.tolist()) | set(split.thermal.ids.tolist())
+    return (
+        f"{name} {len(ids)} ids, {len(split.visible)} visible + {len(split.thermal)} thermal images"
+    )
+
+
+def log_start_banner(config: Config, context: RunContext, dataset, out_dir: Path) -> None:
+    """What the run is, before it starts: folder, config choices, data and device."""
+    choices = " ".join(f"{g}={o}" for g, o in sorted(context.choices.items()))
+    splits = [("train", dataset.train_split()), ("val", dataset.val_split())]
+    splits.append(("test", dataset.test_split()))
+    data = "; ".join(_split_line(name, split) for name, split in splits if split is not None)
+    runtime = config.runtime
+    log.info(
+        "run %s in %s\n  config: %s\n  data: %s: %s\n  device: %s, %s mode%s, seed %s",
+        config.name,
+        out_dir,
+        choices or "(composed without Hydra)",
+        dataset.name,
+        data,
+        runtime.device_target,
+        runtime.mode,
+        ", compiled train step" if runtime.jit_step else ", eager train step",
+        config.seed,
+    )
+
+
+def run_identity(config: Config, dataset) -> dict:
+    """What a results record says about its run: preset name, seed, RegDB trial, config hash."""
+    return {
+        "name": config.name,
+        "seed": config.seed,
+        "trial": (config.dataset or {}).get("trial"),
+        "dataset": dataset.name,
+        "config_hash": config_hash(config),
+    }
+
+
+def checkpoint_identity(config: Config, dataset, path, meta: CheckpointMeta) -> dict:
+    """A results record's identity for a checkpoint: the run that trained it, so that
+    `task=table` matches evaluations of saved checkpoints like the training runs' own records.
+
+    Name, seed, RegDB trial and config hash come from the checkpoint (plain values only; the
+    current config fills in what an older or foreign checkpoint does not say).
+    """
+    state = meta.state or {}
+    current = run_identity(config, dataset)
+
+    def pick(value, kind, fallback):
+        return value if isinstance(value, kind) and not isinstance(value, bool) else fallback
+
+    return {
+        "name": pick(meta.stored_config("name"), str, current["name"]),
+        "seed": pick(meta.stored_config("seed"), int, current["seed"]),
+        "trial": pick(meta.stored_config("dataset", "trial"), int, current["trial"]),
+        "dataset": dataset.name,
+        "config_hash": meta.config_hash or current["config_hash"],
+        "checkpoint": str(path),
+        "epoch": pick(state.get("epoch"), int, None),
+    }
+
+
+def rerank_settings(config: Config):
+    """Keyword arguments of `re_ranking` when `eval.rerank` is on, else None."""
+    if not config.eval.rerank:
+        return None
+    return {
+        "k1": config.eval.rerank_k1,
+        "k2": config.eval.rerank_k2,
+        "lambda_value": config.eval.rerank_lambda,
+    }
+
+
+def test_and_report(
+    extractor: FeatureExtractor,
+    dataset,
+    protocols: list,
+    config: Config,
+    identity: dict,
+    flags: dict,
+    out_dir: Path,
+    tensorboard=None,
+    step: int = 0,
+) -> dict:
+    """Evaluate on the test split, write results.json, log the table; returns the means."""
+    records = evaluate(
+        extractor,
+        dataset.test_split(),
+        protocols,
+        flags=flags,
+        identity=identity,
+        rerank=rerank_settings(config),
+        distance=config.eval.distance,
+    )
+    return report_records(records, out_dir, dataset.name, tensorboard, step)
+
+
+def report_records(records: list, out_dir: Path, what: str, tensorboard=None, step: int = 0):
+    """Write results.json and cmc.png, log the table (and to TensorBoard); returns the means."""
+    path = write_records(records, out_dir / "results.json")
+    save_cmc_image(records, out_dir / "cmc.png")
+    table = markdown_table(records)
+    log.info("test results (%s), written to %s\n%s", what, path, table)
+    summary = {f"{r.protocol}/{r.feature}/{m}": v for r in records for m, v in r.mean.items()}
+    if tensorboard is not None:
+        tensorboard.log_metrics("test", summary, step)
+        tensorboard.log_image("test/cmc", cmc_image(records), step)
+    return summary
