@@ -163,3 +163,25 @@ def test_choices_and_ranges_live_on_the_schema_fields():
     ruled = [s for s in sections if dataclasses.is_dataclass(s) and field_rules(s)]
     assert {s.__name__ for s in ruled} >= {"RuntimeSettings", "LoaderSettings", "EvalConfig"}
     assert sum(bool(field_rules(schema)) for schema in TASK_SCHEMAS.values()) >= 7
+
+
+def test_training_and_benchmarks_build_the_step_through_one_factory():
+    users = [
+        path.relative_to(PACKAGE).as_posix()
+        for path in (PACKAGE / "tasks").rglob("*.py")
+        if "ddag.engine.step.make_train_step" in set(_package_imports(path))
+    ]
+    assert users == ["tasks/steps/training.py"], users
+
+
+def test_the_objective_takes_the_loader_columns_first_then_its_declared_inputs():
+    import inspect
+
+    from ddag.data.loader import Batch
+    from ddag.engine.trainer import ObjectiveContract
+    from ddag.losses.objective import Objective
+
+    params = list(inspect.signature(Objective.construct).parameters)[1:]
+    assert params[: len(Batch._fields)] == list(Batch._fields)
+    assert params[len(Batch._fields) :] == ["graph_weight", "noise"]
+    assert "state_key" in ObjectiveContract.__annotations__ and Objective.state_key == "objective"

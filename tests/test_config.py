@@ -228,3 +228,16 @@ def test_single_loss_terms_are_added_or_swapped_from_the_term_group(tmp_path):
     assert type(terms["hc"]).__name__ == "HeteroCenter" and terms["hc"].output == "pool"
     assert type(terms["id"]).__name__ == "LabelSmoothingCrossEntropy"
     assert list(terms) == ["id", "triplet", "part", "graph", "hc"]
+
+
+def test_config_hash_names_the_settings_not_the_run_folder(tmp_path):
+    from ddag.config.run_config import config_hash
+
+    def hashed(*overrides, folder="a"):
+        return config_hash(
+            run_config(compose_config(list(overrides), output_dir=tmp_path / folder))
+        )
+
+    assert hashed() == hashed(folder="b")  # logger.log_dir lies inside the run folder
+    assert hashed() == hashed("logger=none")
+    assert hashed() != hashed("seed=1") != hashed("optimizer.lr=0.05")

@@ -22,6 +22,8 @@ class ToyObjective(nn.Cell):
         self.w = Parameter(Tensor(np.zeros((3, 1), np.float32)), name="w")
         self.steps_seen = 0
 
+    state_key = "objective"
+
     def construct(self, x, y, scale):
         loss = ((ops.matmul(x, self.w) - y) ** 2).mean() * scale
         return loss, (loss,)

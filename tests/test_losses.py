@@ -183,3 +183,35 @@ def test_hetero_center_hand_computed():
     assert float(value) == pytest.approx(13.0, rel=1e-6)
     with_margin = HeteroCenter("pool", margin=5.0)(Tensor(features), Tensor(labels))
     assert float(with_margin) == pytest.approx(4.0, rel=1e-6)  # max(0, 4-5) + max(0, 9-5)
+
+
+def test_graph_branch_inputs_repeat_per_step_and_carry_the_weight_through_a_checkpoint():
+    from ddag.losses.graph_branch import GraphBranchInputs
+
+    branch = GraphBranchInputs(noise_size=6, seed=3)
+    weight, noise = branch.step_inputs(5)
+    assert float(weight.asnumpy()) == 0.0  # the reference's w_G of the first epoch
+    expected = np.random.default_rng((3, 5)).random(6, dtype=np.float32)
+    np.testing.assert_array_equal(noise.asnumpy(), expected)
+    assert not np.array_equal(branch.noise(6), expected)
+    for loss in (1.0, 3.0):
+        branch.step_end(loss)
+    branch.epoch_end()
+    assert branch.scalars() == {"graph_weight": pytest.approx(1 / (1 + 2.0))}
+    branch.step_end(5.0)  # mid-epoch: the running sum is state too
+    restored = GraphBranchInputs(noise_size=6, seed=3)
+    restored.load_state_dict(branch.state_dict())
+    restored.epoch_end(), branch.epoch_end()
+    assert restored.scalars() == branch.scalars() == {"graph_weight": pytest.approx(1 / 6)}
+
+
+def test_objective_state_keeps_the_checkpoint_format_of_earlier_versions():
+    objective = Objective(_tiny_network(), _terms(), batch_pairs=2, seed=0)
+    state = objective.state_dict()
+    assert set(state) == {"graph_weight"} and set(state["graph_weight"]) == {
+        "value",
+        "sum",
+        "count",
+    }
+    objective.load_state_dict({"graph_weight": {"value": 0.25}})  # an early checkpoint's form
+    assert objective.scalars() == {"graph_weight": 0.25}

@@ -19,8 +19,9 @@ from ddag.config.schema import TASK_SCHEMAS, Config
 from ddag.config.validate import validate_config
 from ddag.errors import ConfigError
 
-# Left out of the config hash: where the outputs go does not change the run.
-UNHASHED_SECTIONS = ("paths", "hydra")
+# Left out of the config hash: where the outputs go (paths, and the logger's folder inside the
+# run folder) does not change the run, so the same settings in two folders hash alike.
+UNHASHED_SECTIONS = ("paths", "hydra", "logger")
 
 
 def run_config(composed: Any) -> Config:

@@ -8,6 +8,7 @@ which happened between the jobs of a multirun.
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import mindspore.dataset as ds
 import numpy as np
@@ -21,6 +22,17 @@ from ddag.utils.fields import bounded
 # Accepted image sides in pixels (the papers train at 288x144 and 384x144).
 MIN_IMAGE_SIDE = 8
 MAX_IMAGE_SIDE = 4096
+
+
+class Batch(NamedTuple):
+    """One training batch, the columns of `train_pipeline` in order: B visible and B thermal
+    images (B,3,H,W) of the same B identities, and their labels (B,). The objective's step
+    takes these first (`Objective.construct`), then its own per-step inputs."""
+
+    visible: Any
+    thermal: Any
+    visible_label: Any
+    thermal_label: Any
 
 
 @dataclass
@@ -122,7 +134,7 @@ def train_pipeline(
     source = _PairSource(visible, thermal, sampler, settings)
     dataset = ds.GeneratorDataset(
         source,
-        column_names=["visible", "thermal", "visible_label", "thermal_label"],
+        column_names=list(Batch._fields),
         sampler=sampler,
         num_parallel_workers=1,
         python_multiprocessing=False,

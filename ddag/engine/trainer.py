@@ -25,6 +25,7 @@ class ObjectiveContract(Protocol):
     """What the trainer asks of an objective (a MindSpore Cell computing the losses)."""
 
     term_names: Sequence[str]
+    state_key: str  # the objective's name in TrainState.components
 
     def step_inputs(self, step: int) -> Tuple:
         """Extra inputs of the compiled step after the batch's columns."""
@@ -188,7 +189,7 @@ class Trainer:
         self.steps_per_epoch = steps_per_epoch
         self.images_per_step = images_per_step
         self.term_names = ("total",) + tuple(objective.term_names)
-        self._stateful = {"objective": objective}
+        self._stateful = {objective.state_key: objective}
         self._stateful.update({cb.state_key: cb for cb in callbacks if cb.state_key})
 
     def lr_at(self, step: int) -> float:

@@ -2,19 +2,19 @@
 
 The first output is what gets differentiated; the tuple of term values is auxiliary (logging and
 the dynamic weight). Term names stay on the Python side (`term_names`) so the compiled graph only
-handles tensors. The objective also owns what is special to DDAG's training loop: the dynamic
-graph weight (its state is checkpointed through `state_dict`) and the graph branch's dropout
-noise, both handed to the step by `step_inputs`.
+handles tensors. What is special to DDAG's training loop, the dynamic graph weight and the graph
+branch's dropout noise, is one component (`GraphBranchInputs`) the objective hands to the step
+(`step_inputs`) and checkpoints under its declared `state_key`. The step's first inputs are the
+loader's columns, in the order `ddag.data.loader.Batch` names them.
 """
 
 from typing import Dict, Optional
 
-import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
 from ddag.errors import ConfigError
-from ddag.losses.dynamic_weight import DynamicGraphWeight
+from ddag.losses.graph_branch import GraphBranchInputs
 from ddag.losses.terms import LossTerm
 from ddag.models.attention.cgsa import identity_adjacency
 from ddag.utils.logging import get_logger
@@ -25,6 +25,8 @@ log = get_logger(__name__)
 class Objective(nn.Cell):
     """Sums `weight x term` over the configured terms.
 
+    Its training state (the graph weight) is stored in checkpoints under `state_key`.
+
     Args:
         network: a DDAG network whose training forward returns `network.output_names`.
         terms: name -> LossTerm. A term whose output the network does not produce (for example the
@@ -34,6 +36,8 @@ class Objective(nn.Cell):
         seed: seed of the dropout noise; step s draws from the generator seeded by (seed, s),
             so a resumed run repeats it.
     """
+
+    state_key = "objective"
 
     def __init__(
         self,
@@ -63,7 +67,9 @@ class Objective(nn.Cell):
         self.static_weights = tuple(0.0 if t.dynamic else t.weight for t in kept.values())
         self.dynamic_mask = tuple(1.0 if t.dynamic else 0.0 for t in kept.values())
         self.batch_pairs, self.seed = batch_pairs, seed
-        self.graph_weight = DynamicGraphWeight()
+        self.graph_branch = None
+        if batch_pairs is not None:
+            self.graph_branch = GraphBranchInputs(self.noise_size(batch_pairs), seed)
         self._instance = np.array(self.instance_term_mask)
 
     @property
@@ -75,32 +81,33 @@ class Objective(nn.Cell):
         """Length of the dropout noise one step over `batch_pairs` visible/thermal pairs needs."""
         return self.network.noise_size(2 * batch_pairs)
 
+    def _graph(self) -> GraphBranchInputs:
+        if self.graph_branch is None:
+            raise ValueError("the Objective needs batch_pairs to train (the noise size)")
+        return self.graph_branch
+
     def step_inputs(self, step: int):
         """(graph weight, dropout noise) of training step `step`, after the batch's tensors."""
-        if self.batch_pairs is None:
-            raise ValueError("Objective.step_inputs needs batch_pairs")
-        rng = np.random.default_rng((self.seed, step))
-        noise = rng.random(self.noise_size(self.batch_pairs), dtype=np.float32)
-        return ms.Tensor(self.graph_weight.value, ms.float32), ms.Tensor(noise)
+        return self._graph().step_inputs(step)
 
     def step_end(self, values: np.ndarray) -> None:
         """A finished step's (total, *terms): the instance terms feed the dynamic weight."""
-        self.graph_weight.accumulate(values[1:][self._instance].sum())
+        self._graph().step_end(values[1:][self._instance].sum())
 
     def epoch_end(self) -> None:
-        self.graph_weight.end_epoch()
+        self._graph().epoch_end()
 
     def scalars(self) -> Dict[str, float]:
-        return {"graph_weight": self.graph_weight.value}
+        return self._graph().scalars()
 
     def state_dict(self) -> dict:
-        return {"graph_weight": self.graph_weight.state_dict()}
+        return self._graph().state_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        self.graph_weight.load_state_dict(state["graph_weight"])
+        self._graph().load_state_dict(state)
 
-    def construct(self, visible, thermal, visible_labels, thermal_labels, graph_weight, noise):
-        labels = ops.cat((visible_labels, thermal_labels), axis=0)
+    def construct(self, visible, thermal, visible_label, thermal_label, graph_weight, noise):
+        labels = ops.cat((visible_label, thermal_label), axis=0)
         outputs = self.network(visible, thermal, identity_adjacency(labels), noise)
         values = ()
         total = 0.0

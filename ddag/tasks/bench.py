@@ -35,12 +35,11 @@ from ddag.bench import reference_step
 from ddag.bench.timing import PROGRESS_SECONDS
 from ddag.bench.timing import repeat_timed as _repeat
 from ddag.config.context import RunContext
-from ddag.config.instantiate import build
 from ddag.config.schema import Config
 from ddag.data.datasets.base import ImageSet, Split
+from ddag.data.loader import Batch
 from ddag.data.sysu_splits import OfficialSplits
 from ddag.engine.op_profile import profile_steps
-from ddag.engine.step import make_train_step
 from ddag.errors import ConfigError
 from ddag.evaluation.metrics import rank_metrics
 from ddag.evaluation.protocols import SYSUOfficialProtocol
@@ -52,6 +51,7 @@ from ddag.tasks.steps.data import build_dataset, training_data
 from ddag.tasks.steps.networks import build_loss_terms
 from ddag.tasks.steps.networks import build_network as build_configured_network
 from ddag.tasks.steps.runtime import output_dir, setup
+from ddag.tasks.steps.training import build_train_step
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -156,29 +156,30 @@ def _score_trials(protocol, split, distances) -> None:
         )
 
 
-def _objective(config, num_classes, bare: bool):
+def _objective(config, num_classes, bare: bool, batch_pairs: int):
     if bare:
         model = dict(config.model)
         model.update(part_attention=None, graph_attention=None)
         network = build_network(model, num_classes)
-        return Objective(network, {"id": CrossEntropy("logits")})
-    network = build_configured_network(config, num_classes)
-    return Objective(network, build_loss_terms(config))
+        terms = {"id": CrossEntropy("logits")}
+    else:
+        network = build_configured_network(config, num_classes)
+        terms = build_loss_terms(config)
+    return Objective(network, terms, batch_pairs=batch_pairs, seed=config.seed)
 
 
-def _step_runner(config, objective, batch, jit: bool):
-    """A function running one compiled training step of `objective` on `batch`, with the
-    configured optimizer (the paper's: SGD, Nesterov momentum, weight decay, two groups)."""
+def _step_runner(config, objective, batch: Batch):
+    """A function running one training step of `objective` on `batch`, built as training builds
+    it (`build_train_step`: the configured optimiser, mixed precision and compilation) and fed
+    the objective's own per-step inputs (DDAG: graph weight and dropout noise)."""
     # The optimizer reads its rate at the step count: give it more steps than the bench takes.
     calls = (config.task.repeats + config.task.warmup + 2) * (config.task.rounds + 2)
-    optimizer = build(config.optimizer).build(objective.network, np.ones(10 * calls, np.float32))
-    step = make_train_step(objective, optimizer, jit=jit)
-    noise = ms.Tensor(np.random.rand(objective.noise_size(len(batch[0]))).astype(np.float32))
-    weight = ms.Tensor(0.5, ms.float32)
+    step, _, _ = build_train_step(config, objective, np.ones(10 * calls, np.float32))
+    inputs = objective.step_inputs(0)
     objective.set_train(True)
 
     def run():
-        step(*batch, weight, noise)[0].asnumpy()
+        step(*batch, *inputs)[0].asnumpy()
 
     return run
 
@@ -286,13 +287,14 @@ def bench_inference(networks: dict, images, repeats: int, warmup: int) -> dict:
     return {name: len(images) / statistics.median(t) for name, t in times.items()}
 
 
-def bench_train(config, batch, repeats: int, warmup: int, parts=("train",)) -> dict:
-    jit = config.runtime.jit_step
+def bench_train(config, batch: Batch, repeats: int, warmup: int, parts=("train",)) -> dict:
+    pairs = len(batch.visible)
     objectives = {
-        name: _objective(config, 32, bare) for name, bare in (("ddag", False), ("backbone", True))
+        name: _objective(config, 32, bare, pairs)
+        for name, bare in (("ddag", False), ("backbone", True))
     }
-    runners = {name: _step_runner(config, o, batch, jit) for name, o in objectives.items()}
-    images = 2 * len(batch[0])
+    runners = {name: _step_runner(config, o, batch) for name, o in objectives.items()}
+    images = 2 * pairs
     results = {
         name: _bench_objective(run, images, repeats, warmup) for name, run in runners.items()
     }
@@ -356,8 +358,8 @@ def run(config: Config, context: RunContext = RunContext()) -> dict:
         if "data" in parts:
             report["data"] = bench_data(pipeline, repeats + warmup)
         if parts & {"train", "profile"}:
-            batch = next(pipeline.create_tuple_iterator(num_epochs=1))
-            report["train"] = bench_train(config, batch[:4], repeats, warmup, parts)
+            batch = Batch(*next(pipeline.create_tuple_iterator(num_epochs=1)))
+            report["train"] = bench_train(config, batch, repeats, warmup, parts)
             if "data" in report:
                 step_rate = report["train"]["ddag"]["images_per_s"]
                 report["data"]["share_of_step"] = step_rate / report["data"]["images_per_s"]

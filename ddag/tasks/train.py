@@ -5,8 +5,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-import mindspore as ms
-
 from ddag.checkpoints.meta import CheckpointMeta, InputSpec
 from ddag.checkpoints.network import network_from
 from ddag.checkpoints.store import read_checkpoint
@@ -16,8 +14,6 @@ from ddag.config.resume import resumed_config
 from ddag.config.run_config import config_dict, config_hash, run_config
 from ddag.config.schema import Config
 from ddag.engine.callbacks import CheckpointSaver, PeriodicEvaluation, ProgressLogger
-from ddag.engine.distributed import gradient_reducer
-from ddag.engine.step import make_train_step
 from ddag.engine.trainer import StopRequested, Trainer, TrainState
 from ddag.errors import ConfigError, Interrupted
 from ddag.evaluation.evaluator import evaluate
@@ -28,6 +24,7 @@ from ddag.tasks.steps.data import build_dataset, build_protocols, check_protocol
 from ddag.tasks.steps.networks import build_loss_terms, build_network
 from ddag.tasks.steps.report import log_start_banner, run_identity, test_and_report
 from ddag.tasks.steps.runtime import build_logger, output_dir, setup
+from ddag.tasks.steps.training import build_train_step
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -142,20 +139,6 @@ def _load_selected(config, out_dir: Path, network, state: TrainState, selection)
     return flags
 
 
-def _mixed_precision(config: Config, network):
-    """Loss scaler for `runtime.amp_level` (None at O0), after switching the backbone to float16.
-
-    O1, O2 and auto: the stems and trunk compute in float16 with BatchNorm in float32; O3 also
-    runs BatchNorm in float16. Heads, attention branches and losses stay in float32.
-    """
-    level = config.runtime.amp_level
-    if level == "O0" or (level == "auto" and config.runtime.device_target == "CPU"):
-        return None
-    network.use_mixed_precision(keep_batchnorm_fp32=level != "O3")
-    log.info("mixed precision %s: float16 backbone, dynamic loss scaling", level)
-    return ms.amp.DynamicLossScaler(scale_value=2.0**12, scale_factor=2, scale_window=500)
-
-
 @dataclass
 class TrainingRun:
     """Everything `build` wires together for `fit` and `report`."""
@@ -175,19 +158,10 @@ class TrainingRun:
     saver: Optional[CheckpointSaver] = None
 
 
-def _train_step(config: Config, ranks, network, objective, steps: int):
+def _train_step(config: Config, ranks, objective, steps: int):
     """(compiled step, optimizer, per-step learning rate of the head group)."""
-    loss_scaler = _mixed_precision(config, network)
     lr_factors = build(config.schedule).per_step(1.0, config.task.epochs, steps)
-    recipe = build(config.optimizer)
-    optimizer = recipe.build(network, lr_factors)
-    step_fn = make_train_step(
-        objective,
-        optimizer,
-        gradient_reducer(ranks, optimizer),
-        jit=config.runtime.jit_step,
-        loss_scaler=loss_scaler,
-    )
+    step_fn, optimizer, recipe = build_train_step(config, objective, lr_factors, ranks)
     return step_fn, optimizer, lr_factors * recipe.lr
 
 
@@ -249,7 +223,7 @@ def build_run(
     steps = sampler.batches_per_epoch
     if config.task.max_steps_per_epoch:
         steps = min(steps, config.task.max_steps_per_epoch)
-    step_fn, optimizer, lr_per_step = _train_step(config, ranks, network, objective, steps)
+    step_fn, optimizer, lr_per_step = _train_step(config, ranks, objective, steps)
     state = _restore(point, network, optimizer)
     extractor = FeatureExtractor(network, settings, flip=config.eval.flip)
     callbacks, tensorboard, selection, saver = _callbacks(
