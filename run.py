@@ -14,9 +14,12 @@ from pathlib import Path
 
 # MindSpore reads its log level (GLOG_v) once, when it is first imported: before any other import.
 from ddag.utils.mindspore_logs import apply_mindspore_log_level, level_mismatch
+from ddag.utils.native_logs import attach_run_log, route_native_logs
 
 if __name__ == "__main__":
     apply_mindspore_log_level(sys.argv[1:])
+    # MindSpore's C++ log lines go to run.log, not the console: fd 2 is piped before it loads.
+    route_native_logs()
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -83,6 +86,7 @@ def _mark_failed(err: BaseException) -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig):
+    attach_run_log()  # this job's run.log, which Hydra has just set up
     try:
         config = run_config(cfg)  # validated and typed: what every task receives
         mismatch = level_mismatch(config.runtime.log_level)
