@@ -7,15 +7,17 @@ which happened between the jobs of a multirun.
 """
 
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, NamedTuple, Optional
 
 import mindspore.dataset as ds
 import numpy as np
 
+from ddag.data.augmentations.base import Augmentation, AugmentationPipeline
+from ddag.data.augmentations.pad_crop_flip import PadCropFlip
 from ddag.data.datasets.base import ImageSet
 from ddag.data.sampler import IdentitySampler
-from ddag.data.transforms import augment, normalise_ops, test_transforms
+from ddag.data.transforms import normalise_ops, test_transforms
 from ddag.errors import DatasetError
 from ddag.utils.fields import bounded
 
@@ -44,8 +46,11 @@ class LoaderSettings:
         num_instances: K, images per identity and modality (paper 4).
         height: network input height (paper 288).
         width: network input width (paper 144).
-        padding: zero padding before the random crop (paper 10).
-        flip: random horizontal flip.
+        padding: zero padding before the random crop (paper 10), read by the pad_crop_flip
+            augmentation.
+        flip: random horizontal flip, read by the pad_crop_flip augmentation.
+        augment: the training augmentations by name, from the `loader/augment` config group
+            (`_target_` nodes, built by the tasks; see ddag/data/augmentations/).
         test_batch_size: images per inference batch.
         num_workers: parallel workers of the dataset pipeline.
     """
@@ -56,6 +61,7 @@ class LoaderSettings:
     width: int = bounded(144, MIN_IMAGE_SIDE, MAX_IMAGE_SIDE)
     padding: int = bounded(10, 0, MAX_IMAGE_SIDE)
     flip: bool = True
+    augment: Dict[str, Any] = field(default_factory=dict)
     test_batch_size: int = bounded(64, 1, 4096)
     num_workers: int = bounded(1, 1, 64)
 
@@ -93,10 +99,10 @@ class _PairSource(_Source):
         visible: ImageSet,
         thermal: ImageSet,
         sampler: IdentitySampler,
-        settings: LoaderSettings,
+        augmentation: AugmentationPipeline,
     ):
         self.visible, self.thermal = visible, thermal
-        self.sampler, self.settings = sampler, settings
+        self.sampler, self.augmentation = sampler, augmentation
 
     def __len__(self):
         return len(self.sampler)
@@ -104,10 +110,9 @@ class _PairSource(_Source):
     def read(self, slot):
         epoch, position, v, t = self.sampler.pair_at(slot)
         rng = np.random.default_rng((self.sampler.seed, epoch, position))
-        s = self.settings
         return (
-            augment(self.visible.load(v), rng, s.height, s.width, s.padding, s.flip),
-            augment(self.thermal.load(t), rng, s.height, s.width, s.padding, s.flip),
+            self.augmentation(self.visible.load(v), "visible", rng),
+            self.augmentation(self.thermal.load(t), "thermal", rng),
             np.int32(self.visible.ids[v]),
             np.int32(self.thermal.ids[t]),
         )
@@ -125,13 +130,21 @@ class _SingleSource(_Source):
 
 
 def train_pipeline(
-    visible: ImageSet, thermal: ImageSet, sampler: IdentitySampler, settings: LoaderSettings
+    visible: ImageSet,
+    thermal: ImageSet,
+    sampler: IdentitySampler,
+    settings: LoaderSettings,
+    augmentations: Optional[List[Augmentation]] = None,
 ) -> ds.Dataset:
     """Batches of (visible (B,3,H,W), thermal (B,3,H,W), visible labels (B,), thermal labels (B,)).
 
-    B is the sampler's batch size (P x K pairs).
+    B is the sampler's batch size (P x K pairs). `augmentations` (built from `settings.augment`
+    by the tasks) default to the reference's pad/crop/flip with `settings.padding` and `flip`.
     """
-    source = _PairSource(visible, thermal, sampler, settings)
+    if augmentations is None:
+        augmentations = [PadCropFlip(settings.padding, settings.flip)]
+    augmentation = AugmentationPipeline(augmentations, settings.height, settings.width)
+    source = _PairSource(visible, thermal, sampler, augmentation)
     dataset = ds.GeneratorDataset(
         source,
         column_names=list(Batch._fields),
@@ -139,10 +152,11 @@ def train_pipeline(
         num_parallel_workers=1,
         python_multiprocessing=False,
     )
-    for column in ("visible", "thermal"):
-        dataset = dataset.map(
-            normalise_ops(), input_columns=[column], num_parallel_workers=settings.num_workers
-        )
+    if not augmentation.normalises:  # else the augmentations normalised in numpy already
+        for column in ("visible", "thermal"):
+            dataset = dataset.map(
+                normalise_ops(), input_columns=[column], num_parallel_workers=settings.num_workers
+            )
     dataset = dataset.batch(sampler.batch_size, drop_remainder=True)
     dataset.ddag_source = source
     return dataset

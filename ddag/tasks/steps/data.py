@@ -40,7 +40,9 @@ def training_data(config: Config, dataset, num_shards: int = 1, shard_id: int = 
         num_shards=num_shards,
         shard_id=shard_id,
     )
-    return sampler, train_pipeline(train.visible, train.thermal, sampler, settings)
+    augmentations = [build(node) for node in settings.augment.values()]
+    pipeline = train_pipeline(train.visible, train.thermal, sampler, settings, augmentations)
+    return sampler, pipeline
 
 
 def dataset_root(config: Config) -> Optional[str]:

@@ -1,0 +1,94 @@
+"""The augmentation contract and the per-image pipeline that applies a list of them.
+
+An augmentation works at one `stage`: "pixels" (uint8 (H, W, 3) RGB images, before
+normalisation: crop, flip, grayscale, colour) or "normalised" (float32 (3, H, W) images after
+ImageNet normalisation, where the reference codes erase and exchange channels). The pipeline
+resizes to the training size, applies the pixel-stage augmentations in list order, then, if any
+augmentation of the normalised stage is selected, normalises in numpy and applies those in list
+order; otherwise normalisation stays in the MindSpore pipeline, as it always was.
+"""
+
+from typing import List, Sequence, Tuple
+
+import numpy as np
+from PIL import Image
+
+from ddag.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ddag.errors import ConfigError
+
+PIXELS, NORMALISED = "pixels", "normalised"
+MODALITY_NAMES = ("visible", "thermal")
+
+
+class Augmentation:
+    """One random training transform.
+
+    Args:
+        modalities: the modalities it applies to ("visible", "thermal"); the others' images
+            pass unchanged and draw nothing.
+    """
+
+    stage = PIXELS
+
+    def __init__(self, modalities: Sequence[str] = MODALITY_NAMES):
+        unknown = [m for m in modalities if m not in MODALITY_NAMES]
+        if unknown or not modalities:
+            raise ConfigError(
+                f"{type(self).__name__}: modalities={list(modalities)}; choose among "
+                f"{list(MODALITY_NAMES)}"
+            )
+        self.modalities = tuple(modalities)
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+
+def normalise(image: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) -> float32 (3, H, W) with ImageNet mean and std (torchvision's order:
+    scale to [0, 1], subtract the mean, divide by the std)."""
+    scaled = image.astype(np.float32) / np.float32(255)
+    mean = np.asarray(IMAGENET_MEAN, np.float32)
+    std = np.asarray(IMAGENET_STD, np.float32)
+    return np.ascontiguousarray(((scaled - mean) / std).transpose(2, 0, 1))
+
+
+class AugmentationPipeline:
+    """Resize + the selected augmentations, for one training image at a time."""
+
+    def __init__(self, augmentations: List[Augmentation], height: int, width: int):
+        for item in augmentations:
+            if not isinstance(item, Augmentation):
+                raise ConfigError(
+                    f"loader.augment holds a {type(item).__name__}, not an augmentation"
+                )
+            if item.stage not in (PIXELS, NORMALISED):
+                raise ConfigError(f"{type(item).__name__}: unknown stage {item.stage!r}")
+        self.pixels = [a for a in augmentations if a.stage == PIXELS]
+        self.normalised_stage = [a for a in augmentations if a.stage == NORMALISED]
+        self.height, self.width = height, width
+
+    @property
+    def normalises(self) -> bool:
+        """Whether images leave the pipeline normalised (float CHW) rather than as uint8 HWC."""
+        return bool(self.normalised_stage)
+
+    def __call__(self, image: np.ndarray, modality: str, rng: np.random.Generator) -> np.ndarray:
+        if image.shape[:2] != (self.height, self.width):
+            resized = Image.fromarray(image).resize((self.width, self.height), Image.LANCZOS)
+            image = np.asarray(resized)
+        for item in self.pixels:
+            if modality in item.modalities:
+                image = item(image, rng)
+        image = np.ascontiguousarray(image)
+        if not self.normalises:
+            return image
+        image = normalise(image)
+        for item in self.normalised_stage:
+            if modality in item.modalities:
+                image = item(image, rng)
+        return np.ascontiguousarray(image, dtype=np.float32)
+
+
+def names_and_stages(augmentations: List[Augmentation]) -> List[Tuple[str, str]]:
+    """(class name, stage) of each augmentation, for the start banner."""
+    return [(type(a).__name__, a.stage) for a in augmentations]

@@ -1,0 +1,229 @@
+"""The loader/augment group: each augmentation against a numpy statement of the reference's
+transform on the same draws, the default pipeline unchanged, composition and resume."""
+
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ddag.config.resume import resumed_config
+from ddag.config.run_config import config_dict, run_config
+from ddag.data.augmentations.base import AugmentationPipeline, normalise
+from ddag.data.augmentations.channel_aug import ChannelAdaptiveGray, ChannelExchange
+from ddag.data.augmentations.color_jitter import ColorJitter, shift_hue
+from ddag.data.augmentations.pad_crop_flip import PadCropFlip
+from ddag.data.augmentations.random_erasing import RandomErasing
+from ddag.data.augmentations.random_grayscale import RandomGrayscale
+from ddag.data.datasets.base import ArrayImageSet
+from ddag.data.loader import LoaderSettings, train_pipeline
+from ddag.data.sampler import IdentitySampler
+from ddag.errors import ConfigError
+from ddag.tasks.steps.data import build_dataset, training_data
+from tests.conftest import compose_config
+
+CAJ_FILL = (0.4914, 0.4822, 0.4465)
+
+
+def _image(seed=0, height=24, width=12):
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def _normalised(seed=0):
+    return normalise(_image(seed))
+
+
+def test_pad_crop_flip_is_the_reference_transform_on_the_same_draws():
+    # The reference (and ddag before the group): pad with zeros, crop at (top, left) drawn in
+    # [0, 2p], mirror when the next draw is below 0.5; resize first when the size differs.
+    for seed in range(20):
+        image = _image(seed, 30, 14)
+        pipeline = AugmentationPipeline([PadCropFlip(4, True)], 24, 12)
+        got = pipeline(image, "visible", np.random.default_rng(seed))
+        replay = np.random.default_rng(seed)
+        resized = np.asarray(Image.fromarray(image).resize((12, 24), Image.LANCZOS))
+        padded = np.pad(resized, ((4, 4), (4, 4), (0, 0)))
+        top, left = replay.integers(0, 9, size=2)
+        expected = padded[top : top + 24, left : left + 12]
+        if replay.random() < 0.5:
+            expected = expected[:, ::-1]
+        np.testing.assert_array_equal(got, expected)
+        assert got.dtype == np.uint8 and got.flags.c_contiguous
+
+
+def _reference_erasing(img, draws, probability, sl, sh, r1, mean):
+    """ChannelRandomErasing / DEEN RandomErasing in numpy, reading its random numbers from
+    `draws` (uniform(0, 1), uniform(sl, sh), uniform(r1, 1/r1), randint, randint)."""
+    img = img.copy()
+    if draws.random() > probability:
+        return img
+    for _ in range(100):
+        area = img.shape[1] * img.shape[2]
+        target_area = draws.uniform(sl, sh) * area
+        aspect_ratio = draws.uniform(r1, 1 / r1)
+        h = int(round(math.sqrt(target_area * aspect_ratio)))
+        w = int(round(math.sqrt(target_area / aspect_ratio)))
+        if w < img.shape[2] and h < img.shape[1]:
+            x1 = draws.integers(0, img.shape[1] - h + 1)
+            y1 = draws.integers(0, img.shape[2] - w + 1)
+            for c in range(3):
+                img[c, x1 : x1 + h, y1 : y1 + w] = mean[c]
+            return img
+    return img
+
+
+@pytest.mark.parametrize("area", [(0.02, 0.4), (0.2, 0.8)])
+def test_random_erasing_is_the_reference_transform_on_the_same_draws(area):
+    erasing = RandomErasing(0.5, area, 0.3, CAJ_FILL)
+    erased = 0
+    for seed in range(40):
+        image = _normalised(seed)
+        got = erasing(image, np.random.default_rng(seed))
+        fill = np.float32(CAJ_FILL)
+        expected = _reference_erasing(image, np.random.default_rng(seed), 0.5, *area, 0.3, fill)
+        np.testing.assert_array_equal(got, expected)
+        erased += not np.array_equal(got, image)
+    assert 5 < erased < 35  # about half of the images are erased
+
+
+def test_random_grayscale_is_pil_luma_with_its_probability():
+    grayscale = RandomGrayscale(0.5)
+    turned = 0
+    for seed in range(40):
+        image = _image(seed)
+        got = grayscale(image, np.random.default_rng(seed))
+        if np.random.default_rng(seed).random() < 0.5:
+            luma = image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+            assert np.abs(got[..., 0].astype(int) - np.round(luma)).max() <= 1
+            assert (got == got[..., :1]).all()
+            turned += 1
+        else:
+            np.testing.assert_array_equal(got, image)
+    assert 5 < turned < 35
+
+
+def test_color_jitter_applies_its_drawn_factors_in_the_drawn_order():
+    jitter = ColorJitter(brightness=0.4, contrast=0.3, saturation=0.2, hue=0.1)
+    steps = jitter.draws(np.random.default_rng(3))
+    assert sorted(name for name, _ in steps) == ["brightness", "contrast", "hue", "saturation"]
+    bounds = {"brightness": (0.6, 1.4), "contrast": (0.7, 1.3), "saturation": (0.8, 1.2)}
+    for name, factor in steps:
+        low, high = bounds.get(name, (-0.1, 0.1))
+        assert low <= factor <= high
+    only_brightness = ColorJitter(brightness=0.5)
+    image = _image(1)
+    got = only_brightness(image, np.random.default_rng(5))
+    replay = np.random.default_rng(5)
+    replay.random()  # the probability draw
+    ((name, factor),) = only_brightness.draws(replay)
+    expected = np.clip(image.astype(np.float64) * factor, 0, 255)
+    assert name == "brightness" and np.abs(got - expected).max() <= 1
+    red = np.zeros((4, 4, 3), np.uint8)
+    red[..., 0] = 255
+    cyan = np.asarray(shift_hue(Image.fromarray(red), 0.5))
+    assert cyan[0, 0, 0] < 10 and cyan[0, 0, 1] > 245 and cyan[0, 0, 2] > 245
+
+
+def test_caj_channel_exchange_and_adaptive_gray_match_the_authors_outcomes():
+    weights = np.array([0.2989, 0.5870, 0.1140], np.float32)[:, None, None]
+    exchange, adaptive = ChannelExchange(gray=2), ChannelAdaptiveGray(0.5)
+    outcomes = set()
+    for seed in range(30):
+        image = _normalised(seed)
+        idx = int(np.random.default_rng(seed).integers(0, 3))
+        expected = np.stack([image[idx]] * 3)  # gray=2: a channel, never gray
+        np.testing.assert_array_equal(exchange(image, np.random.default_rng(seed)), expected)
+        replay = np.random.default_rng(seed)
+        idx = int(replay.integers(0, 4))
+        got = adaptive(image, np.random.default_rng(seed))
+        if idx < 3:
+            expected = np.stack([image[idx]] * 3)
+        elif replay.random() > 0.5:
+            expected = image
+        else:
+            expected = np.repeat((image * weights).sum(0, keepdims=True), 3, axis=0)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+        outcomes.add(idx)
+    assert outcomes == {0, 1, 2, 3}
+    gray = ChannelExchange(gray=3)(_normalised(0), np.random.default_rng(1))
+    assert gray.shape == (3, 24, 12)
+
+
+def test_augmentations_apply_to_their_modalities_only_and_keep_the_draw_order():
+    visible_only = ChannelExchange(gray=2, modalities=["visible"])
+    pipeline = AugmentationPipeline([PadCropFlip(2), visible_only], 24, 12)
+    assert pipeline.normalises
+    image = _image(4)
+    thermal = pipeline(image, "thermal", np.random.default_rng(9))
+    np.testing.assert_allclose(
+        thermal, normalise(PadCropFlip(2)(image, np.random.default_rng(9))), atol=1e-6
+    )
+    with pytest.raises(ConfigError, match="modalities"):
+        RandomGrayscale(modalities=["infrared"])
+
+
+def _pairs(count=8):
+    ids = np.repeat(np.arange(2), count // 2)
+    images = np.stack([_image(i, 20, 10) for i in range(count)])
+    return ArrayImageSet(images, ids, np.zeros(count, np.int64), [str(i) for i in range(count)])
+
+
+def _first_batch(augmentations, seed=0, workers=1):
+    visible, thermal = _pairs(), _pairs()
+    settings = LoaderSettings(num_ids=2, num_instances=2, height=20, width=10, num_workers=workers)
+    sampler = IdentitySampler(visible.ids, thermal.ids, 2, 2, seed=seed)
+    pipeline = train_pipeline(visible, thermal, sampler, settings, augmentations)
+    return [t.asnumpy() for t in next(pipeline.create_tuple_iterator(num_epochs=1))]
+
+
+def test_normalising_in_numpy_matches_the_mindspore_pipeline():
+    plain = _first_batch([PadCropFlip(3)])
+    # The erasing draws once per thermal image, after that image's crop and flip: same crops.
+    no_op = RandomErasing(probability=0.0, modalities=["thermal"])
+    numpy_normalised = _first_batch([PadCropFlip(3), no_op])
+    for a, b in zip(plain, numpy_normalised):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-6)
+    assert plain[0].shape == (4, 3, 20, 10)
+
+
+def test_augmented_batches_repeat_with_any_number_of_workers():
+    caj = [PadCropFlip(3), RandomErasing(fill=CAJ_FILL), ChannelExchange(probability=0.5)]
+    one, two = _first_batch(caj, seed=4), _first_batch(caj, seed=4, workers=2)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(one[0], _first_batch(caj, seed=5)[0])
+
+
+def test_the_group_composes_as_a_list_and_validates_its_keys(tmp_path):
+    chosen = "loader/augment=[pad_crop_flip,random_erasing,channel_aug]"
+    config = run_config(compose_config([chosen], output_dir=tmp_path))
+    assert list(config.loader.augment) == [
+        "pad_crop_flip",
+        "random_erasing",
+        "channel_erasing",
+        "channel_exchange",
+        "channel_adaptive_gray",
+    ]
+    dataset = build_dataset(config)
+    _, pipeline = training_data(config, dataset)
+    visible = next(pipeline.create_tuple_iterator(num_epochs=1, output_numpy=True))[0]
+    assert visible.dtype == np.float32 and visible.shape[1:] == (3, 64, 32)
+    typo = "loader.augment.random_erasing.probabilty=0.3"
+    with pytest.raises(ConfigError, match="did you mean loader.augment.random_erasing.probability"):
+        run_config(compose_config([chosen, "+" + typo], output_dir=tmp_path))
+    with pytest.raises(ConfigError, match="probability=1.5 must be in"):
+        cfg = run_config(compose_config([chosen, "loader.augment.random_erasing.probability=1.5"]))
+        training_data(cfg, dataset)
+
+
+def test_the_default_is_the_reference_pad_crop_flip_and_old_runs_resume_with_it(tmp_path):
+    config = run_config(compose_config([], output_dir=tmp_path))
+    (node,) = config.loader.augment.values()
+    assert node["_target_"].endswith("PadCropFlip") and node["padding"] == config.loader.padding
+    stored = config_dict(run_config(compose_config(["loader.padding=6"], output_dir=tmp_path)))
+    del stored["loader"]["augment"]  # a run config written before the group existed
+    composed = config_dict(config)
+    resumed, changes = resumed_config(stored, composed, ["task.resume"], False)
+    assert not changes
+    assert resumed["loader"]["augment"]["pad_crop_flip"]["padding"] == 6
