@@ -59,6 +59,7 @@ REQUIRED = {
     "synthesize": ["task.root=demo"],
     "convert": ["task.source=resnet50.pth"],
     "score": ["task.features=feat.npz"],
+    "visualize": ["task.checkpoint=some.ckpt"],
 }
 
 

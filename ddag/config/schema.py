@@ -217,6 +217,37 @@ class ScoreTask:
     features: Any = MISSING
 
 
+VISUAL_KINDS = ("tsne", "distances", "attention", "actmap")
+
+
+@dataclass
+class VisualizeTask:
+    """task=visualize: pictures of what a checkpoint learned, on a dataset split.
+
+    Attributes:
+        checkpoint: the checkpoint to use.
+        split: train, val or test.
+        kinds: any of tsne (FC/FC_att features by identity and modality), distances (pair
+            distance distributions), attention (IWPA part weights, CGSA attention in a batch),
+            actmap (activation maps of queries and their top matches).
+        feature: FC or FC_att, for tsne, distances and the matches of actmap.
+        max_ids: identities sampled (seeded) for tsne and distances.
+        batch_ids: identities of the batch whose attention is drawn (2 images per modality).
+        num_queries: thermal queries of the activation maps.
+        top_k: visible matches shown per query.
+    """
+
+    name: str = "visualize"
+    checkpoint: str = MISSING
+    split: str = choice("test", SPLITS)
+    kinds: List[str] = field(default_factory=lambda: list(VISUAL_KINDS))
+    feature: str = choice("FC_att", ("FC", "FC_att"))
+    max_ids: int = bounded(20, 2, 1000)
+    batch_ids: int = bounded(4, 1, 32)
+    num_queries: int = bounded(3, 1, 32)
+    top_k: int = bounded(4, 1, 20)
+
+
 # Each task's schema, stored in the ConfigStore as task/<name>_schema; conf/task/<name>.yaml
 # starts from it, so every default and type is stated here once.
 TASK_SCHEMAS = {
@@ -231,6 +262,7 @@ TASK_SCHEMAS = {
     "synthesize": SynthesizeTask,
     "convert": ConvertTask,
     "score": ScoreTask,
+    "visualize": VisualizeTask,
 }
 
 

@@ -1,59 +1,20 @@
-"""CMC curves and rank lists drawn with Pillow (no plotting dependency)."""
+"""CMC curves (matplotlib, `ddag/evaluation/figures.py`) and rank lists (Pillow)."""
 
 from typing import List
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ddag.evaluation.figures import cmc_figure
 from ddag.evaluation.results import ResultRecord
-
-_COLOURS = [
-    (31, 119, 180),
-    (255, 127, 14),
-    (44, 160, 44),
-    (214, 39, 40),
-    (148, 103, 189),
-    (140, 86, 75),
-    (227, 119, 194),
-    (127, 127, 127),
-]
 
 
 def cmc_image(
     records: List[ResultRecord], width: int = 720, height: int = 440, title: str = "CMC"
 ) -> np.ndarray:
     """CMC curves, one per (protocol, feature) record: rank 1..k on x, matching rate 0-100 % on
-    y, with a title, axis labels and a legend; (height, width, 3) uint8."""
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    left, right, top, bottom = 60, width - 230, 34, height - 50
-    draw.text((left, 10), title, fill="black")
-    draw.rectangle([left, top, right, bottom], outline="black")
-    for percent in range(0, 101, 20):
-        y = bottom - (bottom - top) * percent / 100
-        draw.line([left, y, right, y], fill=(220, 220, 220))
-        draw.text((left - 30, y - 6), f"{percent:3d}", fill="black")
-    draw.text((4, (top + bottom) // 2 - 20), "match", fill="black")
-    draw.text((4, (top + bottom) // 2 - 6), "rate %", fill="black")
-    ranks = max((len(r.cmc) for r in records), default=1)
-    for rank in range(1, ranks + 1):
-        x = left + (right - left) * (rank - 1) / max(ranks - 1, 1)
-        if rank == 1 or rank % 5 == 0:
-            draw.text((x - 4, bottom + 6), str(rank), fill="black")
-    draw.text(((left + right) // 2 - 15, bottom + 24), "rank", fill="black")
-    for i, record in enumerate(records):
-        colour = _COLOURS[i % len(_COLOURS)]
-        points = [
-            (left + (right - left) * k / max(ranks - 1, 1), bottom - (bottom - top) * value)
-            for k, value in enumerate(record.cmc)
-        ]
-        draw.line(points, fill=colour, width=2)
-        label = f"{record.protocol} {record.feature}: rank-1 {100 * record.mean['rank1']:.1f} %"
-        draw.line(
-            [right + 10, top + 16 * i + 6, right + 24, top + 16 * i + 6], fill=colour, width=3
-        )
-        draw.text((right + 30, top + 16 * i), label, fill=colour)
-    return np.asarray(image)
+    y, with a title, axis labels and a legend; (height, width, 3) uint8 (matplotlib)."""
+    return cmc_figure(records, title=title, size=(width / 100, height / 100))
 
 
 def save_cmc_image(records: List[ResultRecord], path) -> None:

@@ -140,6 +140,20 @@ class DDAG(nn.Cell):
             outputs = outputs + (self.graph_attention(pooled, adjacency, noise),)
         return outputs
 
+    def feature_map(self, images, modality: int):
+        """(B, 3, H, W) images of one modality -> the trunk's last (B, C, h, w) feature map."""
+        if not self.two_stream:
+            x = self.shared_stem(images)
+        elif modality == VISIBLE:
+            x = self.visible_stem(images)
+        else:
+            x = self.thermal_stem(images)
+        return self.trunk(x).astype(mstype.float32)
+
+    def pooled_features(self, feature_map):
+        """The pooled (B, C) feature of a feature map: the graph branch's input."""
+        return self._trunk_features(feature_map)[0]
+
     def embed(self, images, modality: int):
         """Test-time features of one modality: (B, 3, H, W) -> (FC, FC_att), each (B, C), L2-normed.
 

@@ -42,15 +42,23 @@ class GraphAttentionLayer(nn.Cell):
         self.a = Parameter(initializer(XavierUniform(gain=1.414), (2 * out_features, 1)), name="a")
         self.leaky_relu = nn.LeakyReLU(alpha)
 
-    def construct(self, x, adjacency, noise):
-        """(N, in) features, (N, N) adjacency, (N, N) uniform noise for dropout -> (N, out)."""
-        h = ops.matmul(x, self.W)
+    def _coefficients(self, h, adjacency):
         # a^T [h_i || h_j] = h_i . a_left + h_j . a_right, without building the N^2 x 2F tensor.
         left = ops.matmul(h, self.a[: self.out_features])
         right = ops.matmul(h, self.a[self.out_features :])
         scores = self.leaky_relu(left + right.transpose(1, 0))
         scores = ops.where(adjacency > 0, scores, ops.full_like(scores, _MASKED))
-        attention = noise_dropout(ops.softmax(scores, axis=1), noise, self.dropout, self.training)
+        return ops.softmax(scores, axis=1)
+
+    def attention(self, x, adjacency):
+        """(N, N) attention coefficients over the graph (rows sum to 1), without dropout."""
+        return self._coefficients(ops.matmul(x, self.W), adjacency)
+
+    def construct(self, x, adjacency, noise):
+        """(N, in) features, (N, N) adjacency, (N, N) uniform noise for dropout -> (N, out)."""
+        h = ops.matmul(x, self.W)
+        attention = self._coefficients(h, adjacency)
+        attention = noise_dropout(attention, noise, self.dropout, self.training)
         out = ops.matmul(attention, h)
         if self.concat:
             out = ops.elu(out)
@@ -109,6 +117,11 @@ class GraphStructuredAttention(nn.Cell):
         """Length of the uniform noise vector one forward pass over `num_nodes` samples uses."""
         n = num_nodes
         return n * self.in_features + n * self.hidden_features + (self.num_heads + 1) * n * n
+
+    def head_attention(self, features, adjacency):
+        """(heads, N, N) attention coefficients of the hidden heads over the batch graph, at
+        inference (no dropout): how much each sample draws on each of its neighbours."""
+        return ops.stack([head.attention(features, adjacency) for head in self.heads])
 
     def construct(self, features, adjacency, noise):
         """(N, C) pooled features, (N, N) adjacency, flat noise -> (N, classes) log-probs."""

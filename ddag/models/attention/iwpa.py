@@ -55,13 +55,30 @@ class WeightedPartAttention(nn.Cell):
             parts = parts + (rows.mean(axis=(2, 3), keep_dims=True),)
         return ops.cat(parts, axis=2)
 
+    def part_bounds(self, height: int):
+        """[(first row, row after the last)] of each part on a map of `height` rows."""
+        return [
+            ((i * height) // self.num_parts, -((-(i + 1) * height) // self.num_parts))
+            for i in range(self.num_parts)
+        ]
+
+    def _attention(self, parts):
+        query = self.fc1(parts).squeeze(-1).transpose(0, 2, 1)  # (N, p, C)
+        key = self.fc2(parts).squeeze(-1)  # (N, C, p)
+        return ops.softmax(ops.bmm(query, key), axis=-1)  # (N, p, p), unscaled as in the paper
+
+    def part_weights(self, feature_map):
+        """(N, C, H, W) map -> (N, p): the weight with which each part's feature enters the
+        attended feature (sum over i of gate_i x attention[i, j]); each row sums to 1."""
+        attention = self._attention(self._part_pool(feature_map))
+        gate = ops.softmax(self.gate, axis=-1).reshape(1, -1, 1)
+        return (attention * gate).sum(axis=1)
+
     def construct(self, feature_map, global_feature):
         """(N, C, H, W) map and (N, C) BN feature -> (N, C) attended feature."""
         parts = self._part_pool(feature_map)  # (N, C, p, 1)
-        query = self.fc1(parts).squeeze(-1).transpose(0, 2, 1)  # (N, p, C)
-        key = self.fc2(parts).squeeze(-1)  # (N, C, p)
+        attention = self._attention(parts)
         value = self.fc3(parts).squeeze(-1).transpose(0, 2, 1)  # (N, p, C)
-        attention = ops.softmax(ops.bmm(query, key), axis=-1)  # (N, p, p), unscaled as in the paper
         refined = ops.bmm(attention, value)  # (N, p, C)
         weights = ops.softmax(self.gate, axis=-1)
         weighted = (refined * weights.reshape(1, -1, 1)).sum(axis=1)

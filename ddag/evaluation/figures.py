@@ -1,0 +1,131 @@
+"""Figures drawn with matplotlib (Agg backend: no screen needed), returned as RGB arrays.
+
+Each function takes the numbers `ddag/evaluation/visual_stats.py` computed (or result records)
+and returns an (H, W, 3) uint8 image; `save_png` writes one. Nothing here computes a metric.
+"""
+
+from typing import Dict, List, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+from PIL import Image  # noqa: E402
+
+MARKERS = {"visible": "o", "thermal": "^"}
+
+
+def _array(figure) -> np.ndarray:
+    figure.canvas.draw()
+    image = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(figure)
+    return image
+
+
+def save_png(image: np.ndarray, path) -> None:
+    """Write an (H, W, 3) uint8 image as PNG."""
+    Image.fromarray(image).save(path)
+
+
+def cmc_figure(records, title: str = "CMC", size=(7.2, 4.4)) -> np.ndarray:
+    """CMC curves, one per (protocol, feature) record, with title, axis labels and legend."""
+    figure, axes = plt.subplots(figsize=size, dpi=100)
+    for record in records:
+        ranks = np.arange(1, len(record.cmc) + 1)
+        label = f"{record.protocol} {record.feature}: rank-1 {100 * record.mean['rank1']:.1f} %"
+        axes.plot(ranks, 100 * np.asarray(record.cmc), linewidth=2, label=label)
+    axes.set(title=title, xlabel="rank", ylabel="matching rate (%)", ylim=(0, 100))
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.grid(alpha=0.3)
+    if records:
+        axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    return _array(figure)
+
+
+def tsne_figure(points: np.ndarray, ids: np.ndarray, modality: Sequence[str], title: str):
+    """2-D embedding: colour by identity, marker by modality (circle visible, triangle
+    thermal)."""
+    figure, axes = plt.subplots(figsize=(7, 6), dpi=100)
+    identities = np.unique(ids)
+    colours = plt.get_cmap("tab20", max(len(identities), 1))
+    modality = np.asarray(modality)
+    for i, identity in enumerate(identities):
+        for name, marker in MARKERS.items():
+            mask = (ids == identity) & (modality == name)
+            if mask.any():
+                axes.scatter(*points[mask].T, color=colours(i), marker=marker, s=28)
+    for name, marker in MARKERS.items():
+        axes.scatter([], [], color="grey", marker=marker, label=name)
+    axes.legend(loc="best", fontsize=8, title=f"{len(identities)} identities")
+    axes.set(title=title, xticks=[], yticks=[])
+    figure.tight_layout()
+    return _array(figure)
+
+
+def distance_figure(histogram: Dict, overlaps: Dict[str, float], distance: str) -> np.ndarray:
+    """Density of the distances of positive and negative pairs, same- and cross-modality."""
+    figure, axes = plt.subplots(figsize=(7.5, 4.5), dpi=100)
+    edges = histogram["edges"]
+    centres = (edges[:-1] + edges[1:]) / 2
+    styles = {"positive": "-", "negative": "--"}
+    for kind, density in histogram["density"].items():
+        style = styles[kind.split()[-1]]
+        colour = "tab:red" if kind.startswith("cross") else "tab:blue"
+        axes.plot(centres, density, style, color=colour, label=kind)
+    text = ", ".join(f"{k} overlap {v:.3f}" for k, v in overlaps.items())
+    axes.set(
+        title=f"pair distances ({text})",
+        xlabel=f"{distance} distance",
+        ylabel="density",
+    )
+    axes.title.set_fontsize(9)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    return _array(figure)
+
+
+def part_weight_figure(images: List[np.ndarray], rows: List, weights: np.ndarray, titles):
+    """Each image with its IWPA parts as horizontal bands, shaded by their weight."""
+    figure, axes = plt.subplots(1, len(images), figsize=(1.6 * len(images) + 0.6, 3.6), dpi=100)
+    axes = np.atleast_1d(axes)
+    cmap = plt.get_cmap("viridis")
+    for axis, image, weight, title in zip(axes, images, weights, titles):
+        axis.imshow(image)
+        for (top, bottom), w in zip(rows, weight):
+            axis.axhspan(top - 0.5, bottom - 0.5, color=cmap(float(w)), alpha=0.35)
+            axis.text(1, (top + bottom) / 2, f"{w:.2f}", color="white", fontsize=7, va="center")
+        axis.set(title=title, xticks=[], yticks=[])
+        axis.title.set_fontsize(7)
+    figure.suptitle("IWPA part weights", fontsize=9)
+    figure.tight_layout()
+    return _array(figure)
+
+
+def graph_attention_figure(attention: np.ndarray, labels: List[str]) -> np.ndarray:
+    """The graph branch's mean head attention within a batch, samples ordered by identity."""
+    figure, axes = plt.subplots(figsize=(6.5, 5.8), dpi=100)
+    shown = axes.imshow(attention, cmap="magma", vmin=0)
+    axes.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
+    axes.set_yticks(range(len(labels)), labels, fontsize=6)
+    axes.set(title="CGSA attention (mean of the heads)", xlabel="attended sample", ylabel="sample")
+    figure.colorbar(shown, ax=axes, fraction=0.046)
+    figure.tight_layout()
+    return _array(figure)
+
+
+def actmap_figure(images: List[np.ndarray], maps: List[np.ndarray], titles) -> np.ndarray:
+    """Images with their activation maps overlaid (jet colours, half transparent)."""
+    figure, axes = plt.subplots(1, len(images), figsize=(1.6 * len(images) + 0.6, 3.6), dpi=100)
+    axes = np.atleast_1d(axes)
+    for axis, image, heat, title in zip(axes, images, maps, titles):
+        axis.imshow(image)
+        axis.imshow(heat, cmap="jet", alpha=0.5, vmin=0, vmax=1)
+        axis.set(title=title, xticks=[], yticks=[])
+        axis.title.set_fontsize(7)
+    figure.suptitle("activation maps (channel-wise L2 norm of the last feature map)", fontsize=9)
+    figure.tight_layout()
+    return _array(figure)

@@ -1,0 +1,203 @@
+"""task=visualize: pictures of what a checkpoint learned, from a dataset split.
+
+t-SNE of the features (tsne.png), pair-distance distributions (distances.png), DDAG's attention
+(parts.png: IWPA part weights as bands; graph.png: CGSA attention within a batch) and activation
+maps of queries and their top matches (actmap.png); `visualize.json` records what was drawn and
+the numbers behind each picture.
+"""
+
+import json
+
+import mindspore as ms
+import numpy as np
+from PIL import Image
+
+from ddag.config.context import RunContext
+from ddag.config.schema import VISUAL_KINDS, Config
+from ddag.data.augmentations.base import normalise
+from ddag.errors import ConfigError
+from ddag.evaluation import figures
+from ddag.evaluation import visual_stats as stats
+from ddag.evaluation.features import MODALITY_CODES
+from ddag.evaluation.metrics import pairwise_distance
+from ddag.models.attention.cgsa import identity_adjacency
+from ddag.tasks.steps.data import build_dataset
+from ddag.tasks.steps.networks import inference_model
+from ddag.tasks.steps.runtime import output_dir, setup
+from ddag.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def _kinds(config: Config) -> list:
+    kinds = list(config.task.kinds)
+    unknown = [k for k in kinds if k not in VISUAL_KINDS]
+    if unknown or not kinds:
+        raise ConfigError(f"task.kinds={kinds}: choose among {list(VISUAL_KINDS)}")
+    return kinds
+
+
+def _split(config: Config):
+    split = getattr(build_dataset(config), f"{config.task.split}_split")()
+    if split is None:
+        raise ConfigError(f"the dataset has no {config.task.split} split")
+    return split
+
+
+def _features(model, split, feature: str):
+    """(features, ids, modality names) of both modalities of `split`."""
+    index = 1 if feature == "FC_att" else 0
+    parts = [
+        (model.extract(split.modality(m), m)[index], split.modality(m).ids, m)
+        for m in MODALITY_CODES
+    ]
+    features = np.concatenate([f for f, _, _ in parts])
+    ids = np.concatenate([i for _, i, _ in parts])
+    modality = np.concatenate([[m] * len(i) for _, i, m in parts])
+    return features, ids, modality
+
+
+def _pixels(images, index: int, height: int, width: int) -> np.ndarray:
+    image = Image.fromarray(images.load(int(index))).convert("RGB")
+    return np.asarray(image.resize((width, height), Image.BILINEAR))
+
+
+def _feature_maps(network, pixels, modality: str) -> np.ndarray:
+    batch = ms.Tensor(np.stack([normalise(p) for p in pixels]))
+    return network.feature_map(batch, MODALITY_CODES[modality]).asnumpy()
+
+
+def draw_tsne(features, ids, modality, chosen, config, out) -> dict:
+    mask = np.isin(ids, chosen)
+    points = stats.embed_2d(features[mask], seed=config.seed)
+    title = f"t-SNE of {config.task.feature} ({config.task.split} split)"
+    figures.save_png(
+        figures.tsne_figure(points, ids[mask], modality[mask], title), out / "tsne.png"
+    )
+    return {"file": "tsne.png", "identities": chosen.tolist(), "samples": int(mask.sum())}
+
+
+def draw_distances(features, ids, modality, chosen, config, out) -> dict:
+    mask = np.isin(ids, chosen)
+    pairs = stats.pair_distances(features[mask], ids[mask], modality[mask], config.eval.distance)
+    histogram = stats.histograms(pairs)
+    overlaps = {}
+    for scope in ("cross-modality", "same-modality"):
+        positive, negative = pairs[f"{scope} positive"], pairs[f"{scope} negative"]
+        if len(positive) and len(negative):
+            overlaps[scope] = stats.overlap(positive, negative, histogram["edges"])
+    picture = figures.distance_figure(histogram, overlaps, config.eval.distance)
+    figures.save_png(picture, out / "distances.png")
+    log.info("pair-distance overlap of positives and negatives: %s", overlaps)
+    return {
+        "file": "distances.png",
+        "overlap": overlaps,
+        "pairs": {k: int(len(v)) for k, v in pairs.items()},
+        "mean": {k: float(v.mean()) for k, v in pairs.items() if len(v)},
+        "edges": histogram["edges"].tolist(),
+        "density": {k: v.tolist() for k, v in histogram["density"].items()},
+    }
+
+
+def _batch(split, chosen, count: int):
+    """Up to `count` identities with two images in each modality: {modality: [indices]}."""
+    picked, identities = {m: [] for m in MODALITY_CODES}, []
+    for identity in chosen:
+        rows = {m: np.flatnonzero(split.modality(m).ids == identity)[:2] for m in MODALITY_CODES}
+        if all(len(r) == 2 for r in rows.values()):
+            identities.append(int(identity))
+            for m in MODALITY_CODES:
+                picked[m] += rows[m].tolist()
+        if len(identities) == count:
+            break
+    return identities, picked
+
+
+def draw_attention(network, split, chosen, config, out) -> dict:
+    height, width = config.loader.height, config.loader.width
+    identities, picked = _batch(split, chosen, config.task.batch_ids)
+    if not identities:
+        raise ConfigError("no identity has two images in both modalities to draw the attention")
+    pixels = {m: [_pixels(split.modality(m), i, height, width) for i in picked[m]] for m in picked}
+    maps = {m: _feature_maps(network, pixels[m], m) for m in picked}
+    record = {"identities": identities}
+    if network.has_part_attention:  # one image per identity and modality
+        shown = {m: picked[m][::2] for m in picked}
+        all_pixels = pixels["visible"][::2] + pixels["thermal"][::2]
+        all_maps = ms.Tensor(np.concatenate([maps["visible"][::2], maps["thermal"][::2]]))
+        weights = network.part_attention.part_weights(all_maps).asnumpy()
+        bounds = network.part_attention.part_bounds(all_maps.shape[2])
+        rows = stats.part_rows(bounds, all_maps.shape[2], height)
+        labels = [f"{m} id {split.modality(m).ids[i]}" for m in shown for i in shown[m]]
+        picture = figures.part_weight_figure(all_pixels, rows, weights, labels)
+        figures.save_png(picture, out / "parts.png")
+        record["parts"] = {"file": "parts.png", "rows": rows, "weights": weights.tolist()}
+    if network.has_graph_attention:
+        fmap = ms.Tensor(np.concatenate([maps["visible"], maps["thermal"]]))
+        ids = np.concatenate([split.modality(m).ids[picked[m]] for m in picked])
+        modality = np.array([m for m in picked for _ in picked[m]])
+        pooled = network.pooled_features(fmap)
+        adjacency = identity_adjacency(ms.Tensor(ids.astype(np.int32)))
+        attention = network.graph_attention.head_attention(pooled, adjacency).asnumpy().mean(0)
+        order = np.lexsort((modality, ids))
+        attention = attention[np.ix_(order, order)]
+        labels = [f"{ids[i]} {modality[i][0]}" for i in order]
+        figures.save_png(figures.graph_attention_figure(attention, labels), out / "graph.png")
+        record["graph"] = {"file": "graph.png", "samples": labels, "attention": attention.tolist()}
+    if len(record) == 1:
+        log.warning("the model has neither part nor graph attention: nothing to draw")
+    return record
+
+
+def draw_actmaps(network, split, features, ids, modality, config, out) -> dict:
+    height, width = config.loader.height, config.loader.width
+    query_rows = np.flatnonzero(modality == "thermal")[: config.task.num_queries]
+    gallery_rows = np.flatnonzero(modality == "visible")
+    offset = len(split.visible)  # features hold visible rows first, then thermal
+    distances = pairwise_distance(
+        features[query_rows], features[gallery_rows], config.eval.distance
+    )
+    strips, record = [], []
+    for q, row in enumerate(query_rows):
+        top = gallery_rows[np.argsort(distances[q], kind="stable")[: config.task.top_k]]
+        query = _pixels(split.thermal, row - offset, height, width)
+        matches = [_pixels(split.visible, g, height, width) for g in top]
+        heat = [
+            stats.activation_map(m, height, width)
+            for m in _feature_maps(network, [query], "thermal")
+        ]
+        heat += [
+            stats.activation_map(m, height, width)
+            for m in _feature_maps(network, matches, "visible")
+        ]
+        titles = [f"query id {ids[row]}"] + [f"#{k + 1} id {ids[g]}" for k, g in enumerate(top)]
+        strips.append(figures.actmap_figure([query] + matches, heat, titles))
+        record.append(
+            {"query": int(row - offset), "matches": top.tolist(), "ids": [int(ids[g]) for g in top]}
+        )
+    figures.save_png(np.concatenate(strips, axis=0), out / "actmap.png")
+    return {"file": "actmap.png", "queries": record}
+
+
+def run(config: Config, context: RunContext = RunContext()) -> dict:
+    kinds = _kinds(config)
+    out = output_dir(config)
+    setup(config)
+    model, config = inference_model(config, context)
+    network = model.network
+    network.set_train(False)
+    split = _split(config)
+    features, ids, modality = _features(model, split, config.task.feature)
+    chosen = stats.sample_identities(ids, config.task.max_ids, config.seed)
+    drawn = {"checkpoint": config.task.checkpoint, "split": config.task.split, "kinds": kinds}
+    if "tsne" in kinds:
+        drawn["tsne"] = draw_tsne(features, ids, modality, chosen, config, out)
+    if "distances" in kinds:
+        drawn["distances"] = draw_distances(features, ids, modality, chosen, config, out)
+    if "attention" in kinds:
+        drawn["attention"] = draw_attention(network, split, chosen, config, out)
+    if "actmap" in kinds:
+        drawn["actmap"] = draw_actmaps(network, split, features, ids, modality, config, out)
+    (out / "visualize.json").write_text(json.dumps(drawn, indent=2))
+    log.info("pictures %s written to %s (visualize.json says what each shows)", kinds, out)
+    return drawn

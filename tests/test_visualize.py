@@ -1,0 +1,172 @@
+"""task=visualize: every picture from a test checkpoint, and the numbers behind each one
+checked against direct computations."""
+
+import json
+
+import mindspore as ms
+import numpy as np
+import pytest
+from PIL import Image
+
+from ddag.api import load_model
+from ddag.config.run_config import run_config
+from ddag.errors import ConfigError
+from ddag.evaluation import visual_stats as stats
+from ddag.evaluation.figures import cmc_figure
+from ddag.evaluation.results import ResultRecord
+from ddag.models.attention.iwpa import WeightedPartAttention
+from ddag.tasks import train, visualize
+from ddag.tasks.steps.data import build_dataset
+from tests.conftest import TINY, compose_config
+
+EAGER = ["runtime.mode=pynative", "runtime.jit_step=false"]
+MODES = ("visible", "thermal")
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory):
+    root = tmp_path_factory.mktemp("visualize")
+    train.run(run_config(compose_config(TINY + ["+debug=fast", *EAGER], output_dir=root / "run")))
+    checkpoint = root / "run" / "checkpoints" / "best.ckpt"
+    overrides = TINY + ["task=visualize", f"task.checkpoint={checkpoint}", "task.max_ids=6", *EAGER]
+    drawn = visualize.run(run_config(compose_config(overrides, output_dir=root / "viz")))
+    return checkpoint, root / "viz", drawn
+
+
+def _picture(path, min_width, min_height):
+    image = np.asarray(Image.open(path).convert("RGB"))
+    assert image.shape[1] >= min_width and image.shape[0] >= min_height, image.shape
+    assert image.std() > 10  # not blank
+    return image
+
+
+def test_every_picture_is_written_with_a_record_of_what_it_shows(pictures):
+    _, out, drawn = pictures
+    record = json.loads((out / "visualize.json").read_text())
+    assert record["kinds"] == ["tsne", "distances", "attention", "actmap"]
+    _picture(out / "tsne.png", 600, 500)
+    _picture(out / "distances.png", 600, 400)
+    _picture(out / "parts.png", 400, 300)
+    _picture(out / "graph.png", 500, 500)
+    strips = _picture(out / "actmap.png", 500, 300)
+    assert strips.shape[0] == 3 * 360  # task.num_queries strips of one row each
+    assert record["tsne"]["identities"] == sorted(record["tsne"]["identities"])
+    assert len(record["tsne"]["identities"]) == 6  # task.max_ids of the 6 test identities
+
+
+def _features(checkpoint):
+    """FC_att features of the synthetic test split straight from the API, both modalities."""
+    model = load_model(str(checkpoint), mode="pynative")
+    split = build_dataset(run_config(compose_config(TINY))).test_split()
+    parts = [(model.extract(split.modality(m), m)[1], split.modality(m).ids, m) for m in MODES]
+    return (
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        np.concatenate([[p[2]] * len(p[1]) for p in parts]),
+    )
+
+
+def test_distance_numbers_are_those_of_the_features(pictures):
+    checkpoint, _, drawn = pictures
+    features, ids, modality = _features(checkpoint)
+    chosen = np.array(drawn["tsne"]["identities"])
+    mask = np.isin(ids, chosen)
+    assert drawn["tsne"]["samples"] == int(mask.sum())
+    f, i, m = features[mask], ids[mask], modality[mask]
+    cross_pos = [
+        1 - float(f[a] @ f[b])
+        for a in range(len(f))
+        for b in range(a + 1, len(f))
+        if i[a] == i[b] and m[a] != m[b]
+    ]
+    cross_neg = [
+        1 - float(f[a] @ f[b])
+        for a in range(len(f))
+        for b in range(a + 1, len(f))
+        if i[a] != i[b] and m[a] != m[b]
+    ]
+    record = drawn["distances"]
+    assert record["pairs"]["cross-modality positive"] == len(cross_pos)
+    assert record["pairs"]["cross-modality negative"] == len(cross_neg)
+    assert record["mean"]["cross-modality positive"] == pytest.approx(np.mean(cross_pos), abs=1e-5)
+    edges = np.array(record["edges"])
+    p = np.histogram(cross_pos, edges, density=True)[0]
+    n = np.histogram(cross_neg, edges, density=True)[0]
+    direct = float((np.minimum(p, n) * np.diff(edges)).sum())
+    assert record["overlap"]["cross-modality"] == pytest.approx(direct, abs=1e-4)
+    assert 0 < direct < 1
+
+
+def test_attention_numbers_are_weights_and_stay_within_identities(pictures):
+    _, _, drawn = pictures
+    parts = np.array(drawn["attention"]["parts"]["weights"])
+    assert parts.shape == (2 * len(drawn["attention"]["identities"]), 3)
+    np.testing.assert_allclose(parts.sum(axis=1), 1, atol=1e-5)
+    graph = np.array(drawn["attention"]["graph"]["attention"])
+    labels = [s.split()[0] for s in drawn["attention"]["graph"]["samples"]]
+    np.testing.assert_allclose(graph.sum(axis=1), 1, atol=1e-5)
+    other = np.array([[a != b for b in labels] for a in labels])
+    assert np.abs(graph[other]).max() < 1e-6  # the graph joins samples of one identity only
+
+
+def test_part_weights_equal_a_direct_computation():
+    ms.set_seed(0)
+    module = WeightedPartAttention(in_channels=4, num_parts=3)
+    module.gate.set_data(ms.Tensor(np.array([0.2, 0.5, 0.3], np.float32)))
+    fmap = np.random.default_rng(0).normal(size=(2, 4, 7, 3)).astype(np.float32)
+    got = module.part_weights(ms.Tensor(fmap)).asnumpy()
+    parts = np.stack([fmap[:, :, a:b].mean(axis=(2, 3)) for a, b in module.part_bounds(7)], 1)
+
+    def conv(layer, x):  # a 1x1 convolution of (N, p, C) part features
+        w = layer.weight.asnumpy()[:, :, 0, 0]
+        return x @ w.T + (layer.bias.asnumpy() if layer.bias is not None else 0)
+
+    scores = conv(module.fc1, parts) @ conv(module.fc2, parts).transpose(0, 2, 1)
+    attention = np.exp(scores - scores.max(-1, keepdims=True))
+    attention /= attention.sum(-1, keepdims=True)
+    gate = np.exp([0.2, 0.5, 0.3]) / np.exp([0.2, 0.5, 0.3]).sum()
+    np.testing.assert_allclose(got, (attention * gate[None, :, None]).sum(1), atol=1e-5)
+    assert module.part_bounds(7) == [(0, 3), (2, 5), (4, 7)]  # adaptive pooling's bins
+
+
+def test_activation_map_is_the_scaled_channel_norm():
+    fmap = np.zeros((3, 4, 2), np.float32)
+    fmap[:, 1, 0] = [3, 4, 0]  # norm 5: the hottest cell
+    fmap[0, 3, 1] = 1.0
+    heat = stats.activation_map(fmap, 4, 2)
+    assert heat[1, 0] == pytest.approx(1.0) and heat[0, 1] == pytest.approx(0.0)
+    assert heat[3, 1] == pytest.approx(0.2)
+    assert stats.activation_map(fmap, 8, 4).shape == (8, 4)
+
+
+def test_overlap_and_identity_sampling_on_known_cases():
+    edges = np.linspace(0, 2, 21)
+    same = np.array([0.1, 0.5, 0.9, 1.3])
+    assert stats.overlap(same, same, edges) == pytest.approx(1.0)
+    assert stats.overlap(np.array([0.1, 0.2]), np.array([1.5, 1.8]), edges) == 0.0
+    ids = np.repeat(np.arange(50), 2)
+    chosen = stats.sample_identities(ids, 10, seed=1)
+    assert len(chosen) == 10 and list(chosen) == sorted(chosen)
+    assert list(stats.sample_identities(ids, 10, seed=1)) == list(chosen)
+    assert list(stats.sample_identities(np.array([3, 1, 3]), 10)) == [1, 3]
+
+
+def test_unknown_kinds_are_refused(pictures, tmp_path):
+    checkpoint, _, _ = pictures
+    overrides = TINY + ["task=visualize", f"task.checkpoint={checkpoint}", "task.kinds=[tnse]"]
+    with pytest.raises(ConfigError, match="choose among"):
+        visualize.run(run_config(compose_config(overrides, output_dir=tmp_path)))
+
+
+def test_cmc_figure_has_one_curve_per_record():
+    record = ResultRecord(
+        protocol="regdb_v2t",
+        fingerprint={},
+        feature="FC",
+        flags={},
+        identity={},
+        trials=[{"rank1": 0.5, "mAP": 0.4}],
+        cmc=np.linspace(0.5, 1.0, 20).tolist(),
+    )
+    image = cmc_figure([record])
+    assert image.shape == (440, 720, 3) and image.std() > 10
