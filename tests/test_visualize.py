@@ -170,3 +170,26 @@ def test_cmc_figure_has_one_curve_per_record():
     )
     image = cmc_figure([record])
     assert image.shape == (440, 720, 3) and image.std() > 10
+
+
+def test_a_test_evaluation_shows_its_features_and_a_rank_list_in_tensorboard(tmp_path):
+    from tests.conftest import TINY as tiny
+
+    overrides = [o for o in tiny if o != "logger=none"] + [
+        "task.epochs=1",
+        "task.max_steps_per_epoch=2",
+        *EAGER,
+    ]
+    train.run(run_config(compose_config(overrides, output_dir=tmp_path)))
+    board = tmp_path / "tensorboard"
+    (folder,) = [p for p in board.glob("*/test%2fFC_att")]
+    labels = (folder / "metadata.tsv").read_text().split("\n")
+    labels = [line for line in labels if line]
+    rows = (folder / "tensors.tsv").read_text().strip().split("\n")
+    assert len(labels) == len(rows) == 6 * 2 * 4  # 6 test identities x 2 modalities x 4 images
+    assert {line.split()[1] for line in labels} == {"visible", "thermal"}
+    sprite = np.asarray(Image.open(folder / "sprite.png"))
+    assert sprite.shape[0] == sprite.shape[1] and sprite.std() > 10
+    events = b"".join(p.read_bytes() for p in board.glob("events.out.tfevents.*"))
+    assert b"test/ranking" in events and b"test/cmc" in events
+    assert "test%2fFC_att" in (board / "projector_config.pbtxt").read_text()

@@ -6,6 +6,8 @@ from collections import deque
 from pathlib import Path
 from typing import Callable, Deque, Dict, List, Optional
 
+import numpy as np
+
 from ddag.checkpoints.meta import CheckpointMeta
 from ddag.checkpoints.store import save_checkpoint
 from ddag.engine.trainer import Callback, StepTimer
@@ -141,6 +143,19 @@ class TensorBoardLogger(Callback):
     def log_image(self, tag: str, image, step: int) -> None:
         """An (H, W, 3) uint8 image."""
         self.writer.add_image(tag, image, step, dataformats="HWC")
+        self.writer.flush()
+
+    def log_embedding(self, tag: str, features, labels, thumbnails, step: int) -> None:
+        """Features for TensorBoard's projector: (N, D) rows, N text labels and N square
+        (S, S, 3) uint8 thumbnails (its sprite)."""
+        images = np.asarray(thumbnails, np.float32).transpose(0, 3, 1, 2) / 255.0
+        self.writer.add_embedding(
+            np.asarray(features, np.float32),
+            metadata=list(labels),
+            label_img=images,
+            global_step=step,
+            tag=tag,
+        )
         self.writer.flush()
 
     def log_hparams(self, hparams: dict, metrics: dict) -> None:

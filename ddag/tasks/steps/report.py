@@ -2,14 +2,21 @@
 
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
+from ddag.api import Ranking
 from ddag.checkpoints.meta import CheckpointMeta
 from ddag.config.context import RunContext
 from ddag.config.run_config import config_hash
 from ddag.config.schema import Config
-from ddag.evaluation.evaluator import evaluate
+from ddag.data.datasets.base import ArrayImageSet
+from ddag.evaluation.evaluator import evaluate_features
 from ddag.evaluation.features import FeatureExtractor
-from ddag.evaluation.plots import cmc_image, save_cmc_image
+from ddag.evaluation.metrics import pairwise_distance
+from ddag.evaluation.plots import cmc_image, query_order, ranking_image, save_cmc_image
 from ddag.evaluation.results import markdown_table, write_records
+from ddag.evaluation.visual_stats import sample_identities
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -100,17 +107,68 @@ def test_and_report(
     tensorboard=None,
     step: int = 0,
 ) -> dict:
-    """Evaluate on the test split, write results.json, log the table; returns the means."""
-    records = evaluate(
-        extractor,
-        dataset.test_split(),
+    """Evaluate on the test split, write results.json, log the table (and, to TensorBoard, the
+    CMC curve, the test features in its projector and a rank list); returns the means."""
+    split = dataset.test_split()
+    features = extractor.split_features(split)
+    records = evaluate_features(
+        features,
+        split,
         protocols,
-        flags=flags,
-        identity=identity,
-        rerank=rerank_settings(config),
-        distance=config.eval.distance,
+        {**flags, "flip": extractor.flip},
+        identity,
+        rerank_settings(config),
+        config.eval.distance,
     )
-    return report_records(records, out_dir, dataset.name, tensorboard, step)
+    summary = report_records(records, out_dir, dataset.name, tensorboard, step)
+    if tensorboard is not None:
+        log_test_pictures(tensorboard, features, split, config.eval.distance, step)
+    return summary
+
+
+# What the TensorBoard pictures of a test show: a sample of identities in the projector, the
+# first thermal queries (numeric identity order) against the visible gallery in the rank list.
+PROJECTOR_IDS, THUMBNAIL, RANKED_QUERIES, RANKED_MATCHES = 20, 32, 4, 5
+
+
+def _square_thumbnail(image, side: int = THUMBNAIL):
+    """A person crop resized to side x side/2, centred on a white side x side square (the
+    projector's sprite needs square images)."""
+    picture = Image.fromarray(image).convert("RGB").resize((side // 2, side), Image.BILINEAR)
+    canvas = Image.new("RGB", (side, side), "white")
+    canvas.paste(picture, (side // 4, 0))
+    return np.asarray(canvas)
+
+
+def log_test_pictures(tensorboard, features: dict, split, distance: str, step: int) -> None:
+    """The test features (FC_att) of a sample of identities in TensorBoard's projector, with
+    thumbnails and "identity modality" labels, and the rank list of a few fixed queries."""
+    ids = np.concatenate([split.visible.ids, split.thermal.ids])
+    chosen = sample_identities(ids, PROJECTOR_IDS)
+    rows, labels, thumbnails = [], [], []
+    for modality in ("visible", "thermal"):
+        images = split.modality(modality)
+        for index in np.flatnonzero(np.isin(images.ids, chosen)):
+            rows.append(features[modality]["FC_att"][index])
+            labels.append(f"{images.ids[index]} {modality}")
+            thumbnails.append(_square_thumbnail(images.load(int(index))))
+    tensorboard.log_embedding("test/FC_att", np.stack(rows), labels, np.stack(thumbnails), step)
+    queries = query_order(split.thermal.ids, split.thermal.names)[:RANKED_QUERIES]
+    dist = pairwise_distance(
+        features["thermal"]["FC_att"][queries], features["visible"]["FC_att"], distance
+    )
+    top = np.argsort(dist, axis=1, kind="stable")[:, :RANKED_MATCHES]
+    query_set = _subset(split.thermal, queries)
+    ranking = Ranking(query_set, split.visible, top, np.take_along_axis(dist, top, axis=1))
+    picture = ranking_image(ranking, RANKED_QUERIES, distance=distance)
+    tensorboard.log_image("test/ranking", picture, step)
+
+
+def _subset(images, indices):
+    """The images at `indices` of an image set, as an in-memory set (for a rank list)."""
+    pixels = np.stack([images.load(int(i)) for i in indices])
+    names = [images.names[int(i)] for i in indices]
+    return ArrayImageSet(pixels, images.ids[indices], images.cams[indices], names)
 
 
 def report_records(records: list, out_dir: Path, what: str, tensorboard=None, step: int = 0):
