@@ -193,3 +193,35 @@ def test_a_test_evaluation_shows_its_features_and_a_rank_list_in_tensorboard(tmp
     events = b"".join(p.read_bytes() for p in board.glob("events.out.tfevents.*"))
     assert b"test/ranking" in events and b"test/cmc" in events
     assert "test%2fFC_att" in (board / "projector_config.pbtxt").read_text()
+
+
+def test_features_task_extract_wrote_draw_the_same_distances(pictures, tmp_path):
+    from ddag.tasks import extract
+
+    checkpoint, _, drawn = pictures
+    files = []
+    for modality in ("visible", "thermal"):
+        overrides = TINY + [
+            "task=extract",
+            f"task.checkpoint={checkpoint}",
+            f"task.modality={modality}",
+            f"task.output={modality}.npz",
+            *EAGER,
+        ]
+        extract.run(run_config(compose_config(overrides, output_dir=tmp_path / "x")))
+        files.append(str(tmp_path / "x" / f"{modality}.npz"))
+    base = TINY + ["task=visualize", "task.max_ids=6"]
+    listed = f"task.features=[{','.join(files)}]"
+    kinds = "task.kinds=[tsne,distances]"
+    from_files = visualize.run(run_config(compose_config(base + [listed, kinds], tmp_path / "v")))
+    assert (tmp_path / "v" / "tsne.png").is_file() and (tmp_path / "v" / "distances.png").is_file()
+    assert from_files["distances"]["pairs"] == drawn["distances"]["pairs"]
+    for kind, value in drawn["distances"]["mean"].items():
+        assert from_files["distances"]["mean"][kind] == pytest.approx(value, abs=1e-5)
+    with pytest.raises(ConfigError, match="draw the network's attention"):
+        visualize.run(run_config(compose_config(base + [listed], tmp_path / "w")))
+    with pytest.raises(ConfigError, match="not both"):
+        both = [listed, kinds, f"task.checkpoint={checkpoint}"]
+        visualize.run(run_config(compose_config(base + both, tmp_path / "w")))
+    with pytest.raises(ConfigError, match="needs task.checkpoint=PATH or task.features"):
+        visualize.run(run_config(compose_config(base, tmp_path / "w")))

@@ -222,10 +222,14 @@ VISUAL_KINDS = ("tsne", "distances", "attention", "actmap")
 
 @dataclass
 class VisualizeTask:
-    """task=visualize: pictures of what a checkpoint learned, on a dataset split.
+    """task=visualize: pictures of what a checkpoint learned, on a dataset split, or of
+    features another run wrote.
 
     Attributes:
-        checkpoint: the checkpoint to use.
+        checkpoint: the checkpoint to use (every kind).
+        features: instead of a checkpoint and a split, the .npz files task=extract wrote (a
+            list, one per modality, or one file) or the SYSU-MM01 authors' .mat prefix, as
+            task=score reads them: tsne and distances only.
         split: train, val or test.
         kinds: any of tsne (FC/FC_att features by identity and modality), distances (pair
             distance distributions), attention (IWPA part weights, CGSA attention in a batch),
@@ -238,7 +242,8 @@ class VisualizeTask:
     """
 
     name: str = "visualize"
-    checkpoint: str = MISSING
+    checkpoint: Optional[str] = None
+    features: Any = None
     split: str = choice("test", SPLITS)
     kinds: List[str] = field(default_factory=lambda: list(VISUAL_KINDS))
     feature: str = choice("FC_att", ("FC", "FC_att"))

@@ -18,6 +18,7 @@ from ddag.data.augmentations.base import normalise
 from ddag.errors import ConfigError
 from ddag.evaluation import figures
 from ddag.evaluation import visual_stats as stats
+from ddag.evaluation.external import read_features
 from ddag.evaluation.features import MODALITY_CODES
 from ddag.evaluation.metrics import pairwise_distance
 from ddag.models.attention.cgsa import identity_adjacency
@@ -29,12 +30,42 @@ from ddag.utils.logging import get_logger
 log = get_logger(__name__)
 
 
+FEATURE_KINDS = ("tsne", "distances")  # the kinds drawn from features alone
+
+
 def _kinds(config: Config) -> list:
-    kinds = list(config.task.kinds)
+    task = config.task
+    kinds = list(task.kinds)
     unknown = [k for k in kinds if k not in VISUAL_KINDS]
     if unknown or not kinds:
         raise ConfigError(f"task.kinds={kinds}: choose among {list(VISUAL_KINDS)}")
+    if (task.checkpoint is None) == (task.features is None):
+        raise ConfigError(
+            "task=visualize needs task.checkpoint=PATH or task.features=[visible.npz,"
+            "thermal.npz] (the files task=extract writes), not both"
+        )
+    needs_network = [k for k in kinds if k not in FEATURE_KINDS]
+    if task.features is not None and needs_network:
+        raise ConfigError(
+            f"task.kinds {needs_network} draw the network's attention and feature maps: give "
+            f"task.checkpoint, or keep task.kinds to {list(FEATURE_KINDS)} with task.features"
+        )
     return kinds
+
+
+def _stored_features(config: Config):
+    """(features, ids, modality names) of `task.features` (task=extract files)."""
+    stored, split = read_features(config.task.features)
+    feature = config.task.feature
+    missing = [m for m in MODALITY_CODES if feature not in stored[m]]
+    if missing:
+        raise ConfigError(
+            f"task.feature={feature}: the {missing} features hold only {list(stored[missing[0]])}"
+        )
+    features = np.concatenate([stored[m][feature] for m in MODALITY_CODES])
+    ids = np.concatenate([split.modality(m).ids for m in MODALITY_CODES])
+    modality = np.concatenate([[m] * len(split.modality(m)) for m in MODALITY_CODES])
+    return features, ids, modality
 
 
 def _split(config: Config):
@@ -182,14 +213,18 @@ def draw_actmaps(network, split, features, ids, modality, config, out) -> dict:
 def run(config: Config, context: RunContext = RunContext()) -> dict:
     kinds = _kinds(config)
     out = output_dir(config)
-    setup(config)
-    model, config = inference_model(config, context)
-    network = model.network
-    network.set_train(False)
-    split = _split(config)
-    features, ids, modality = _features(model, split, config.task.feature)
+    if config.task.features is not None:
+        features, ids, modality = _stored_features(config)
+        drawn = {"features": config.task.features, "kinds": kinds}
+    else:
+        setup(config)
+        model, config = inference_model(config, context)
+        network = model.network
+        network.set_train(False)
+        split = _split(config)
+        features, ids, modality = _features(model, split, config.task.feature)
+        drawn = {"checkpoint": config.task.checkpoint, "split": config.task.split, "kinds": kinds}
     chosen = stats.sample_identities(ids, config.task.max_ids, config.seed)
-    drawn = {"checkpoint": config.task.checkpoint, "split": config.task.split, "kinds": kinds}
     if "tsne" in kinds:
         drawn["tsne"] = draw_tsne(features, ids, modality, chosen, config, out)
     if "distances" in kinds:
