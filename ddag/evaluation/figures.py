@@ -129,3 +129,45 @@ def actmap_figure(images: List[np.ndarray], maps: List[np.ndarray], titles) -> n
     figure.suptitle("activation maps (channel-wise L2 norm of the last feature map)", fontsize=9)
     figure.tight_layout()
     return _array(figure)
+
+
+MATCH, MISMATCH, UNKNOWN = "#00aa00", "#dc0000", "#969696"
+
+
+def ranking_figure(rows, distance: str = "cosine", thumb=(48, 96)) -> np.ndarray:
+    """A rank list: one row per query, the query then its matches, each titled (query: its
+    identity; match: rank, identity and score, cosine: similarity, higher is closer; euclidean:
+    distance) and framed green when it shares the query's identity, red when it does not (both
+    known), grey otherwise.
+
+    Args:
+        rows: per query, (query image, query id, [(match image, match id, distance), ...]).
+        distance: "cosine" (scores shown as similarity, the negated distance) or "euclidean".
+        thumb: (width, height) of each picture in pixels, at 100 dpi.
+    """
+    columns = 1 + max((len(matches) for _, _, matches in rows), default=0)
+    width, height = thumb[0] / 100 + 0.35, thumb[1] / 100 + 0.45
+    figure, axes = plt.subplots(
+        len(rows), columns, figsize=(columns * width, len(rows) * height), dpi=100, squeeze=False
+    )
+    score_name = "sim" if distance == "cosine" else "dist"
+    for r, (query, query_id, matches) in enumerate(rows):
+        cells = [(query, f"query\nid {query_id}", "black", 1)]
+        for k, (image, match_id, value) in enumerate(matches):
+            colour = UNKNOWN
+            if query_id >= 0 and match_id >= 0:
+                colour = MATCH if match_id == query_id else MISMATCH
+            score = -value if distance == "cosine" else value
+            cells.append((image, f"#{k + 1} id {match_id}\n{score_name} {score:.2f}", colour, 4))
+        for c, axis in enumerate(axes[r]):
+            axis.set(xticks=[], yticks=[])
+            if c >= len(cells):
+                axis.set_axis_off()
+                continue
+            image, title, colour, line = cells[c]
+            axis.imshow(np.asarray(Image.fromarray(image).resize(thumb)))
+            axis.set_title(title, fontsize=7)
+            for spine in axis.spines.values():
+                spine.set(color=colour, linewidth=line)
+    figure.tight_layout(pad=0.4)
+    return _array(figure)

@@ -1,11 +1,11 @@
-"""CMC curves (matplotlib, `ddag/evaluation/figures.py`) and rank lists (Pillow)."""
+"""CMC curves and rank lists of result records and rankings (drawn by `figures.py`)."""
 
 from typing import List
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from ddag.evaluation.figures import cmc_figure
+from ddag.evaluation.figures import cmc_figure, ranking_figure
 from ddag.evaluation.results import ResultRecord
 
 
@@ -27,50 +27,17 @@ def query_order(ids: np.ndarray, names: List[str]) -> np.ndarray:
     return np.lexsort((np.asarray(names, dtype=object).astype(str), np.asarray(ids)))
 
 
-def _frame(draw, box, colour, width: int) -> None:
-    """A thick coloured frame between thin black and white lines: it reads on any image."""
-    x0, y0, x1, y1 = box
-    draw.rectangle(
-        [x0 - width - 1, y0 - width - 1, x1 + width + 1, y1 + width + 1], outline="black"
-    )
-    draw.rectangle([x0 - width, y0 - width, x1 + width, y1 + width], outline=colour, width=width)
-    draw.rectangle([x0 - 1, y0 - 1, x1 + 1, y1 + 1], outline="white")
-
-
 def ranking_image(
     ranking, max_queries: int = 8, thumb: tuple = (48, 96), distance: str = "cosine"
 ) -> np.ndarray:
-    """Rank list: each row a query, then its top-k gallery images, (H, W, 3) uint8.
-
-    Rows are the first `max_queries` queries in numeric identity order. Above each image: the
-    query's identity, or the match's rank, identity and score (cosine: similarity, higher is
-    closer; euclidean: distance). Frames: green when the match shares the query's identity, red
-    when it does not (both known, >= 0), grey otherwise.
-    """
-    width, height = thumb
+    """Rank list of the first `max_queries` queries in numeric identity order, each row the
+    query then its top-k gallery images (`figures.ranking_figure`), (H, W, 3) uint8."""
     order = query_order(ranking.query.ids, ranking.query.names)[:max_queries]
-    k = ranking.indices.shape[1]
-    gap, label, frame = 14, 32, 4
-    row_height = height + label + gap
-    canvas = Image.new(
-        "RGB", ((k + 1) * (width + gap) + 2 * gap, len(order) * row_height + gap), "white"
-    )
-    draw = ImageDraw.Draw(canvas)
-    score_name = "sim" if distance == "cosine" else "dist"
-    for r, q in enumerate(order):
-        y = gap + r * row_height + label
-        query_id = int(ranking.query.ids[q])
-        canvas.paste(Image.fromarray(ranking.query.load(int(q))).resize(thumb), (gap, y))
-        draw.text((gap, y - label), f"query\nid {query_id}", fill="black")
-        for c, (g, d) in enumerate(zip(ranking.indices[q], ranking.distances[q])):
-            x = gap + (c + 1) * (width + gap) + gap
-            canvas.paste(Image.fromarray(ranking.gallery.load(int(g))).resize(thumb), (x, y))
-            gallery_id = int(ranking.gallery.ids[g])
-            colour = (150, 150, 150)
-            if query_id >= 0 and gallery_id >= 0:
-                colour = (0, 170, 0) if gallery_id == query_id else (220, 0, 0)
-            _frame(draw, (x, y, x + width - 1, y + height - 1), colour, frame)
-            score = -float(d) if distance == "cosine" else float(d)
-            text = f"#{c + 1} id {gallery_id}\n{score_name} {score:.2f}"
-            draw.text((x - frame, y - label - 2), text, fill="black")
-    return np.asarray(canvas)
+    rows = []
+    for q in order:
+        matches = [
+            (ranking.gallery.load(int(g)), int(ranking.gallery.ids[g]), float(d))
+            for g, d in zip(ranking.indices[q], ranking.distances[q])
+        ]
+        rows.append((ranking.query.load(int(q)), int(ranking.query.ids[q]), matches))
+    return ranking_figure(rows, distance=distance, thumb=thumb)
