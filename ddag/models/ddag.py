@@ -140,15 +140,17 @@ class DDAG(nn.Cell):
             outputs = outputs + (self.graph_attention(pooled, adjacency, noise),)
         return outputs
 
+    def _stem(self, images, modality: int):
+        """The stem of `modality` (VISIBLE 1, THERMAL 2), or the shared one."""
+        if not self.two_stream:
+            return self.shared_stem(images)
+        if modality == VISIBLE:
+            return self.visible_stem(images)
+        return self.thermal_stem(images)
+
     def feature_map(self, images, modality: int):
         """(B, 3, H, W) images of one modality -> the trunk's last (B, C, h, w) feature map."""
-        if not self.two_stream:
-            x = self.shared_stem(images)
-        elif modality == VISIBLE:
-            x = self.visible_stem(images)
-        else:
-            x = self.thermal_stem(images)
-        return self.trunk(x).astype(mstype.float32)
+        return self.trunk(self._stem(images, modality)).astype(mstype.float32)
 
     def pooled_features(self, feature_map):
         """The pooled (B, C) feature of a feature map: the graph branch's input."""
@@ -159,13 +161,7 @@ class DDAG(nn.Cell):
 
         Without part attention FC_att equals FC. `modality` is VISIBLE (1) or THERMAL (2).
         """
-        if not self.two_stream:
-            x = self.shared_stem(images)
-        elif modality == VISIBLE:
-            x = self.visible_stem(images)
-        else:
-            x = self.thermal_stem(images)
-        return self.test_features(x)
+        return self.test_features(self._stem(images, modality))
 
     def test_features(self, stem_output):
         """Stem output -> (FC, FC_att), L2-normalised."""
