@@ -215,3 +215,44 @@ def test_objective_state_keeps_the_checkpoint_format_of_earlier_versions():
     }
     objective.load_state_dict({"graph_weight": {"value": 0.25}})  # an early checkpoint's form
     assert objective.scalars() == {"graph_weight": 0.25}
+
+
+def _reference_adp(features, labels, alpha=1.0, gamma=1.0, square=1):
+    """CAJ's TripletLoss_ADP transcribed in numpy (ICCV21_CAJ/loss.py)."""
+    sq = (features**2).sum(1, keepdims=True)
+    dist = np.sqrt(np.clip(sq + sq.T - 2 * features @ features.T, 1e-12, None))
+    is_pos = (labels[:, None] == labels[None, :]).astype(np.float64)
+    is_neg = 1 - is_pos
+
+    def softmax_weights(d, mask):
+        diff = d - (d * mask).max(1, keepdims=True)
+        z = (np.exp(diff) * mask).sum(1, keepdims=True) + 1e-6
+        return np.exp(diff) * mask / z
+
+    dist_ap, dist_an = dist * is_pos, dist * is_neg
+    furthest = (dist_ap * softmax_weights(dist_ap * alpha, is_pos)).sum(1)
+    closest = (dist_an * softmax_weights(-dist_an * alpha, is_neg)).sum(1)
+    if square == 0:
+        x, y = gamma * (closest - furthest), np.ones_like(furthest)
+    else:
+        x = np.minimum((furthest - closest) ** 2 * gamma, 88)
+        y1 = (furthest > closest).astype(np.float64)
+        y = -(y1 + (y1 - 1))
+    return np.log1p(np.exp(-y * x)).mean()  # SoftMarginLoss
+
+
+@pytest.mark.parametrize("alpha,gamma,square", [(1, 1, 1), (2, 0.5, 1), (1, 1, 0), (3, 2, 0)])
+def test_adaptive_triplet_equals_the_caj_formula(alpha, gamma, square):
+    from ddag.errors import ConfigError
+    from ddag.losses.adp import AdaptiveTriplet
+
+    rng = np.random.default_rng(1)
+    labels = np.array([0, 0, 1, 1, 2, 2, 0, 1, 2], np.int32)
+    for scale in (0.3, 1.0, 3.0):  # both signs of d_ap - d_an occur
+        features = (scale * rng.normal(size=(9, 6))).astype(np.float32)
+        term = AdaptiveTriplet("pool", alpha=alpha, gamma=gamma, square=square)
+        value = term(Tensor(features), Tensor(labels))
+        expected = _reference_adp(features.astype(np.float64), labels, alpha, gamma, square)
+        assert float(value) == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    with pytest.raises(ConfigError, match="square=2 must be 0 or 1"):
+        AdaptiveTriplet("pool", square=2)
