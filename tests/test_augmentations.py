@@ -227,3 +227,55 @@ def test_the_default_is_the_reference_pad_crop_flip_and_old_runs_resume_with_it(
     resumed, changes = resumed_config(stored, composed, ["task.resume"], False)
     assert not changes
     assert resumed["loader"]["augment"]["pad_crop_flip"]["padding"] == 6
+
+
+def _two_view_batch(augmentations, views):
+    visible, thermal = _pairs(), _pairs()
+    settings = LoaderSettings(
+        num_ids=2, num_instances=2, height=20, width=10, num_workers=1, visible_views=views
+    )
+    sampler = IdentitySampler(visible.ids, thermal.ids, 2, 2, seed=3)
+    pipeline = train_pipeline(visible, thermal, sampler, settings, augmentations)
+    return [t.asnumpy() for t in next(pipeline.create_tuple_iterator(num_epochs=1))]
+
+
+def test_two_visible_views_come_in_two_blocks_as_caj_concatenates_them():
+    exchange = ChannelExchange(gray=2, probability=1.0, modalities=["second_view"])
+    two = _two_view_batch([PadCropFlip(3), exchange], views=2)
+    # One view, normalised in numpy too (a no-op of the normalised stage on thermal images).
+    one = _two_view_batch([PadCropFlip(3), RandomErasing(0.0, modalities=["thermal"])], views=1)
+    visible, thermal, visible_labels, thermal_labels = two
+    assert visible.shape == (8, 3, 20, 10) and thermal.shape == (4, 3, 20, 10)
+    np.testing.assert_array_equal(visible_labels, np.concatenate([one[2], one[2]]))
+    np.testing.assert_array_equal(thermal_labels, one[3])
+    # The first views draw first: they are the one-view batch's visible images.
+    np.testing.assert_allclose(visible[:4], one[0], atol=1e-6)
+    # The second views are channel-exchanged: one channel copied into all three.
+    second = visible[4:]
+    assert all(np.array_equal(v[0], v[1]) and np.array_equal(v[1], v[2]) for v in second)
+    assert not all(np.array_equal(v[0], v[1]) for v in visible[:4])
+
+
+def test_two_views_refuse_terms_that_read_the_batch_as_halves():
+    from ddag.losses.hetero_center import HeteroCenter
+    from ddag.losses.objective import Objective
+    from ddag.losses.terms import CrossEntropy
+    from ddag.models.architecture import build_network
+
+    config = run_config(compose_config([]))
+    network = build_network(config.model, 4)
+    objective = Objective(network, {"id": CrossEntropy("logits")}, 2, visible_views=2)
+    assert objective.graph_branch.noise_size == network.noise_size(6)  # 2B visible + B thermal
+    with pytest.raises(ConfigError, match="equal visible and thermal halves"):
+        Objective(network, {"hc": HeteroCenter("pool")}, 2, visible_views=2)
+
+
+@pytest.mark.parametrize("preset", ["caj_sysu_all", "caj_regdb_v2t"])
+def test_caj_presets_train_as_the_authors_do(preset, tmp_path):
+    config = run_config(compose_config([f"experiment={preset}"], output_dir=tmp_path))
+    assert config.loader.visible_views == 2 and config.task.epochs == 100 and config.eval.flip
+    assert list(config.loss) == ["id", "adp"] and config.loss["adp"]["square"] == 1
+    exchange = config.loader.augment["channel_exchange"]
+    assert exchange["modalities"] == ["second_view"] and exchange["probability"] == 1.0
+    assert config.loader.augment["channel_erasing"]["fill"] == list(CAJ_FILL)
+    assert config.model["backbone"]["non_local"] == [0, 2, 3, 0]

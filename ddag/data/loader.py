@@ -13,7 +13,7 @@ from typing import Any, Dict, List, NamedTuple, Optional
 import mindspore.dataset as ds
 import numpy as np
 
-from ddag.data.augmentations.base import Augmentation, AugmentationPipeline
+from ddag.data.augmentations.base import SECOND_VIEW, Augmentation, AugmentationPipeline
 from ddag.data.augmentations.pad_crop_flip import PadCropFlip
 from ddag.data.datasets.base import ImageSet
 from ddag.data.sampler import IdentitySampler
@@ -51,6 +51,9 @@ class LoaderSettings:
         flip: random horizontal flip, read by the pad_crop_flip augmentation.
         augment: the training augmentations by name, from the `loader/augment` config group
             (`_target_` nodes, built by the tasks; see ddag/data/augmentations/).
+        visible_views: 2 puts every visible image in the batch twice, the second view also
+            getting the augmentations for "second_view" (CAJ's joint learning: B thermal and
+            2B visible images per step, the views in two blocks); 1 is the reference's.
         test_batch_size: images per inference batch.
         num_workers: parallel workers of the dataset pipeline.
     """
@@ -62,6 +65,7 @@ class LoaderSettings:
     padding: int = bounded(10, 0, MAX_IMAGE_SIDE)
     flip: bool = True
     augment: Dict[str, Any] = field(default_factory=dict)
+    visible_views: int = bounded(1, 1, 2)
     test_batch_size: int = bounded(64, 1, 4096)
     num_workers: int = bounded(1, 1, 64)
 
@@ -100,9 +104,11 @@ class _PairSource(_Source):
         thermal: ImageSet,
         sampler: IdentitySampler,
         augmentation: AugmentationPipeline,
+        visible_views: int = 1,
     ):
         self.visible, self.thermal = visible, thermal
         self.sampler, self.augmentation = sampler, augmentation
+        self.visible_views = visible_views
 
     def __len__(self):
         return len(self.sampler)
@@ -110,8 +116,12 @@ class _PairSource(_Source):
     def read(self, slot):
         epoch, position, v, t = self.sampler.pair_at(slot)
         rng = np.random.default_rng((self.sampler.seed, epoch, position))
+        image = self.visible.load(v)
+        visible = self.augmentation(image, "visible", rng)
+        if self.visible_views == 2:  # CAJ's order: both visible views, then the thermal image
+            visible = np.stack([visible, self.augmentation(image, SECOND_VIEW, rng)])
         return (
-            self.augmentation(self.visible.load(v), "visible", rng),
+            visible,
             self.augmentation(self.thermal.load(t), "thermal", rng),
             np.int32(self.visible.ids[v]),
             np.int32(self.thermal.ids[t]),
@@ -143,8 +153,11 @@ def train_pipeline(
     """
     if augmentations is None:
         augmentations = [PadCropFlip(settings.padding, settings.flip)]
-    augmentation = AugmentationPipeline(augmentations, settings.height, settings.width)
-    source = _PairSource(visible, thermal, sampler, augmentation)
+    views = settings.visible_views
+    augmentation = AugmentationPipeline(
+        augmentations, settings.height, settings.width, always_normalise=views == 2
+    )
+    source = _PairSource(visible, thermal, sampler, augmentation, views)
     dataset = ds.GeneratorDataset(
         source,
         column_names=list(Batch._fields),
@@ -158,8 +171,21 @@ def train_pipeline(
                 normalise_ops(), input_columns=[column], num_parallel_workers=settings.num_workers
             )
     dataset = dataset.batch(sampler.batch_size, drop_remainder=True)
+    if views == 2:
+        dataset = dataset.map(
+            _view_blocks,
+            input_columns=["visible", "visible_label"],
+            output_columns=["visible", "visible_label"],
+        )
     dataset.ddag_source = source
     return dataset
+
+
+def _view_blocks(visible: np.ndarray, labels: np.ndarray):
+    """(B, 2, 3, H, W) visible views and (B,) labels -> (2B, 3, H, W) as [first views; second
+    views] and (2B,) labels, the order CAJ concatenates them in."""
+    views = np.ascontiguousarray(visible.transpose(1, 0, 2, 3, 4)).reshape(-1, *visible.shape[2:])
+    return views, np.concatenate([labels, labels])
 
 
 def test_pipeline(images: ImageSet, settings: LoaderSettings) -> ds.Dataset:

@@ -22,6 +22,8 @@ class HeteroCenter(LossTerm):
         margin: distances below it cost nothing (reference default 0).
     """
 
+    needs_paired_halves = True
+
     def __init__(
         self, output: str, weight: float = 1.0, dynamic: bool = False, margin: float = 0.0
     ):
@@ -31,7 +33,7 @@ class HeteroCenter(LossTerm):
         self.margin = float(margin)
 
     def construct(self, features, labels):
-        half = features.shape[0] // 2
+        half = features.shape[0] // 2  # needs_paired_halves: visible first, thermal second
         visible, thermal = features[:half], features[half:]
         labels_v, labels_t = labels[:half].reshape(-1, 1), labels[half:].reshape(1, -1)
         same_vv = ops.equal(labels_v, labels_v.reshape(1, -1)).astype(mstype.float32)

@@ -35,6 +35,8 @@ class Objective(nn.Cell):
             by `step_inputs`.
         seed: seed of the dropout noise; step s draws from the generator seeded by (seed, s),
             so a resumed run repeats it.
+        visible_views: visible images per pair in a batch (2: CAJ's two views, 2B visible and
+            B thermal images per step).
     """
 
     state_key = "objective"
@@ -45,6 +47,7 @@ class Objective(nn.Cell):
         terms: Dict[str, LossTerm],
         batch_pairs: Optional[int] = None,
         seed: int = 0,
+        visible_views: int = 1,
     ):
         super().__init__(auto_prefix=False)  # keep the network's parameter names (checkpoint API)
         self.network = network
@@ -58,6 +61,11 @@ class Objective(nn.Cell):
                     f"loss term {name!r} reads output {term.output!r}, which the network does not "
                     f"produce; valid outputs: {list(network.output_names)}"
                 )
+            if visible_views != 1 and term.needs_paired_halves:
+                raise ConfigError(
+                    f"loss term {name!r} ({type(term).__name__}) reads the batch as equal "
+                    "visible and thermal halves, which loader.visible_views=2 does not give"
+                )
             kept[name] = term
         if not kept:
             raise ConfigError("the loss has no terms left for this model")
@@ -66,7 +74,7 @@ class Objective(nn.Cell):
         self.output_index = tuple(network.output_names.index(t.output) for t in kept.values())
         self.static_weights = tuple(0.0 if t.dynamic else t.weight for t in kept.values())
         self.dynamic_mask = tuple(1.0 if t.dynamic else 0.0 for t in kept.values())
-        self.batch_pairs, self.seed = batch_pairs, seed
+        self.batch_pairs, self.seed, self.visible_views = batch_pairs, seed, visible_views
         self.graph_branch = None
         if batch_pairs is not None:
             self.graph_branch = GraphBranchInputs(self.noise_size(batch_pairs), seed)
@@ -79,7 +87,7 @@ class Objective(nn.Cell):
 
     def noise_size(self, batch_pairs: int) -> int:
         """Length of the dropout noise one step over `batch_pairs` visible/thermal pairs needs."""
-        return self.network.noise_size(2 * batch_pairs)
+        return self.network.noise_size((1 + self.visible_views) * batch_pairs)
 
     def _graph(self) -> GraphBranchInputs:
         if self.graph_branch is None:

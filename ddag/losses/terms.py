@@ -16,7 +16,12 @@ class LossTerm(nn.Cell):
         output: name of the network output the term reads (see `DDAG.output_names`).
         weight: constant factor in the total loss.
         dynamic: scale by the dynamic graph weight instead of `weight` (DDAG's graph term).
+
+    A term that reads the batch as a visible half and a thermal half of equal size sets
+    `needs_paired_halves`; it cannot serve a batch with two visible views.
     """
+
+    needs_paired_halves = False
 
     def __init__(self, output: str, weight: float = 1.0, dynamic: bool = False):
         super().__init__()

@@ -217,8 +217,13 @@ def build_run(
         network = build_network(config, dataset.num_train_ids)
     else:
         network = network_from(point.path, point.params, point.meta, config.model).network
+    views = settings.visible_views
     objective = Objective(
-        network, build_loss_terms(config), batch_pairs=sampler.batch_size, seed=config.seed
+        network,
+        build_loss_terms(config),
+        batch_pairs=sampler.batch_size,
+        seed=config.seed,
+        visible_views=views,
     )
     steps = sampler.batches_per_epoch
     if config.task.max_steps_per_epoch:
@@ -238,7 +243,7 @@ def build_run(
         lr_per_step,
         callbacks,
         steps,
-        images_per_step=2 * sampler.batch_size,
+        images_per_step=(1 + views) * sampler.batch_size,
     )
     return TrainingRun(
         config,

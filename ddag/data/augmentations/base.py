@@ -18,26 +18,34 @@ from ddag.errors import ConfigError
 
 PIXELS, NORMALISED = "pixels", "normalised"
 MODALITY_NAMES = ("visible", "thermal")
+# The second view of each visible image when `loader.visible_views=2` (CAJ's joint learning):
+# it gets the visible augmentations and those listed for "second_view" alone.
+SECOND_VIEW = "second_view"
+VIEWS = MODALITY_NAMES + (SECOND_VIEW,)
 
 
 class Augmentation:
     """One random training transform.
 
     Args:
-        modalities: the modalities it applies to ("visible", "thermal"); the others' images
-            pass unchanged and draw nothing.
+        modalities: the images it applies to ("visible", "thermal", and "second_view": only
+            the second view of the visible images, `loader.visible_views=2`); the others pass
+            unchanged and draw nothing. "visible" covers both views.
     """
 
     stage = PIXELS
 
     def __init__(self, modalities: Sequence[str] = MODALITY_NAMES):
-        unknown = [m for m in modalities if m not in MODALITY_NAMES]
+        unknown = [m for m in modalities if m not in VIEWS]
         if unknown or not modalities:
             raise ConfigError(
-                f"{type(self).__name__}: modalities={list(modalities)}; choose among "
-                f"{list(MODALITY_NAMES)}"
+                f"{type(self).__name__}: modalities={list(modalities)}; choose among {list(VIEWS)}"
             )
         self.modalities = tuple(modalities)
+
+    def applies_to(self, view: str) -> bool:
+        """Whether images of `view` ("visible", "thermal" or "second_view") get this."""
+        return view in self.modalities or (view == SECOND_VIEW and "visible" in self.modalities)
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
@@ -55,7 +63,13 @@ def normalise(image: np.ndarray) -> np.ndarray:
 class AugmentationPipeline:
     """Resize + the selected augmentations, for one training image at a time."""
 
-    def __init__(self, augmentations: List[Augmentation], height: int, width: int):
+    def __init__(
+        self,
+        augmentations: List[Augmentation],
+        height: int,
+        width: int,
+        always_normalise: bool = False,
+    ):
         for item in augmentations:
             if not isinstance(item, Augmentation):
                 raise ConfigError(
@@ -66,25 +80,27 @@ class AugmentationPipeline:
         self.pixels = [a for a in augmentations if a.stage == PIXELS]
         self.normalised_stage = [a for a in augmentations if a.stage == NORMALISED]
         self.height, self.width = height, width
+        self.always_normalise = always_normalise
 
     @property
     def normalises(self) -> bool:
         """Whether images leave the pipeline normalised (float CHW) rather than as uint8 HWC."""
-        return bool(self.normalised_stage)
+        return bool(self.normalised_stage) or self.always_normalise
 
-    def __call__(self, image: np.ndarray, modality: str, rng: np.random.Generator) -> np.ndarray:
+    def __call__(self, image: np.ndarray, view: str, rng: np.random.Generator) -> np.ndarray:
+        """One augmented image of `view` ("visible", "thermal" or "second_view")."""
         if image.shape[:2] != (self.height, self.width):
             resized = Image.fromarray(image).resize((self.width, self.height), Image.LANCZOS)
             image = np.asarray(resized)
         for item in self.pixels:
-            if modality in item.modalities:
+            if item.applies_to(view):
                 image = item(image, rng)
         image = np.ascontiguousarray(image)
         if not self.normalises:
             return image
         image = normalise(image)
         for item in self.normalised_stage:
-            if modality in item.modalities:
+            if item.applies_to(view):
                 image = item(image, rng)
         return np.ascontiguousarray(image, dtype=np.float32)
 
