@@ -118,21 +118,9 @@ def test_objective_skips_terms_of_missing_branches():
 
 
 def _reference_wrt(features, labels):
-    """AGW's TripletLoss_WRT transcribed in numpy (softmax_weights, SoftMarginLoss)."""
-    sq = (features**2).sum(1, keepdims=True)
-    dist = np.sqrt(np.clip(sq + sq.T - 2 * features @ features.T, 1e-12, None))
-    is_pos = (labels[:, None] == labels[None, :]).astype(np.float64)
-    is_neg = 1 - is_pos
-
-    def softmax_weights(d, mask):
-        diff = d - (d * mask).max(1, keepdims=True)
-        z = (np.exp(diff) * mask).sum(1, keepdims=True) + 1e-6
-        return np.exp(diff) * mask / z
-
-    dist_ap, dist_an = dist * is_pos, dist * is_neg
-    furthest = (dist_ap * softmax_weights(dist_ap, is_pos)).sum(1)
-    closest = (dist_an * softmax_weights(-dist_an, is_neg)).sum(1)
-    return np.log1p(np.exp(-(closest - furthest))).mean()
+    """AGW's TripletLoss_WRT: CAJ's ADP with alpha 1, gamma 1 and the plain soft margin (the
+    two reference functions share softmax_weights and SoftMarginLoss; see _reference_adp)."""
+    return _reference_adp(features, labels, alpha=1.0, gamma=1.0, square=0)
 
 
 def test_weighted_regularized_triplet_equals_the_agw_formula():
