@@ -8,7 +8,7 @@ augmentation of the normalised stage is selected, normalises in numpy and applie
 order; otherwise normalisation stays in the MindSpore pipeline, as it always was.
 """
 
-from typing import List, Sequence, Tuple
+from typing import List, Sequence
 
 import numpy as np
 from PIL import Image
@@ -104,7 +104,3 @@ class AugmentationPipeline:
                 image = item(image, rng)
         return np.ascontiguousarray(image, dtype=np.float32)
 
-
-def names_and_stages(augmentations: List[Augmentation]) -> List[Tuple[str, str]]:
-    """(class name, stage) of each augmentation, for the start banner."""
-    return [(type(a).__name__, a.stage) for a in augmentations]

@@ -43,11 +43,8 @@ class WeightedPartAttention(nn.Cell):
         Written with slices of the static shape because MindSpore 2.8 cannot export
         AdaptiveAvgPool2D to ONNX; the bins are those of adaptive pooling.
         """
-        height = feature_map.shape[2]
         parts = ()
-        for i in range(self.num_parts):
-            start = (i * height) // self.num_parts
-            stop = -((-(i + 1) * height) // self.num_parts)
+        for start, stop in self.part_bounds(feature_map.shape[2]):
             if self.dynamic_batch:
                 rows = ops.gather(feature_map, Tensor(list(range(start, stop)), mstype.int32), 2)
             else:
