@@ -18,7 +18,7 @@ from ddag.data.loader import LoaderSettings
 from ddag.engine.runtime import RuntimeSettings, setup_runtime
 from ddag.errors import ConfigError
 from ddag.evaluation.features import MODALITY_CODES, FeatureExtractor
-from ddag.evaluation.metrics import pairwise_distance
+from ddag.evaluation.metrics import nearest, pairwise_distance
 
 Images = Union[str, List[str], np.ndarray, ImageSet]
 FEATURES = ("FC", "FC_att")
@@ -145,10 +145,8 @@ class ReIDModel:
         pick = FEATURES.index(feature)
         q = self.extract(query_set, query_modality)[pick]
         g = self.extract(gallery_set, gallery_modality)[pick]
-        distances = pairwise_distance(q, g, distance)
-        k = min(top_k, len(gallery_set))
-        order = np.argsort(distances, axis=1, kind="stable")[:, :k]
-        return Ranking(query_set, gallery_set, order, np.take_along_axis(distances, order, axis=1))
+        order, distances = nearest(pairwise_distance(q, g, distance), top_k)
+        return Ranking(query_set, gallery_set, order, distances)
 
 
 def load_model(

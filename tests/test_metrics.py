@@ -167,3 +167,13 @@ def test_cosine_distance_is_negative_normalised_inner_product():
     np.testing.assert_allclose(cosine_distance(q, g), [[-0.6, -0.8]], rtol=1e-6)
     with pytest.raises(EvaluationError, match="NaN"):
         cosine_distance(np.array([[np.nan, 1.0]]), g)
+
+
+def test_nearest_keeps_the_closest_rows_and_breaks_ties_in_gallery_order():
+    from ddag.evaluation.metrics import nearest
+
+    distances = np.array([[0.5, 0.1, 0.5, 0.3], [0.2, 0.2, 0.9, 0.0]])
+    order, kept = nearest(distances, 3)
+    np.testing.assert_array_equal(order, [[1, 3, 0], [3, 0, 1]])
+    np.testing.assert_array_equal(kept, [[0.1, 0.3, 0.5], [0.0, 0.2, 0.2]])
+    assert nearest(distances, 10)[0].shape == (2, 4)  # k larger than the gallery

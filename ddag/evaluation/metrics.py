@@ -305,6 +305,13 @@ def pairwise_distance(query_features, gallery_features, distance: str = "cosine"
     raise EvaluationError(f"distance={distance!r}; choose one of {list(DISTANCES)}")
 
 
+def nearest(distances: np.ndarray, k: int):
+    """(indices, distances), each (Q, min(k, G)), of the k closest gallery rows of every query
+    row of a (Q, G) distance matrix, closest first (ties in gallery order)."""
+    order = np.argsort(distances, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(distances, order, axis=1)
+
+
 def _features(x, name: str) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim != 2:

@@ -20,7 +20,7 @@ from ddag.evaluation import figures
 from ddag.evaluation import visual_stats as stats
 from ddag.evaluation.external import read_features
 from ddag.evaluation.features import MODALITY_CODES
-from ddag.evaluation.metrics import pairwise_distance
+from ddag.evaluation.metrics import nearest, pairwise_distance
 from ddag.models.attention.cgsa import identity_adjacency
 from ddag.tasks.steps.data import build_dataset
 from ddag.tasks.steps.networks import inference_model
@@ -188,9 +188,9 @@ def draw_actmaps(network, split, features, ids, modality, config, out) -> dict:
     distances = pairwise_distance(
         features[query_rows], features[gallery_rows], config.eval.distance
     )
+    matched, _ = nearest(distances, config.task.top_k)
     strips, record = [], []
-    for q, row in enumerate(query_rows):
-        top = gallery_rows[np.argsort(distances[q], kind="stable")[: config.task.top_k]]
+    for row, top in zip(query_rows, gallery_rows[matched]):
         query = _pixels(split.thermal, row - offset, height, width)
         matches = [_pixels(split.visible, g, height, width) for g in top]
         heat = [

@@ -103,4 +103,3 @@ class AugmentationPipeline:
             if item.applies_to(view):
                 image = item(image, rng)
         return np.ascontiguousarray(image, dtype=np.float32)
-

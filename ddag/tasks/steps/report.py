@@ -13,7 +13,7 @@ from ddag.config.schema import Config
 from ddag.data.datasets.base import ArrayImageSet
 from ddag.evaluation.evaluator import evaluate_features
 from ddag.evaluation.features import FeatureExtractor
-from ddag.evaluation.metrics import pairwise_distance
+from ddag.evaluation.metrics import nearest, pairwise_distance
 from ddag.evaluation.plots import cmc_image, query_order, ranking_image, save_cmc_image
 from ddag.evaluation.results import markdown_table, write_records
 from ddag.evaluation.visual_stats import sample_identities
@@ -157,9 +157,8 @@ def log_test_pictures(tensorboard, features: dict, split, distance: str, step: i
     dist = pairwise_distance(
         features["thermal"]["FC_att"][queries], features["visible"]["FC_att"], distance
     )
-    top = np.argsort(dist, axis=1, kind="stable")[:, :RANKED_MATCHES]
-    query_set = _subset(split.thermal, queries)
-    ranking = Ranking(query_set, split.visible, top, np.take_along_axis(dist, top, axis=1))
+    top, top_distances = nearest(dist, RANKED_MATCHES)
+    ranking = Ranking(_subset(split.thermal, queries), split.visible, top, top_distances)
     picture = ranking_image(ranking, RANKED_QUERIES, distance=distance)
     tensorboard.log_image("test/ranking", picture, step)
 
