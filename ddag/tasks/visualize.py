@@ -53,19 +53,19 @@ def _kinds(config: Config) -> list:
     return kinds
 
 
-def _stored_features(config: Config):
-    """(features, ids, modality names) of `task.features` (task=extract files)."""
-    stored, split = read_features(config.task.features)
-    feature = config.task.feature
-    missing = [m for m in MODALITY_CODES if feature not in stored[m]]
+def _rows(features: dict, split, feature: str):
+    """(features, ids, modality names), visible rows first, of {modality: {"FC"|"FC_att":
+    array}} features of a split (as `FeatureExtractor.split_features` and `read_features`
+    give them)."""
+    missing = [m for m in MODALITY_CODES if feature not in features[m]]
     if missing:
         raise ConfigError(
-            f"task.feature={feature}: the {missing} features hold only {list(stored[missing[0]])}"
+            f"task.feature={feature}: the {missing} features hold only {list(features[missing[0]])}"
         )
-    features = np.concatenate([stored[m][feature] for m in MODALITY_CODES])
+    rows = np.concatenate([features[m][feature] for m in MODALITY_CODES])
     ids = np.concatenate([split.modality(m).ids for m in MODALITY_CODES])
     modality = np.concatenate([[m] * len(split.modality(m)) for m in MODALITY_CODES])
-    return features, ids, modality
+    return rows, ids, modality
 
 
 def _split(config: Config):
@@ -73,19 +73,6 @@ def _split(config: Config):
     if split is None:
         raise ConfigError(f"the dataset has no {config.task.split} split")
     return split
-
-
-def _features(model, split, feature: str):
-    """(features, ids, modality names) of both modalities of `split`."""
-    index = 1 if feature == "FC_att" else 0
-    parts = [
-        (model.extract(split.modality(m), m)[index], split.modality(m).ids, m)
-        for m in MODALITY_CODES
-    ]
-    features = np.concatenate([f for f, _, _ in parts])
-    ids = np.concatenate([i for _, i, _ in parts])
-    modality = np.concatenate([[m] * len(i) for _, i, m in parts])
-    return features, ids, modality
 
 
 def _pixels(images, index: int, height: int, width: int) -> np.ndarray:
@@ -214,7 +201,8 @@ def run(config: Config, context: RunContext = RunContext()) -> dict:
     kinds = _kinds(config)
     out = output_dir(config)
     if config.task.features is not None:
-        features, ids, modality = _stored_features(config)
+        stored, split = read_features(config.task.features)
+        features, ids, modality = _rows(stored, split, config.task.feature)
         drawn = {"features": config.task.features, "kinds": kinds}
     else:
         setup(config)
@@ -222,7 +210,8 @@ def run(config: Config, context: RunContext = RunContext()) -> dict:
         network = model.network
         network.set_train(False)
         split = _split(config)
-        features, ids, modality = _features(model, split, config.task.feature)
+        extracted = model.extractor.split_features(split)
+        features, ids, modality = _rows(extracted, split, config.task.feature)
         drawn = {"checkpoint": config.task.checkpoint, "split": config.task.split, "kinds": kinds}
     chosen = stats.sample_identities(ids, config.task.max_ids, config.seed)
     if "tsne" in kinds:
