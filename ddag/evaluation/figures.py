@@ -88,19 +88,26 @@ def distance_figure(histogram: Dict, overlaps: Dict[str, float], distance: str) 
     return _array(figure)
 
 
-def part_weight_figure(images: List[np.ndarray], rows: List, weights: np.ndarray, titles):
-    """Each image with its IWPA parts as horizontal bands, shaded by their weight."""
+def _image_strip(images: List[np.ndarray], titles, heading: str):
+    """A one-row figure of `images` with their titles: (figure, axes), axes one per image."""
     figure, axes = plt.subplots(1, len(images), figsize=(1.6 * len(images) + 0.6, 3.6), dpi=100)
     axes = np.atleast_1d(axes)
-    cmap = plt.get_cmap("viridis")
-    for axis, image, weight, title in zip(axes, images, weights, titles):
+    for axis, image, title in zip(axes, images, titles):
         axis.imshow(image)
+        axis.set(title=title, xticks=[], yticks=[])
+        axis.title.set_fontsize(7)
+    figure.suptitle(heading, fontsize=9)
+    return figure, axes
+
+
+def part_weight_figure(images: List[np.ndarray], rows: List, weights: np.ndarray, titles):
+    """Each image with its IWPA parts as horizontal bands, shaded by their weight."""
+    figure, axes = _image_strip(images, titles, "IWPA part weights")
+    cmap = plt.get_cmap("viridis")
+    for axis, weight in zip(axes, weights):
         for (top, bottom), w in zip(rows, weight):
             axis.axhspan(top - 0.5, bottom - 0.5, color=cmap(float(w)), alpha=0.35)
             axis.text(1, (top + bottom) / 2, f"{w:.2f}", color="white", fontsize=7, va="center")
-        axis.set(title=title, xticks=[], yticks=[])
-        axis.title.set_fontsize(7)
-    figure.suptitle("IWPA part weights", fontsize=9)
     figure.tight_layout()
     return _array(figure)
 
@@ -119,14 +126,10 @@ def graph_attention_figure(attention: np.ndarray, labels: List[str]) -> np.ndarr
 
 def actmap_figure(images: List[np.ndarray], maps: List[np.ndarray], titles) -> np.ndarray:
     """Images with their activation maps overlaid (jet colours, half transparent)."""
-    figure, axes = plt.subplots(1, len(images), figsize=(1.6 * len(images) + 0.6, 3.6), dpi=100)
-    axes = np.atleast_1d(axes)
-    for axis, image, heat, title in zip(axes, images, maps, titles):
-        axis.imshow(image)
+    heading = "activation maps (channel-wise L2 norm of the last feature map)"
+    figure, axes = _image_strip(images, titles, heading)
+    for axis, heat in zip(axes, maps):
         axis.imshow(heat, cmap="jet", alpha=0.5, vmin=0, vmax=1)
-        axis.set(title=title, xticks=[], yticks=[])
-        axis.title.set_fontsize(7)
-    figure.suptitle("activation maps (channel-wise L2 norm of the last feature map)", fontsize=9)
     figure.tight_layout()
     return _array(figure)
 
