@@ -28,8 +28,10 @@ MAX_IMAGE_SIDE = 4096
 
 class Batch(NamedTuple):
     """One training batch, the columns of `train_pipeline` in order: B visible and B thermal
-    images (B,3,H,W) of the same B identities, and their labels (B,). The objective's step
-    takes these first (`Objective.construct`), then its own per-step inputs."""
+    images (B,3,H,W) of the same B identities, and their labels (B,); with
+    `visible_views=2`, 2B visible images and labels (the first views, then the second ones).
+    The objective's step takes these first (`Objective.construct`), then its own per-step
+    inputs."""
 
     visible: Any
     thermal: Any
@@ -148,7 +150,8 @@ def train_pipeline(
 ) -> ds.Dataset:
     """Batches of (visible (B,3,H,W), thermal (B,3,H,W), visible labels (B,), thermal labels (B,)).
 
-    B is the sampler's batch size (P x K pairs). `augmentations` (built from `settings.augment`
+    B is the sampler's batch size (P x K pairs); `settings.visible_views=2` doubles the visible
+    columns (`Batch`). `augmentations` (built from `settings.augment`
     by the tasks) default to the reference's pad/crop/flip with `settings.padding` and `flip`.
     """
     if augmentations is None:
