@@ -78,3 +78,16 @@ def test_a_long_measurement_prints_progress_lines(monkeypatch, caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert any(line.startswith("  train step: run ") and "4.00 s each" in line for line in lines)
     assert 1 <= len(lines) <= 8  # one line per interval, not per run
+
+
+def test_bench_times_the_step_training_would_run_with_two_visible_views(tmp_path):
+    # The bench builds its objective as training does: with loader.visible_views=2 a step
+    # takes B = 4 x 2 pairs as 2B visible + B thermal images (it counted 4B before).
+    eager = ["runtime.mode=pynative", "runtime.jit_step=false"]
+    overrides = ["task=bench", "task.repeats=1", "task.warmup=0", "task.parts=[train]"]
+    cfg = compose_config(TINY + overrides + ["loader.visible_views=2", *eager], tmp_path)
+    bench.run(run_config(cfg))
+    train = json.loads((tmp_path / "bench.json").read_text())["train"]
+    for name in ("ddag", "backbone"):
+        images = train[name]["images_per_s"] * train[name]["step_s"]["median"]
+        assert images == pytest.approx(3 * 8)

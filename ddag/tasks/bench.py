@@ -43,13 +43,12 @@ from ddag.engine.op_profile import profile_steps
 from ddag.errors import ConfigError
 from ddag.evaluation.metrics import rank_metrics
 from ddag.evaluation.protocols import SYSUOfficialProtocol
-from ddag.losses.objective import Objective
 from ddag.losses.terms import CrossEntropy
 from ddag.models.architecture import build_network
 from ddag.models.ddag import VISIBLE, EmbeddingNet
 from ddag.tasks.steps.data import build_dataset, training_data
-from ddag.tasks.steps.networks import build_loss_terms
 from ddag.tasks.steps.networks import build_network as build_configured_network
+from ddag.tasks.steps.networks import build_objective
 from ddag.tasks.steps.runtime import output_dir, setup
 from ddag.tasks.steps.training import build_train_step
 from ddag.utils.logging import get_logger
@@ -161,11 +160,8 @@ def _objective(config, num_classes, bare: bool, batch_pairs: int):
         model = dict(config.model)
         model.update(part_attention=None, graph_attention=None)
         network = build_network(model, num_classes)
-        terms = {"id": CrossEntropy("logits")}
-    else:
-        network = build_configured_network(config, num_classes)
-        terms = build_loss_terms(config)
-    return Objective(network, terms, batch_pairs=batch_pairs, seed=config.seed)
+        return build_objective(config, network, batch_pairs, {"id": CrossEntropy("logits")})
+    return build_objective(config, build_configured_network(config, num_classes), batch_pairs)
 
 
 def _step_runner(config, objective, batch: Batch):
@@ -226,7 +222,7 @@ def bench_reference(config, run, batch, repeats: int, warmup: int) -> dict:
     machine's speed affects both sides alike.
     """
     checkout, python = Path(config.task.reference), _reference_python(config)
-    pairs, height, width = len(batch[0]), int(batch[0].shape[2]), int(batch[0].shape[3])
+    pairs, height, width = len(batch.thermal), int(batch[0].shape[2]), int(batch[0].shape[3])
     num_ids = config.loader.num_ids
     command = [python, reference_step.__file__, "--ref", str(checkout)]
     command += ["--ids", str(num_ids), "--instances", str(pairs // num_ids)]
@@ -288,13 +284,13 @@ def bench_inference(networks: dict, images, repeats: int, warmup: int) -> dict:
 
 
 def bench_train(config, batch: Batch, repeats: int, warmup: int, parts=("train",)) -> dict:
-    pairs = len(batch.visible)
+    pairs = len(batch.thermal)  # the visible columns hold loader.visible_views images per pair
     objectives = {
         name: _objective(config, 32, bare, pairs)
         for name, bare in (("ddag", False), ("backbone", True))
     }
     runners = {name: _step_runner(config, o, batch) for name, o in objectives.items()}
-    images = 2 * pairs
+    images = (1 + config.loader.visible_views) * pairs
     results = {
         name: _bench_objective(run, images, repeats, warmup) for name, run in runners.items()
     }

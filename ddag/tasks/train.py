@@ -21,7 +21,7 @@ from ddag.evaluation.features import FeatureExtractor
 from ddag.io.checkpoint import load_into, remove_stale_temporaries
 from ddag.losses.objective import Objective
 from ddag.tasks.steps.data import build_dataset, build_protocols, check_protocols, training_data
-from ddag.tasks.steps.networks import build_loss_terms, build_network
+from ddag.tasks.steps.networks import build_network, build_objective
 from ddag.tasks.steps.report import log_start_banner, run_identity, test_and_report
 from ddag.tasks.steps.runtime import build_logger, output_dir, setup
 from ddag.tasks.steps.training import build_train_step
@@ -218,13 +218,7 @@ def build_run(
     else:
         network = network_from(point.path, point.params, point.meta, config.model).network
     views = settings.visible_views
-    objective = Objective(
-        network,
-        build_loss_terms(config),
-        batch_pairs=sampler.batch_size,
-        seed=config.seed,
-        visible_views=views,
-    )
+    objective = build_objective(config, network, sampler.batch_size)
     steps = sampler.batches_per_epoch
     if config.task.max_steps_per_epoch:
         steps = min(steps, config.task.max_steps_per_epoch)

@@ -8,6 +8,7 @@ from ddag.checkpoints.network import load_network
 from ddag.config.context import RunContext
 from ddag.config.instantiate import build
 from ddag.config.schema import Config
+from ddag.losses.objective import Objective
 from ddag.models.architecture import build_network as build_model_network
 from ddag.utils.logging import get_logger
 
@@ -23,6 +24,18 @@ def build_loss_terms(config: Config) -> dict:
     """The named loss terms of `config.loss`; a term set to null (`loss.graph=null`) is left
     out."""
     return {name: build(node) for name, node in (config.loss or {}).items() if node is not None}
+
+
+def build_objective(config: Config, network, batch_pairs: int, terms=None) -> Objective:
+    """The training objective of `network`: the configured loss terms (or `terms`), the
+    graph branch's noise sized for `batch_pairs` pairs and `loader.visible_views` views."""
+    return Objective(
+        network,
+        build_loss_terms(config) if terms is None else terms,
+        batch_pairs=batch_pairs,
+        seed=config.seed,
+        visible_views=config.loader.visible_views,
+    )
 
 
 def network_from_checkpoint(config: Config, context: RunContext):
