@@ -16,6 +16,7 @@ import faulthandler
 import logging
 import os
 import re
+import sys
 import threading
 from typing import List, Optional
 
@@ -77,8 +78,6 @@ class NativeLogRouter:
         """Give descriptor 2 back to the console and write out what is still in the pipe."""
         if not self.active:
             return
-        import sys
-
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
@@ -91,7 +90,7 @@ class NativeLogRouter:
         with self._lock:
             pending, self._pending = self._pending, []
         for raw in pending:  # never attached: the ones the console has not shown yet
-            if LEVELS[NATIVE_LINE.match(raw).group(1)] < self.console_level:
+            if _level(raw) < self.console_level:
                 os.write(2, raw)
         os.close(console)
 
@@ -100,37 +99,44 @@ class NativeLogRouter:
             for raw in iter(pipe.readline, b""):
                 self._route(raw)
 
-    def _route(self, raw: bytes) -> None:
-        match = NATIVE_LINE.match(raw)
+    def _to_console(self, raw: bytes) -> None:
         console = self._console
-        if match is None or LEVELS[match.group(1)] >= self.console_level:
-            if console is not None:
-                os.write(console, raw)
-            else:
-                os.write(2, raw)
-        if match is None:
+        os.write(console if console is not None else 2, raw)
+
+    def _route(self, raw: bytes) -> None:
+        level = _level(raw)
+        shown = level is None or level >= self.console_level
+        if shown:
+            self._to_console(raw)
+        if level is None:
             return
         with self._lock:
             if self._handlers is None:
                 if len(self._pending) < MAX_PENDING:
                     self._pending.append(raw)
-                elif console is not None and LEVELS[match.group(1)] < self.console_level:
-                    os.write(console, raw)
+                elif not shown:
+                    self._to_console(raw)
                 return
             self._deliver(raw)
 
     def _deliver(self, raw: bytes) -> None:
         """One MindSpore line to the attached handlers (or the console when there are none)."""
-        level = LEVELS[NATIVE_LINE.match(raw).group(1)]
+        level = _level(raw)
         if not self._handlers:
-            if level < self.console_level and self._console is not None:
-                os.write(self._console, raw)
+            if level < self.console_level:
+                self._to_console(raw)
             return
         text = raw.decode("utf-8", "replace").rstrip("\n")
         record = logging.LogRecord(LOGGER_NAME, level, "mindspore", 0, text, None, None)
         for handler in self._handlers:
             if level >= handler.level:
                 handler.handle(record)
+
+
+def _level(raw: bytes) -> Optional[int]:
+    """The logging level of a MindSpore log line, None for any other line."""
+    match = NATIVE_LINE.match(raw)
+    return LEVELS[match.group(1)] if match else None
 
 
 def run_file_handlers() -> List[logging.Handler]:
