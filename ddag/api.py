@@ -11,7 +11,7 @@ from typing import List, Union
 
 import numpy as np
 
-from ddag.checkpoints.network import load_network
+from ddag.checkpoints.checkpointer import Checkpointer
 from ddag.data.datasets.base import ArrayImageSet, FileImageSet, ImageSet
 from ddag.data.datasets.folder import folder_images
 from ddag.data.loader import LoaderSettings
@@ -165,7 +165,7 @@ def load_model(
     """
     settings = RuntimeSettings(device_target=device, mode=mode, host_blocking=device == "CPU")
     setup_runtime(settings, seed=0)
-    loaded = load_network(checkpoint)
+    loaded = Checkpointer().load_network(checkpoint)
     stored = loaded.input
     return ReIDModel(
         loaded.network,

@@ -75,27 +75,68 @@ def test_no_task_imports_another_task():
     assert not found, found
 
 
-def test_checkpoint_files_are_read_by_a_leaf_module():
-    # ddag.io may be used by models, engine and tasks; it imports nothing of theirs.
-    assert not _violations(("io",), ("ddag.",), ("ddag.errors", "ddag.utils", "ddag.io"))
-    assert not (PACKAGE / "engine" / "checkpoint.py").exists()
+def test_one_package_owns_every_weight_file_and_models_read_none():
+    # ddag/checkpoints: file formats, foreign readers, names, downloads, conversion, metadata and
+    # the Checkpointer. Models only declare shapes and where weights belong.
+    assert not (PACKAGE / "io").exists(), "file formats live in ddag/checkpoints"
+    for gone in ("models/spec_check.py", "models/conversion.py", "checkpoints/store.py"):
+        assert not (PACKAGE / gone).exists(), gone
+    assert not _violations(("models",), ("ddag.checkpoints", "ddag.io", "ddag.data"))
+    offenders = [
+        f"{path.relative_to(PACKAGE)}:{node.lineno}"
+        for path in (PACKAGE / "models").rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.arg) and node.arg in ("pretrained", "pretrained_sha256")
+    ]
+    assert not offenders, f"models read no files: initial weights are init.weights: {offenders}"
+
+
+def test_file_readers_are_leaves_of_the_checkpoint_package():
+    leaves = ("format.py", "torch_files.py", "download.py", "weight_files.py", "names.py")
+    allowed = ("ddag.errors", "ddag.utils", "ddag.checkpoints", "ddag.data.loader")
+    for name in leaves:
+        path = PACKAGE / "checkpoints" / name
+        found = [n for n in _package_imports(path) if not n.startswith(allowed)]
+        assert not found, (name, found)
 
 
 def test_only_the_checkpoint_module_reads_or_writes_checkpoint_metadata():
-    # ddag/checkpoints owns CheckpointMeta; the file format in ddag/io is used by nothing else.
+    # CheckpointMeta is written and read by ddag.checkpoints.format alone; nothing else sees
+    # the raw file functions or the keys inside the file.
     file_level = (
-        "ddag.io.checkpoint.read_checkpoint_file",
-        "ddag.io.checkpoint.write_checkpoint_file",
+        "ddag.checkpoints.format.read_checkpoint_file",
+        "ddag.checkpoints.format.write_checkpoint_file",
     )
     found = [
         f"{path.relative_to(PACKAGE)} imports {name}"
         for path in PACKAGE.rglob("*.py")
-        if path.relative_to(PACKAGE).parts[0] not in ("checkpoints", "io")
+        if path.relative_to(PACKAGE).parts[0] != "checkpoints"
         for name in _package_imports(path)
         if name in file_level or name.endswith((".META_KEY", ".DIGEST_KEY"))
     ]
     assert not found, found
     assert not (PACKAGE / "models" / "loading.py").exists()
+
+
+def test_older_checkpoint_formats_are_known_in_one_place():
+    # meta.upgrade brings every older file to today's keys; nobody else names a format version
+    # or migrates a stored config.
+    offenders = [
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if path.relative_to(PACKAGE) != Path("checkpoints/meta.py")
+        and ("format_version" in path.read_text() or "def upgrade" in path.read_text())
+    ]
+    assert not offenders, offenders
+
+
+def test_resume_reads_its_checkpoint_through_the_checkpointer():
+    # The train task asks the Checkpointer for the resume point, the network and the optimiser
+    # state; it loads no tensors itself.
+    names = list(_package_imports(PACKAGE / "tasks" / "train.py"))
+    assert not [n for n in names if n.startswith("ddag.checkpoints.format")], names
+    assert not [n for n in names if n.startswith("ddag.checkpoints.network")], names
+    assert not _violations(("config",), ("ddag.data.augmentations",))
 
 
 def test_engine_loads_no_network_and_finds_no_protocol_by_hasattr():

@@ -6,11 +6,12 @@ import mindspore as ms
 import numpy as np
 import pytest
 
+from ddag.checkpoints.checkpointer import Checkpointer, InitSettings
+from ddag.checkpoints.format import load_into
+from ddag.checkpoints.format import read_checkpoint_file as read_checkpoint
+from ddag.checkpoints.format import write_checkpoint_file as save_checkpoint
 from ddag.checkpoints.names import ms_zoo_to_ddag
 from ddag.errors import CheckpointError
-from ddag.io.checkpoint import load_into
-from ddag.io.checkpoint import read_checkpoint_file as read_checkpoint
-from ddag.io.checkpoint import write_checkpoint_file as save_checkpoint
 from ddag.models.attention.iwpa import WeightedPartAttention
 from ddag.models.backbones.resnet import ResNet
 from ddag.models.ddag import DDAG
@@ -126,8 +127,9 @@ def _imagenet_checkpoint(path, widths=(4, 4, 8, 8), prefix=""):
 @pytest.mark.parametrize("prefix", ["", "network.backbone."])
 def test_pretrained_backbone_goes_into_both_stems_and_the_trunk(tmp_path, prefix):
     weights = _imagenet_checkpoint(tmp_path / "imagenet.ckpt", prefix=prefix)
-    backbone = ResNet((1, 1, 1, 1), (4, 4, 8, 8), 8, pretrained=str(tmp_path / "imagenet.ckpt"))
-    net = DDAG(backbone, 4)
+    net = DDAG(ResNet((1, 1, 1, 1), (4, 4, 8, 8), 8), 4)
+    report = Checkpointer().initialise(net, InitSettings(str(tmp_path / "imagenet.ckpt")))
+    assert report.ok and not any(name.startswith("classifier") for name in report.loaded)
     values = _values(net)
     for stem in ("visible_stem", "thermal_stem"):
         np.testing.assert_array_equal(values[f"{stem}.conv1.weight"], weights["conv1.weight"])
@@ -139,13 +141,13 @@ def test_pretrained_backbone_goes_into_both_stems_and_the_trunk(tmp_path, prefix
 
 def test_pretrained_backbone_of_another_shape_is_refused_unless_not_strict(tmp_path):
     _imagenet_checkpoint(tmp_path / "wide.ckpt", widths=(8, 8, 8, 8))
+    net = DDAG(ResNet((1, 1, 1, 1), (4, 4, 8, 8), 8), 4)
+    before = _values(net)
     with pytest.raises(CheckpointError, match="shape mismatch"):
-        DDAG(ResNet((1, 1, 1, 1), (4, 4, 8, 8), 8, pretrained=str(tmp_path / "wide.ckpt")), 4)
-    net = DDAG(
-        ResNet((1, 1, 1, 1), (4, 4, 8, 8), 8, pretrained=str(tmp_path / "wide.ckpt"), strict=False),
-        4,
-    )
-    assert "visible_stem.conv1.weight" in _values(net)
+        Checkpointer().initialise(net, InitSettings(str(tmp_path / "wide.ckpt")))
+    assert all(np.array_equal(before[k], v) for k, v in _values(net).items())  # untouched
+    report = Checkpointer().initialise(net, InitSettings(str(tmp_path / "wide.ckpt"), strict=False))
+    assert report.mismatched and "visible_stem.conv1.weight" in report.loaded
 
 
 def test_a_flipped_byte_in_the_tensor_data_is_refused(tmp_path):

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ddag.checkpoints.torch_files import load_torch_file
 from ddag.config.run_config import run_config
 from ddag.errors import CheckpointError, ConfigError, DatasetError
-from ddag.io.torch_files import load_torch_file
 from ddag.tasks.steps.runtime import output_dir
 from tests import torch_writer
 from tests.bounded import run_bounded
@@ -37,7 +37,7 @@ def _refused(output: str, seconds: float, error: str = "CheckpointError", limit:
 def _bounded_torch_load(path, budget_mb=300):
     return run_bounded(
         f"""
-        from ddag.io.torch_files import load_torch_file
+        from ddag.checkpoints.torch_files import load_torch_file
         from ddag.errors import CheckpointError
         limit_memory({budget_mb})
         try:
@@ -120,7 +120,7 @@ def _safetensors(path, header: dict, data: bytes):
 
 
 def test_safetensors_headers_are_checked_against_the_file(tmp_path):
-    from ddag.checkpoints.weights import read_weights
+    from ddag.checkpoints.weight_files import read_weights
 
     past = _safetensors(
         tmp_path / "past.safetensors",
@@ -159,7 +159,7 @@ def test_safetensors_headers_are_checked_against_the_file(tmp_path):
 
 
 def test_a_stray_block_index_does_not_build_a_hundred_thousand_blocks():
-    from ddag.models.conversion import resnet_layout
+    from ddag.checkpoints.conversion import resnet_layout
 
     arrays = {"conv1.weight": np.zeros((4, 3, 7, 7), np.float32)}
     for stage in range(1, 5):
@@ -183,7 +183,7 @@ def test_a_stray_block_index_does_not_build_a_hundred_thousand_blocks():
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     """A tiny DDAG checkpoint (two stems, IWPA, CGSA) and the spec it stores."""
-    from ddag.io.checkpoint import write_checkpoint_file as save_checkpoint
+    from ddag.checkpoints.format import write_checkpoint_file as save_checkpoint
     from ddag.models.architecture import build_network
 
     cfg = compose_config(TINY)
@@ -208,8 +208,8 @@ CRAFTED_SPECS = {
 def test_a_stored_spec_that_does_not_match_its_tensors_is_refused_before_building(
     case, tiny_checkpoint, tmp_path
 ):
-    from ddag.io.checkpoint import META_KEY
-    from ddag.io.checkpoint import read_checkpoint_file as read_checkpoint
+    from ddag.checkpoints.format import META_KEY
+    from ddag.checkpoints.format import read_checkpoint_file as read_checkpoint
 
     source, spec = tiny_checkpoint
     node, key, value = CRAFTED_SPECS[case]
@@ -220,20 +220,20 @@ def test_a_stored_spec_that_does_not_match_its_tensors_is_refused_before_buildin
     import mindspore as ms
 
     entries = [{"name": n, "data": p} for n, p in params.items()]
-    from ddag.io.checkpoint import DIGEST_KEY, parameter_digest
+    from ddag.checkpoints.format import DIGEST_KEY, parameter_digest
 
     digest = parameter_digest((n, p.asnumpy()) for n, p in params.items())
     meta = json.dumps({"model": crafted})
     ms.save_checkpoint(entries, str(path), append_dict={META_KEY: meta, DIGEST_KEY: digest})
     output, seconds = run_bounded(
         f"""
-        from ddag.checkpoints.network import load_network
+        from ddag.checkpoints.checkpointer import Checkpointer
         from ddag.errors import CheckpointError
         import time
         limit_memory(1500)
         start = time.monotonic()
         try:
-            load_network({str(path)!r})
+            Checkpointer().load_network({str(path)!r})
             print("LOADED")
         except CheckpointError as err:
             print("REFUSED CheckpointError", err, "in", time.monotonic() - start)
@@ -382,7 +382,7 @@ def bad_server():
     ],
 )
 def test_a_misbehaving_download_is_stopped_and_nothing_is_kept(name, message, bad_server, tmp_path):
-    from ddag.io.download import DownloadLimits, _download
+    from ddag.checkpoints.download import DownloadLimits, _download
 
     limits = DownloadLimits(max_bytes=1 << 20, grace_s=1.0, min_bytes_per_s=1000)
     target = tmp_path / name
@@ -394,7 +394,7 @@ def test_a_misbehaving_download_is_stopped_and_nothing_is_kept(name, message, ba
 
 
 def test_a_cached_download_that_fails_to_load_is_removed(tmp_path, monkeypatch):
-    from ddag.io.download import read_downloaded
+    from ddag.checkpoints.download import read_downloaded
 
     monkeypatch.setenv("DDAG_CACHE", str(tmp_path / "cache"))
     served = tmp_path / "served"
@@ -412,8 +412,8 @@ def test_a_cached_download_that_fails_to_load_is_removed(tmp_path, monkeypatch):
 def test_deeply_nested_checkpoint_metadata_is_a_checkpoint_error(tiny_checkpoint, tmp_path):
     import mindspore as ms
 
-    from ddag.io.checkpoint import META_KEY
-    from ddag.io.checkpoint import read_checkpoint_file as read_checkpoint
+    from ddag.checkpoints.format import META_KEY
+    from ddag.checkpoints.format import read_checkpoint_file as read_checkpoint
 
     params, _ = read_checkpoint(tiny_checkpoint[0])
     path = tmp_path / "deep.ckpt"
@@ -456,7 +456,7 @@ def test_weights_must_be_finite_and_floating(kind, message):
     import mindspore as ms
     from mindspore import nn
 
-    from ddag.io.checkpoint import load_into
+    from ddag.checkpoints.format import load_into
 
     cell = nn.Dense(3, 2)
     value = {
@@ -544,7 +544,7 @@ def test_mindspore_temporaries_are_removed_on_save_and_on_a_failed_write(tmp_pat
     import mindspore as ms
     from mindspore import nn
 
-    from ddag.io import checkpoint
+    from ddag.checkpoints import format as checkpoint
 
     stale = tmp_path / "last.ckpt.abc123.tmp.tmp"
     stale.write_bytes(b"half a checkpoint")

@@ -4,7 +4,7 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from ddag.checkpoints.network import load_network
+from ddag.checkpoints.checkpointer import Checkpointer
 from ddag.config.run_config import run_config
 from ddag.tasks import eval as eval_task
 from tests.conftest import compose_config, load_json, reference_data
@@ -51,7 +51,7 @@ def test_model_zoo_checkpoint_is_evaluated_with_its_shared_layout(tmp_path):
         output_dir=tmp_path / "eval",
     )
     ms.set_context(mode=ms.PYNATIVE_MODE)
-    loaded = load_network(path)
+    loaded = Checkpointer().load_network(path)
     network, report = loaded.network, loaded.report
     assert report.ok and len(report.loaded) == len({p.name for p in network.get_parameters()})
     assert not network.two_stream and not network.has_graph_attention

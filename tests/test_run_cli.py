@@ -144,7 +144,7 @@ def _wait_for(process, text: str, lines: list, timeout: float = 300) -> None:
 @pytest.mark.slow
 def test_ctrl_c_ends_training_cleanly_and_a_live_folder_is_not_shared(tmp_path):
     """SIGINT to `python run.py` (SIGTERM is tested in-process in test_train.py)."""
-    from ddag.checkpoints.store import read_checkpoint
+    from ddag.checkpoints.format import read_checkpoint
 
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     run_dir = tmp_path / "run"

@@ -6,9 +6,9 @@ import copy
 import mindspore as ms
 import pytest
 
+from ddag.checkpoints.checkpointer import Checkpointer
+from ddag.checkpoints.format import save_checkpoint
 from ddag.checkpoints.meta import CheckpointMeta
-from ddag.checkpoints.network import load_network
-from ddag.checkpoints.store import save_checkpoint
 from ddag.config.run_config import config_dict, run_config
 from ddag.errors import CheckpointError
 from ddag.models.architecture import build_network
@@ -25,8 +25,6 @@ TINY_MODEL = {
         "widths": [4, 4, 8, 8],
         "stem_channels": 8,
         "last_stride": 1,
-        "pretrained": None,
-        "strict": True,
     },
     "part_attention": {
         "_target_": "ddag.models.attention.iwpa.WeightedPartAttention",
@@ -76,14 +74,14 @@ def test_a_checkpoint_cannot_choose_what_gets_built(tmp_path, path, value):
     checkpoint = tmp_path / "crafted.ckpt"
     save_checkpoint(checkpoint, build_network(TINY_MODEL, 4), meta=CheckpointMeta(model=crafted))
     with pytest.raises(CheckpointError, match="refused"):
-        load_network(checkpoint)
+        Checkpointer().load_network(checkpoint)
     assert victim.read_text() == "precious"
 
 
 def test_a_checkpoint_with_our_components_and_plain_values_loads(tmp_path):
     checkpoint = tmp_path / "good.ckpt"
     save_checkpoint(checkpoint, build_network(TINY_MODEL, 4), meta=CheckpointMeta(model=TINY_MODEL))
-    loaded = load_network(checkpoint)
+    loaded = Checkpointer().load_network(checkpoint)
     network, report = loaded.network, loaded.report
     assert report.ok and network.has_part_attention and not network.has_graph_attention
 

@@ -12,7 +12,7 @@ import signal
 import numpy as np
 import pytest
 
-from ddag.checkpoints.store import read_checkpoint
+from ddag.checkpoints.format import read_checkpoint
 from ddag.config.run_config import run_config
 from ddag.engine.callbacks import CheckpointSaver, ProgressLogger
 from ddag.errors import Interrupted, TrainingError

@@ -11,16 +11,17 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+from ddag.checkpoints.checkpointer import Checkpointer, InitSettings
+from ddag.checkpoints.conversion import reference_ddag_network, resnet_layout
+from ddag.checkpoints.download import resolve_weights
 from ddag.checkpoints.meta import InputSpec
-from ddag.checkpoints.network import load_network
-from ddag.checkpoints.weights import read_weights
+from ddag.checkpoints.torch_files import load_torch_file
+from ddag.checkpoints.weight_files import read_weights
 from ddag.config.run_config import run_config
 from ddag.errors import CheckpointError, ConfigError
-from ddag.io.download import resolve_weights
-from ddag.io.torch_files import load_torch_file
 from ddag.models.backbones.resnet import ResNet
 from ddag.models.backbones.resnet_ibn import ResNetIBN
-from ddag.models.conversion import reference_ddag_network, resnet_layout
+from ddag.models.ddag import DDAG
 from ddag.tasks import convert
 from tests import torch_writer
 from tests.conftest import compose_config, load_json, reference_data
@@ -31,6 +32,13 @@ TORCHVISION_PREFIX = "base_resnet.base."  # the reference wraps a torchvision-na
 
 def _manifest():
     return load_json(reference_data("pt_state_dict_manifest_regdb.json"))["entries"]
+
+
+def _initialised(recipe, weights, **init):
+    """A DDAG network of `recipe` whose backbone `Checkpointer.initialise` loaded from `weights`."""
+    network = DDAG(recipe, 4)
+    Checkpointer().initialise(network, InitSettings(str(weights), **init))
+    return network
 
 
 def _random_state(entries, seed=0):
@@ -61,12 +69,16 @@ def _torchvision_resnet50(seed=0):
     return _random_state(entries, seed)
 
 
+NETWORK_PARTS = ("visible_stem.", "thermal_stem.", "shared_stem.", "trunk.")
+
+
 def _assert_backbone_loaded(cell, state, prefix=""):
     """Every parameter of `cell` equals its torchvision entry (BN names translated back)."""
     back = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean"}
     back["moving_variance"] = "running_var"
     for param in cell.get_parameters():
-        module, _, leaf = param.name.rpartition(".")
+        own = param.name.split(".", 1)[1] if param.name.startswith(NETWORK_PARTS) else param.name
+        module, _, leaf = own.rpartition(".")
         name = f"{module.replace('down_sample_layer', 'downsample')}.{back.get(leaf, leaf)}"
         np.testing.assert_array_equal(param.asnumpy(), state[prefix + name], err_msg=name)
 
@@ -79,10 +91,9 @@ def test_torchvision_resnet50_loads_strictly_into_both_stems_and_the_trunk(tmp_p
         save_file(state, str(path))
     else:
         torch_writer.save(torch_writer.tensors(state), path)
-    recipe = ResNet(pretrained=str(path), strict=True)
-    stem, trunk = recipe.make_stem(), recipe.make_trunk()
-    _assert_backbone_loaded(stem, state)
-    _assert_backbone_loaded(trunk, state)
+    network = _initialised(ResNet(), path, strict=True)
+    for part in (network.visible_stem, network.thermal_stem, network.trunk):
+        _assert_backbone_loaded(part, state)
     assert resnet_layout(read_weights(path))["layers"] == [3, 4, 6, 3]
 
 
@@ -92,7 +103,7 @@ def test_a_resnet_of_another_depth_is_refused_by_a_strict_load(tmp_path):
     path = tmp_path / "resnet_wrong.safetensors"
     save_file(dropped, str(path))
     with pytest.raises(CheckpointError, match="missing from checkpoint.*layer3.5"):
-        ResNet(pretrained=str(path)).make_trunk()
+        _initialised(ResNet(), path)
 
 
 def test_torch_reader_follows_offsets_strides_and_shared_storages(tmp_path):
@@ -146,7 +157,7 @@ def test_a_pth_with_a_malicious_pickle_is_refused_without_running_it(tmp_path, p
     with pytest.raises(CheckpointError, match="refused and nothing in it was run"):
         read_weights(path)
     with pytest.raises(CheckpointError, match="refused"):
-        ResNet(pretrained=str(path)).make_stem()
+        _initialised(ResNet(), path)
     assert not victim.exists() and not Path("VICTIM").exists()
 
 
@@ -244,14 +255,14 @@ def test_a_url_is_downloaded_once_checked_and_used_from_the_cache(tmp_path, weig
 def test_a_backbone_loads_from_a_url(tmp_path, weight_server, monkeypatch):
     url, digest, _ = weight_server
     monkeypatch.setenv("DDAG_CACHE", str(tmp_path / "cache"))
-    stem = ResNet(pretrained=url, pretrained_sha256=digest).make_stem()
+    stem = _initialised(ResNet(), url, sha256=digest).visible_stem
     state = read_weights(next((tmp_path / "cache").rglob("resnet50-test.safetensors")))
     np.testing.assert_array_equal(stem.conv1.weight.asnumpy(), state["conv1.weight"])
     assert isinstance(stem.conv1.weight, ms.Parameter)
 
 
 def test_convert_task_makes_a_backbone_checkpoint_of_an_imagenet_resnet(tmp_path):
-    # An ImageNet ResNet-50 (.pth) becomes a backbone checkpoint for model.backbone.pretrained.
+    # An ImageNet ResNet-50 (.pth) becomes a backbone checkpoint for init.weights.
     state = _torchvision_resnet50(seed=4)
     source = tmp_path / "resnet50-tv.pth"
     torch_writer.save(torch_writer.tensors(state), source)
@@ -261,7 +272,7 @@ def test_convert_task_makes_a_backbone_checkpoint_of_an_imagenet_resnet(tmp_path
     assert summary["kind"] == "backbone" and summary["unused"] == ["fc.bias", "fc.weight"]
     report = json.loads((out / "convert_report.json").read_text())
     assert report["backbone"]["layers"] == [3, 4, 6, 3] and report["loaded"] == summary["loaded"]
-    trunk = ResNet(pretrained=str(out / "converted.ckpt")).make_trunk()
+    trunk = _initialised(ResNet(), out / "converted.ckpt").trunk
     _assert_backbone_loaded(trunk, state)
 
 
@@ -280,7 +291,7 @@ def test_reference_ddag_checkpoint_converts_to_our_network_name_by_name(tmp_path
         ["task=convert", f"task.source={ref}", "task.output=ddag_regdb.ckpt"], output_dir=out
     )
     assert convert.run(run_config(cfg))["kind"] == "ddag"
-    loaded = load_network(out / "ddag_regdb.ckpt")
+    loaded = Checkpointer().load_network(out / "ddag_regdb.ckpt")
     network = loaded.network
     assert loaded.report.ok and loaded.input == InputSpec(288, 144)
     params = {p.name: p.asnumpy() for p in network.get_parameters()}

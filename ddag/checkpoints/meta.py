@@ -1,21 +1,27 @@
-"""What a ddag checkpoint says about itself: `CheckpointMeta`, written and read only here.
+"""What a ddag checkpoint says about itself: `CheckpointMeta`, and `upgrade` for older files.
 
-Metadata lives inside the checkpoint file as JSON (`ddag.io.checkpoint` stores the text). It is
-untrusted data: `CheckpointMeta.from_dict` keeps only plain values of the expected types, so a
-damaged or crafted file cannot make a caller build or read something it did not ask for.
+Metadata lives inside the checkpoint file as JSON (`ddag.checkpoints.format` stores the text).
+It is untrusted data: `CheckpointMeta.from_dict` keeps only plain values of the expected types,
+so a damaged or crafted file cannot make a caller build or read something it did not ask for.
 
-Format versions: 1 (before `format_version` was written: input size inside the run config) and
-2 (this module: input size and normalisation as their own field).
+Format versions, each older one brought to today's by `upgrade` (the only place that knows
+them):
+1. before `format_version` was written: the input size inside the run config's loader;
+2. input size and normalisation as their own field; the backbone spec may name its ImageNet
+   weights (`pretrained`, `pretrained_sha256`, `strict`), and run configs stored before the
+   `loader.augment` group have none;
+3. (today) models read no files: initial weights are the run config's `init` section.
 """
 
+import copy
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from ddag.data.loader import MAX_IMAGE_SIDE, MIN_IMAGE_SIDE
 from ddag.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ddag.errors import CheckpointError
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 KINDS = ("run", "ddag", "backbone")  # a training run's, a converted DDAG, converted backbone
 
 
@@ -68,7 +74,7 @@ class CheckpointMeta:
         state: the training loop's state (`ddag.engine.trainer.TrainState.to_meta`).
         backbone: the spec of converted backbone weights.
         source: where converted weights came from.
-        format_version: 1 for files written before this field existed.
+        format_version: the version the file was written in (`upgrade` brought it to today's).
     """
 
     kind: str = "run"
@@ -111,33 +117,24 @@ class CheckpointMeta:
     @classmethod
     def from_dict(cls, raw: dict) -> "CheckpointMeta":
         """The metadata of a checkpoint file (any format version); {} for foreign files."""
-        if not isinstance(raw, dict):
-            raise CheckpointError("the checkpoint's metadata is not a mapping")
+        raw = upgrade(raw)
         model = raw.get("model")
         if model is not None and not isinstance(model, dict):
             raise CheckpointError("its stored model is not a mapping; the file is damaged")
         config = raw.get("config") if isinstance(raw.get("config"), dict) else {}
-        version = raw.get("format_version", 1)
-        if not _is_int(version) or not 1 <= version <= FORMAT_VERSION:
-            raise CheckpointError(
-                f"the checkpoint's format version is {version!r}; this ddag reads versions 1 to "
-                f"{FORMAT_VERSION}. Update ddag to read files written by a newer one"
-            )
-        stored_input = raw.get("input") if version >= 2 else config.get("loader")
         kind = raw.get("kind")
         if kind not in KINDS:
             kind = "backbone" if isinstance(raw.get("backbone"), dict) else "run"
         return cls(
             kind=kind,
             model=model,
-            input=InputSpec.from_dict(stored_input),
+            input=InputSpec.from_dict(raw.get("input")),
             dataset=_text(raw.get("dataset")),
             config=config,
             config_hash=_text(raw.get("config_hash")),
             state=raw.get("state") if isinstance(raw.get("state"), dict) else None,
             backbone=raw.get("backbone") if isinstance(raw.get("backbone"), dict) else None,
             source=_text(raw.get("converted_from")),
-            format_version=version,
         )
 
 
@@ -157,3 +154,71 @@ def _triple(value, default: tuple) -> tuple:
     ):
         return tuple(float(v) for v in value)
     return tuple(default)
+
+
+# The backbone spec keys that named initial weights before format 3, and their `init` keys.
+_INIT_KEYS = {"pretrained": "weights", "pretrained_sha256": "sha256", "strict": "strict"}
+# What runs trained with before the `loader.augment` group existed (format 2 files may lack it).
+_PAD_CROP_FLIP = "ddag.data.augmentations.pad_crop_flip.PadCropFlip"
+
+
+def _to_2(raw: dict) -> dict:
+    """Version 1 kept the input size only in the run config's loader."""
+    config = raw.get("config")
+    if "input" not in raw and isinstance(config, dict):
+        raw["input"] = config.get("loader")
+    return raw
+
+
+def _to_3(raw: dict) -> dict:
+    """Models read no files: the backbone's weight keys leave the model spec and the stored run
+    config's `model.backbone` for the config's `init` section; a run config without
+    `loader.augment` gets the pad/crop/flip it trained with, at its own padding and flip."""
+    model = raw.get("model")
+    if isinstance(model, dict) and isinstance(model.get("backbone"), dict):
+        for key in _INIT_KEYS:
+            model["backbone"].pop(key, None)
+    config = raw.get("config")
+    if not isinstance(config, dict):
+        return raw
+    model_config = config.get("model")
+    backbone = model_config.get("backbone") if isinstance(model_config, dict) else None
+    if isinstance(backbone, dict):
+        moved = {new: backbone.pop(old) for old, new in _INIT_KEYS.items() if old in backbone}
+        if "init" not in config:
+            config["init"] = {"weights": None, "sha256": None, "strict": True, **moved}
+    loader = config.get("loader")
+    if isinstance(loader, dict) and "augment" not in loader:
+        loader["augment"] = {
+            "pad_crop_flip": {
+                "_target_": _PAD_CROP_FLIP,
+                "padding": loader.get("padding", 10),
+                "flip": loader.get("flip", True),
+            }
+        }
+    return raw
+
+
+# UPGRADES[v] turns a version-v dict into a version-(v + 1) one.
+UPGRADES: Dict[int, Callable[[dict], dict]] = {1: _to_2, 2: _to_3}
+
+
+def upgrade(raw: Any) -> dict:
+    """A copy of raw checkpoint metadata of any readable format version in today's format.
+
+    The one place that knows older formats: every reader of metadata goes through it, so the
+    model spec and the stored run config are always today's keys.
+    """
+    if not isinstance(raw, dict):
+        raise CheckpointError("the checkpoint's metadata is not a mapping")
+    version = raw.get("format_version", 1)
+    if not _is_int(version) or not 1 <= version <= FORMAT_VERSION:
+        raise CheckpointError(
+            f"the checkpoint's format version is {version!r}; this ddag reads versions 1 to "
+            f"{FORMAT_VERSION}. Update ddag to read files written by a newer one"
+        )
+    raw = copy.deepcopy(raw)
+    for step in range(version, FORMAT_VERSION):
+        raw = UPGRADES[step](raw)
+    raw["format_version"] = FORMAT_VERSION
+    return raw

@@ -6,7 +6,6 @@
 - the reference DDAG code's modules (`REFERENCE_DDAG_PREFIXES`, `reference_ddag_name`);
 - the MindSpore model-zoo DDAG port, for both stem layouts (`MS_ZOO_PREFIXES`; its names are
   listed in tests/data/ms_param_manifest_regdb.json);
-- ImageNet ResNet checkpoints under any wrapper prefix (`backbone_name`).
 """
 
 import re
@@ -34,16 +33,6 @@ MS_ZOO_PREFIXES = {
     )
     + _COMMON_PREFIXES,
 }
-
-
-_BACKBONE_NAME = re.compile(r"(?:^|\.)((?:conv1|bn1|layer[1-4])\..*)$")
-
-
-def backbone_name(name: str) -> Optional[str]:
-    """`conv1.weight`, `layer2.0.bn1.gamma`, ... of an ImageNet ResNet checkpoint name, whatever
-    wrapper prefix it was saved with (model zoo: none); None for heads such as end_point.*."""
-    match = _BACKBONE_NAME.search(name)
-    return match.group(1) if match else None
 
 
 def rename_by_prefix(name: str, table) -> Optional[str]:

@@ -1,9 +1,10 @@
-"""`load_network`: the network of any checkpoint ddag reads, for the API, every inference task
-and `task.resume`.
+"""`network_from`: the network of a checkpoint's tensors and metadata (`Checkpointer` reads
+them), for the API, every inference task and `task.resume`.
 
 A checkpoint written by ddag carries its model spec (built by `ddag.models.architecture`, which
 admits only `ddag.models` classes and plain values), checked against the file's own tensor names
-and shapes before anything is built; a MindSpore model-zoo DDAG checkpoint is recognised by its
+and shapes before anything is built: each component declares the tensors that witness what it
+allocates (`expected_shapes`). A MindSpore model-zoo DDAG checkpoint is recognised by its
 parameter names and built with the port's layout.
 """
 
@@ -12,13 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from ddag.checkpoints.format import LoadReport, load_into
 from ddag.checkpoints.meta import CheckpointMeta, InputSpec
 from ddag.checkpoints.names import is_ms_zoo_checkpoint, ms_zoo_to_ddag
-from ddag.checkpoints.store import read_checkpoint
 from ddag.errors import CheckpointError, ConfigError
-from ddag.io.checkpoint import LoadReport, load_into
-from ddag.models.architecture import build_network, check_spec
-from ddag.models.spec_check import spec_mismatches
+from ddag.models.architecture import build_network, check_spec, expected_shapes, shape_mismatches
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -74,23 +73,13 @@ def num_classes_of(params: dict, path) -> int:
     return int(weight.shape[0])
 
 
-def load_network(
-    path, fallback_model: Optional[dict] = None, keep_params: bool = False
-) -> LoadedNetwork:
-    """The network of a ddag or MindSpore model-zoo DDAG checkpoint, weights loaded (strict).
-
-    ddag checkpoints carry their model spec; `fallback_model` serves older ones without it.
-    With `keep_params` the file's tensors stay in `params` (resume restores the optimiser).
-    """
-    path = Path(path)
-    params, meta = read_checkpoint(path)
-    return network_from(path, params, meta, fallback_model, keep_params)
-
-
 def network_from(
     path, params: dict, meta: CheckpointMeta, fallback_model=None, keep_params: bool = False
 ) -> LoadedNetwork:
-    """`load_network` for a checkpoint already read (`ddag.checkpoints.store.read_checkpoint`)."""
+    """The network of a checkpoint already read (`ddag.checkpoints.format.read_checkpoint`),
+    weights loaded strictly. ddag checkpoints carry their model spec; `fallback_model` serves
+    older ones without it. With `keep_params` the file's tensors stay in `params` (resume
+    restores the optimiser from them)."""
     path = Path(path)
     if is_ms_zoo_checkpoint(params):
         log.info(
@@ -118,17 +107,17 @@ def network_from(
 
 def _checked_network(path: Path, model: dict, params: dict):
     """The network of `model`, after checking the spec against the file's tensors."""
-    if isinstance(model.get("backbone"), dict):
-        model["backbone"].pop("pretrained", None)  # the weights come from the checkpoint
     try:
         check_spec(model)
-        problems = spec_mismatches(model, {name: tuple(p.shape) for name, p in params.items()})
+        num_classes = num_classes_of(params, path)
+        stored = {name: tuple(p.shape) for name, p in params.items()}
+        problems = shape_mismatches(expected_shapes(model, num_classes), stored)
         if problems:
             raise CheckpointError(
                 f"{path}: the architecture stored in the checkpoint does not match its tensors "
                 f"({'; '.join(problems[:4])}); the file is damaged or crafted, nothing was built"
             )
-        return build_network(model, num_classes_of(params, path))
+        return build_network(model, num_classes)
     except ConfigError as err:
         raise CheckpointError(
             f"{path}: the architecture stored in the checkpoint is refused: {err}. A checkpoint "

@@ -9,7 +9,6 @@ config; one the command line names and sets to another value is refused, unless
 import copy
 from typing import Any, List, Sequence, Tuple
 
-from ddag.data.augmentations.pad_crop_flip import PadCropFlip
 from ddag.errors import ConfigError
 
 ABSENT = "<absent>"
@@ -61,35 +60,18 @@ def _set(config: dict, key: str, value: Any) -> None:
         node[leaf] = value
 
 
-def upgraded(stored: dict) -> dict:
-    """A stored run config in today's keys. Runs stored before `loader.augment` existed trained
-    with the reference's pad/crop/flip at their own `loader.padding` and `loader.flip`."""
-    stored = copy.deepcopy(stored)
-    loader = stored.get("loader")
-    if isinstance(loader, dict) and "augment" not in loader:
-        target = f"{PadCropFlip.__module__}.{PadCropFlip.__qualname__}"
-        loader["augment"] = {
-            "pad_crop_flip": {
-                "_target_": target,
-                "padding": loader.get("padding", 10),
-                "flip": loader.get("flip", True),
-            }
-        }
-    return stored
-
-
 def resumed_config(
     stored: dict, composed: dict, command_line: Sequence[str], accept_changes: bool
 ) -> Tuple[dict, List[str]]:
     """(config to resume with, `key: stored -> new` lines of accepted command-line changes).
 
     Args:
-        stored: the run config the checkpoint holds.
+        stored: the run config the checkpoint holds, in today's keys (`CheckpointMeta` reads
+            every file through `ddag.checkpoints.meta.upgrade`).
         composed: the config Hydra composed for this command.
         command_line: keys and groups the command line set (`optimizer.lr`, `model/backbone`).
         accept_changes: `task.resume_changes`; otherwise a changed key is a ConfigError.
     """
-    stored = upgraded(stored)
     result = copy.deepcopy(composed)
     changes, refused = [], []
     for key, old, new in leaf_differences(stored, composed):

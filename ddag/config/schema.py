@@ -10,6 +10,8 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from ddag.checkpoints.checkpointer import InitSettings
+from ddag.checkpoints.conversion import CONVERT_KINDS
 from ddag.data.datasets.base import MODALITIES, SPLITS
 from ddag.data.loader import LoaderSettings
 from ddag.data.synthetic_disk import LAYOUTS
@@ -17,7 +19,6 @@ from ddag.data.sysu_splits import SPLITS_URL
 from ddag.engine.runtime import RuntimeSettings
 from ddag.evaluation.metrics import DISTANCES
 from ddag.evaluation.results import METRICS
-from ddag.models.conversion import CONVERT_KINDS
 from ddag.models.ddag import EXPORT_FORMATS
 from ddag.utils.fields import bounded, choice
 
@@ -324,6 +325,8 @@ class Config:
     loader: LoaderSettings = field(default_factory=LoaderSettings)
     eval: EvalConfig = field(default_factory=EvalConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    # Initial weights of a new network (the `init` group), loaded by the task after building it.
+    init: InitSettings = field(default_factory=InitSettings)
     dataset: Any = None
     model: Any = None
     loss: Any = None

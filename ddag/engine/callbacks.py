@@ -8,8 +8,8 @@ from typing import Callable, Deque, Dict, List, Optional
 
 import numpy as np
 
+from ddag.checkpoints.format import save_checkpoint
 from ddag.checkpoints.meta import CheckpointMeta
-from ddag.checkpoints.store import save_checkpoint
 from ddag.engine.trainer import Callback, StepTimer
 from ddag.utils.logging import get_logger
 

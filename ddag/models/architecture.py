@@ -12,7 +12,7 @@ import copy
 import functools
 import importlib
 import inspect
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from ddag.errors import ConfigError
 from ddag.utils.arguments import check_arguments, closest
@@ -114,6 +114,41 @@ def build_network(model: Dict, num_classes: int):
     spec comes from the user's config or from a checkpoint file.
     """
     return build_spec(network_spec(model), num_classes=num_classes)
+
+
+def expected_shapes(model: Dict, num_classes: int) -> Dict[str, tuple]:
+    """The tensor shapes the network of `model` would allocate, as its components declare them
+    (`expected_shapes` on the network class, `stem_shapes`/`trunk_shapes` on backbone recipes,
+    `expected_shapes` on attention classes): checked against a file's tensors before building.
+
+    Only the spec's cheap parts are built for this (recipes and `_partial_` factories).
+    """
+    spec = network_spec(model)
+    component = check_spec(spec)
+    declared = getattr(component, "expected_shapes", None)
+    if declared is None:
+        raise ConfigError(
+            f"model._target_={spec['_target_']!r} declares no expected_shapes, so a checkpoint of "
+            "it cannot be checked before it is built; add the classmethod next to the class"
+        )
+    arguments = {
+        key: build_spec(value, f"model.{key}") if isinstance(value, dict) else value
+        for key, value in spec.items()
+        if key not in _SPEC_KEYS
+    }
+    try:
+        return declared(num_classes=num_classes, **arguments)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"model ({spec['_target_']}): {err}") from err
+
+
+def shape_mismatches(expected: Dict[str, tuple], stored: Dict[str, tuple]) -> List[str]:
+    """`name: expected vs stored` for every expected tensor the file lacks or shapes otherwise."""
+    return [
+        f"{name} {tuple(shape)} vs {stored[name] if name in stored else 'absent'}"
+        for name, shape in expected.items()
+        if stored.get(name) != tuple(shape)
+    ]
 
 
 def network_spec(model: Dict) -> Dict:

@@ -4,7 +4,7 @@ DDAG paper section 3 (figure 2); reference: mangye16/DDAG `model_main.py` (class
 for the `shared` stem layout, mindspore-ai/models research/cv/DDAG `src/models/ddag.py`.
 """
 
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 from mindspore import nn, ops
 from mindspore.common import dtype as mstype
@@ -37,6 +37,10 @@ class DDAG(nn.Cell):
             AGW: `(mean(x^p) + 1e-12)^(1/p)` with a fixed `gem_p`).
         gem_p: the exponent of GeM pooling (AGW: 3).
 
+    The backbone recipe's contract: `make_stem()`, `make_trunk()`, `out_channels`, and for loading
+    from files `stem_shapes()` / `trunk_shapes()` (tensors that witness what it allocates) and
+    `weight_part(name)` with `optional_trunk_prefixes` (where ImageNet weights belong).
+
     In training, `construct(visible, thermal, adjacency, noise)` returns a tuple whose entries are
     named by `output_names`: pooled feature, BN feature, logits, [part logits], [graph log-probs].
     `noise` is the uniform dropout noise of the graph branch (length `noise_size(2B)`).
@@ -62,6 +66,7 @@ class DDAG(nn.Cell):
             raise ValueError(f"gem_p must be >= 1, got {gem_p}")
         if not 1 <= num_classes <= MAX_CLASSES:
             raise ValueError(f"num_classes must be in 1..{MAX_CLASSES}, got {num_classes}")
+        self.backbone_recipe = backbone
         self.gem = pooling == "gem"
         self.gem_p = float(gem_p)
         self.two_stream = stems == "two_stream"
@@ -90,6 +95,63 @@ class DDAG(nn.Cell):
         if self.has_graph_attention:
             names.append("graph_log_probs")
         self.output_names = tuple(names)
+
+    @staticmethod
+    def stem_prefixes(stems: str) -> Tuple[str, ...]:
+        """Parameter-name prefixes of the network's stems for a stem layout."""
+        return ("visible_stem.", "thermal_stem.") if stems == "two_stream" else ("shared_stem.",)
+
+    @classmethod
+    def expected_shapes(
+        cls,
+        backbone,
+        num_classes: int,
+        part_attention: Optional[Callable] = None,
+        graph_attention: Optional[Callable] = None,
+        stems: str = "two_stream",
+        low_dim: int = 512,
+        **_,
+    ) -> Dict[str, tuple]:
+        """Shapes of the tensors that witness every argument deciding what this network
+        allocates, from its (cheap) backbone recipe and attention factories: a spec read from a
+        file is checked against the file's tensors with these before anything is built."""
+        shapes = {}
+        for prefix in cls.stem_prefixes(stems):
+            shapes.update(_prefixed(backbone.stem_shapes(), prefix))
+        shapes.update(_prefixed(backbone.trunk_shapes(), "trunk."))
+        channels = backbone.out_channels
+        shapes["classifier.weight"] = (num_classes, channels)
+        if part_attention is not None:
+            part = part_attention.func.expected_shapes(
+                in_channels=channels, **part_attention.keywords
+            )
+            shapes.update(_prefixed(part, "part_attention."))
+        if graph_attention is not None:
+            graph = graph_attention.func.expected_shapes(
+                in_features=channels,
+                num_classes=num_classes,
+                low_dim=low_dim,
+                **graph_attention.keywords,
+            )
+            shapes.update(_prefixed(graph, "graph_attention."))
+        return shapes
+
+    def backbone_weights(self, arrays: Dict[str, object]) -> Tuple[Dict[str, object], tuple, tuple]:
+        """(ImageNet backbone `arrays` under this network's parameter names, prefixes of the
+        parameters they are to cover, prefixes among those they need not cover): every stem gets
+        the stem's entries, the trunk the trunk's. Non-local blocks are no part of an ImageNet
+        file and keep their initial values."""
+        recipe = self.backbone_recipe
+        stems = self.stem_prefixes("two_stream" if self.two_stream else "shared")
+        targets = {"stem": stems, "trunk": ("trunk.",)}
+        mapped = {}
+        for name, value in arrays.items():
+            part = recipe.weight_part(name)
+            if part is not None:
+                for prefix in targets[part[0]]:
+                    mapped[prefix + part[1]] = value
+        optional = tuple(f"trunk.{p}" for p in recipe.optional_trunk_prefixes)
+        return mapped, stems + ("trunk.",), optional
 
     def use_mixed_precision(self, keep_batchnorm_fp32: bool = True) -> None:
         """Run the stems and the trunk in float16 (BatchNorm in float32 unless O3-style).
@@ -212,6 +274,10 @@ class ModalityEmbeddingNet(nn.Cell):
         else:
             x = net.shared_stem(images)
         return net.test_features(x)
+
+
+def _prefixed(shapes: Dict[str, tuple], prefix: str) -> Dict[str, tuple]:
+    return {prefix + name: tuple(shape) for name, shape in shapes.items()}
 
 
 def _l2_normalise(x):

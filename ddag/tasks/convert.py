@@ -1,6 +1,6 @@
 """task=convert: a PyTorch (or any supported) weight file as a MindSpore checkpoint + load report.
 
-ImageNet ResNets become backbone checkpoints (model-zoo names) for `model.backbone.pretrained`;
+ImageNet ResNets become backbone checkpoints (model-zoo names) for `init.weights`;
 reference DDAG checkpoints (`{'net': state_dict}` of mangye16/DDAG) become full ddag checkpoints
 for `task=eval`, `extract`, `search`, `export` and the Python API.
 """
@@ -9,14 +9,12 @@ import json
 
 import mindspore as ms
 
+from ddag.checkpoints.checkpointer import Checkpointer
+from ddag.checkpoints.conversion import backbone_weights, reference_ddag_network
 from ddag.checkpoints.meta import CheckpointMeta, InputSpec
 from ddag.checkpoints.names import is_reference_ddag
-from ddag.checkpoints.store import save_checkpoint
-from ddag.checkpoints.weights import read_weights
 from ddag.config.context import RunContext
 from ddag.config.schema import Config
-from ddag.io.download import read_downloaded
-from ddag.models.conversion import backbone_weights, reference_ddag_network
 from ddag.tasks.steps.runtime import output_dir
 from ddag.utils.logging import get_logger
 from ddag.utils.paths import file_in
@@ -28,7 +26,7 @@ REFERENCE_INPUT = InputSpec(288, 144)
 
 
 class _Arrays:
-    """Named arrays as a network-like object for `save_checkpoint`."""
+    """Named arrays as a network-like object for `Checkpointer.save`."""
 
     def __init__(self, arrays):
         self._params = [ms.Parameter(ms.Tensor(v), name=k) for k, v in sorted(arrays.items())]
@@ -42,19 +40,20 @@ def run(config: Config, context: RunContext = RunContext()) -> dict:
     kind = task.kind
     out_dir = output_dir(config)
     target = file_in(out_dir, task.output, "task.output")
-    arrays, source = read_downloaded(task.source, read_weights, task.sha256)
+    checkpointer = Checkpointer()
+    arrays, source = checkpointer.read_weights(task.source, task.sha256)
     if kind == "auto":
         kind = "ddag" if is_reference_ddag(arrays) else "backbone"
     source_text = task.source
     if kind == "ddag":
         network, spec, report, unused = reference_ddag_network(arrays)
         meta = CheckpointMeta(kind=kind, model=spec, input=REFERENCE_INPUT, source=source_text)
-        save_checkpoint(target, network, meta=meta)
+        checkpointer.save(target, network, meta=meta)
         summary = {"model": spec, "unused": unused}
     else:
         kept, spec, report, unused = backbone_weights(arrays, str(source))
         meta = CheckpointMeta(kind=kind, backbone=spec, source=source_text)
-        save_checkpoint(target, _Arrays(kept), meta=meta)
+        checkpointer.save(target, _Arrays(kept), meta=meta)
         summary = {"backbone": spec, "unused": unused}
     summary.update(source=str(source), output=str(target), kind=kind, loaded=len(report.loaded))
     (out_dir / "convert_report.json").write_text(json.dumps(summary, indent=2))

@@ -3,6 +3,7 @@ download the SYSU-MM01 authors' split files (task.mode=fetch_splits)."""
 
 from pathlib import Path
 
+from ddag.checkpoints.download import fetch_file
 from ddag.config.context import RunContext
 from ddag.config.schema import Config
 from ddag.data.datasets.sysu import SYSUDataset
@@ -10,7 +11,6 @@ from ddag.data.prepare import prepare_sysu
 from ddag.data.sysu_splits import MAX_FILE_BYTES, SPLIT_FILES, where_to_get
 from ddag.errors import ConfigError, DdagError
 from ddag.evaluation.protocols import SYSUOfficialProtocol
-from ddag.io.download import fetch_file
 from ddag.tasks.steps.data import build_dataset, dataset_root
 from ddag.utils.logging import get_logger
 

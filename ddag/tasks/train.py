@@ -5,9 +5,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from ddag.checkpoints.checkpointer import Checkpointer, ResumePoint
 from ddag.checkpoints.meta import CheckpointMeta, InputSpec
-from ddag.checkpoints.network import network_from
-from ddag.checkpoints.store import read_checkpoint
 from ddag.config.context import RunContext
 from ddag.config.instantiate import build
 from ddag.config.resume import resumed_config
@@ -18,7 +17,6 @@ from ddag.engine.trainer import StopRequested, Trainer, TrainState
 from ddag.errors import ConfigError, Interrupted
 from ddag.evaluation.evaluator import evaluate
 from ddag.evaluation.features import FeatureExtractor
-from ddag.io.checkpoint import load_into, remove_stale_temporaries
 from ddag.losses.objective import Objective
 from ddag.tasks.steps.data import build_dataset, build_protocols, check_protocols, training_data
 from ddag.tasks.steps.networks import build_network, build_objective
@@ -48,29 +46,11 @@ def _selection_split(config: Config, dataset):
     return None, None
 
 
-@dataclass
-class ResumePoint:
-    """The checkpoint a run continues from: its file, tensors and metadata."""
-
-    path: Path
-    params: dict
-    meta: CheckpointMeta
-
-
 def _resume_point(config: Config, out_dir: Path) -> Optional[ResumePoint]:
     """The checkpoint `task.resume` names (auto: this run folder's last.ckpt), or None."""
-    resume = config.task.resume
-    if not resume:
+    if not config.task.resume:
         return None
-    path = out_dir / "checkpoints" / "last.ckpt" if resume == "auto" else Path(resume)
-    if resume == "auto" and not path.is_file():
-        log.info("task.resume=auto: no %s yet, starting from scratch", path)
-        return None
-    remove_stale_temporaries(path.parent)
-    params, meta = read_checkpoint(path)
-    if meta.state is None:
-        raise ConfigError(f"task.resume={path}: the checkpoint has no training state to resume")
-    return ResumePoint(path, params, meta)
+    return Checkpointer(out_dir / "checkpoints").resume_point(config.task.resume)
 
 
 def _resumed_config(config: Config, point: ResumePoint, context: RunContext) -> Config:
@@ -133,7 +113,7 @@ def _load_selected(config, out_dir: Path, network, state: TrainState, selection)
     if done != config.task.selection:
         flags["requested_selection"] = config.task.selection
     if done != "last":
-        load_into(network, read_checkpoint(best)[0], strict=True)
+        Checkpointer().load_weights(network, best)
         flags.update(selected_epoch=selection.best_epoch, checkpoint=str(best))
         log.info("testing the model of epoch %d (best on %s)", selection.best_epoch, done)
     return flags
@@ -216,7 +196,7 @@ def build_run(
     if point is None:
         network = build_network(config, dataset.num_train_ids)
     else:
-        network = network_from(point.path, point.params, point.meta, config.model).network
+        network = Checkpointer().resumed_network(point, config.model)
     views = settings.visible_views
     objective = build_objective(config, network, sampler.batch_size)
     steps = sampler.batches_per_epoch
@@ -304,13 +284,10 @@ def report(run: TrainingRun, state: TrainState, context: RunContext = RunContext
 
 
 def _restore(point: Optional[ResumePoint], network, optimizer) -> TrainState:
-    """The loop state of `point` with its optimiser state loaded (or a new one); the network
-    holds the checkpoint's weights already (`network_from`, strict)."""
+    """The loop state of `point` with its optimiser state loaded (or a new one)."""
     if point is None:
         return TrainState()
-    optimizer_state = {k: v for k, v in point.params.items() if k.startswith("optimizer.")}
-    load_into(network, optimizer_state, strict=False, optimizer=optimizer)
-    state = TrainState.from_meta(point.meta.state)
+    state = TrainState.from_meta(Checkpointer().restore(point, network, optimizer))
     state.last_checkpoint = str(point.path)
     log.info("resumed from %s at epoch %d, step %d", point.path, state.epoch, state.step)
     return state

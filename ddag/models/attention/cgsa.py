@@ -70,6 +70,14 @@ MAX_HEADS = 64
 MAX_LOW_DIM = 65536
 
 
+def _check_sizes(num_heads: int, low_dim: int) -> None:
+    if not (1 <= num_heads <= MAX_HEADS and 1 <= low_dim <= MAX_LOW_DIM):
+        raise ValueError(
+            f"num_heads={num_heads} must be in 1..{MAX_HEADS} and low_dim={low_dim} in "
+            f"1..{MAX_LOW_DIM}"
+        )
+
+
 class GraphStructuredAttention(nn.Cell):
     """Multi-head GAT over the batch graph: (N, C) pooled features -> (N, classes) log-probs.
 
@@ -94,11 +102,7 @@ class GraphStructuredAttention(nn.Cell):
         super().__init__()
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout={dropout} must be in [0, 1)")
-        if not (1 <= num_heads <= MAX_HEADS and 1 <= low_dim <= MAX_LOW_DIM):
-            raise ValueError(
-                f"num_heads={num_heads} must be in 1..{MAX_HEADS} and low_dim={low_dim} in "
-                f"1..{MAX_LOW_DIM}"
-            )
+        _check_sizes(num_heads, low_dim)
         self.heads = nn.CellList(
             [
                 GraphAttentionLayer(in_features, low_dim, dropout, alpha, True)
@@ -112,6 +116,16 @@ class GraphStructuredAttention(nn.Cell):
         self.in_features = in_features
         self.hidden_features = low_dim * num_heads
         self.num_heads = num_heads
+
+    @classmethod
+    def expected_shapes(
+        cls, in_features: int, num_classes: int, low_dim: int = 512, num_heads: int = 4, **_
+    ) -> dict:
+        """Tensors witnessing what this module allocates (checked against a file before loading)."""
+        _check_sizes(num_heads, low_dim)
+        shapes = {f"heads.{h}.W": (in_features, low_dim) for h in range(num_heads)}
+        shapes["out_attention.W"] = (low_dim * num_heads, num_classes)
+        return shapes
 
     def noise_size(self, num_nodes: int) -> int:
         """Length of the uniform noise vector one forward pass over `num_nodes` samples uses."""

@@ -22,6 +22,11 @@ class WeightedPartAttention(nn.Cell):
         conv_bias: bias on the three 1x1 convolutions (reference True; the MindSpore port False).
     """
 
+    @classmethod
+    def expected_shapes(cls, in_channels: int, num_parts: int = 3, **_) -> dict:
+        """Tensors witnessing what this module allocates (checked against a file before loading)."""
+        return {"gate": (num_parts,), "fc1.weight": (in_channels, in_channels, 1, 1)}
+
     def __init__(self, in_channels: int, num_parts: int = 3, conv_bias: bool = True):
         super().__init__()
         if not 1 <= num_parts <= MAX_PARTS:

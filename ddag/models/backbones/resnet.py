@@ -3,31 +3,33 @@
 DDAG paper section 3.1 (two-stream ResNet-50, last stride 1); reference: mangye16/DDAG
 `model_main.py` (visible_module / thermal_module / base_resnet). ResNet-18/34 use basic blocks,
 ResNet-50/101/152 bottlenecks (He et al. 2016). Block and parameter names follow the MindSpore
-model-zoo ResNet (conv1, bn1, ..., down_sample_layer), so published MindSpore checkpoints map onto
-ours through the table in `ddag/io/checkpoint.py`, and torchvision/timm files through the one in
-`ddag/io/weights.py`.
+model-zoo ResNet (conv1, bn1, ..., down_sample_layer), so ImageNet weights of any origin map onto
+ours by name (`ddag.checkpoints` translates torchvision/timm names; `weight_part` says where an
+ImageNet entry belongs). The recipe reads no file: initial weights are loaded by the task.
 """
 
-from typing import Callable, Optional, Sequence, Tuple
+import re
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 from mindspore import Tensor, nn, ops
 from mindspore.common import dtype as mstype
 from mindspore.common.initializer import HeNormal
 
-from ddag.checkpoints.names import backbone_name
-from ddag.checkpoints.weights import read_weights
-from ddag.io.checkpoint import load_into
-from ddag.io.download import read_downloaded
 from ddag.models.attention.non_local import NonLocalBlock
-from ddag.utils.logging import get_logger
-
-log = get_logger(__name__)
 
 EXPANSION = 4
 BLOCKS = ("bottleneck", "basic")
 # Which ImageNet ResNet entries belong to a stem and which to the trunk (layer1-4).
 STEM_PREFIXES = ("conv1.", "bn1.")
 TRUNK_PREFIXES = ("layer",)
+_IMAGENET_NAME = re.compile(r"(?:^|\.)((?:conv1|bn1|layer[1-4])\..*)$")
+
+
+def imagenet_name(name: str) -> Optional[str]:
+    """`conv1.weight`, `layer2.0.bn1.gamma`, ... of an ImageNet ResNet checkpoint entry, whatever
+    wrapper prefix it was saved with (model zoo: none); None for heads such as end_point.*."""
+    match = _IMAGENET_NAME.search(name)
+    return match.group(1) if match else None
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Conv2d:
@@ -232,12 +234,6 @@ class ResNet:
         stem_channels: output channels of the 7x7 stem convolution (ResNet-50: 64).
         last_stride: stride of layer4; DDAG uses 1 so a 288x144 input keeps an 18x9 map.
         block: "bottleneck" (ResNet-50/101/152) or "basic" (ResNet-18/34).
-        pretrained: ImageNet ResNet weights loaded into every stem and trunk this recipe makes:
-            a local MindSpore `.ckpt` (model-zoo naming: conv1.*, bn1.*, layer1.* ...), a
-            torchvision/timm `.pth` or `.safetensors`, a URL, or a short name such as
-            `resnet50_tv` (downloaded once into the cache folder, sha256-checked).
-        pretrained_sha256: expected sha256 (or its first >= 8 hex digits) of a URL's file.
-        strict: a pretrained file that misses or mis-shapes a parameter is an error.
         non_local: non-local blocks after the last blocks of each stage (AGW: [0, 2, 3, 0]).
         non_local_channels: inner channels of each non-local block (AGW's code: 1).
     """
@@ -249,9 +245,6 @@ class ResNet:
         stem_channels: int = 64,
         last_stride: int = 1,
         block: str = "bottleneck",
-        pretrained: Optional[str] = None,
-        pretrained_sha256: Optional[str] = None,
-        strict: bool = True,
         non_local: Sequence[int] = (0, 0, 0, 0),
         non_local_channels: int = 1,
     ):
@@ -283,10 +276,8 @@ class ResNet:
         self.stem_channels = stem_channels
         self.last_stride = last_stride
         self.block = block
-        self.pretrained, self.pretrained_sha256, self.strict = pretrained, pretrained_sha256, strict
         self.non_local = tuple(non_local)
         self.non_local_channels = non_local_channels
-        self._weights = None
 
     @property
     def out_channels(self) -> int:
@@ -299,11 +290,11 @@ class ResNet:
 
     def make_stem(self) -> Stem:
         """A new modality stem (each call gives independent weights)."""
-        return self._load(Stem(self.stem_channels), STEM_PREFIXES)
+        return Stem(self.stem_channels)
 
     def make_trunk(self) -> Trunk:
         """The shared layers 1-4 (with their non-local blocks)."""
-        trunk = Trunk(
+        return Trunk(
             self.stem_channels,
             self.layers,
             self.widths,
@@ -313,16 +304,38 @@ class ResNet:
             self.non_local,
             self.non_local_channels,
         )
-        # Non-local blocks are not part of an ImageNet ResNet: they start from their own init.
-        return self._load(trunk, TRUNK_PREFIXES, skip=("nl",))
 
-    def _load(self, cell, prefixes, skip=()):
-        if not self.pretrained:
-            return cell
-        if self._weights is None:
-            params, _ = read_downloaded(str(self.pretrained), read_weights, self.pretrained_sha256)
-            self._weights = {backbone_name(k): v for k, v in params.items() if backbone_name(k)}
-        part = {k: v for k, v in self._weights.items() if k.startswith(prefixes)}
-        report = load_into(cell, part, strict=self.strict, ignore_missing=skip)
-        log.info("pretrained %s -> %s: %s", self.pretrained, type(cell).__name__, report.summary())
-        return cell
+    def stem_shapes(self) -> Dict[str, tuple]:
+        """Shapes of the stem tensors that witness `stem_channels` (checked before loading)."""
+        return {"conv1.weight": (self.stem_channels, 3, 7, 7)}
+
+    def trunk_shapes(self) -> Dict[str, tuple]:
+        """Shapes of the trunk tensors that witness every block and width the recipe builds, so a
+        spec read from a file cannot allocate more than the file holds."""
+        shapes, channels = {}, self.stem_channels
+        expansion = BLOCK_TYPES[self.block].expansion
+        for stage, (blocks, width) in enumerate(zip(self.layers, self.widths), start=1):
+            for index in range(blocks):
+                prefix = f"layer{stage}.{index}."
+                if self.block == "bottleneck":
+                    shapes[prefix + "conv1.weight"] = (width, channels, 1, 1)
+                    shapes[prefix + "conv3.weight"] = (width * expansion, width, 1, 1)
+                else:
+                    shapes[prefix + "conv1.weight"] = (width, channels, 3, 3)
+                shapes[prefix + "conv2.weight"] = (width, width, 3, 3)
+                channels = width * expansion
+            for index in range(self.non_local[stage - 1]):
+                inner = (self.non_local_channels, channels, 1, 1)
+                shapes[f"nl{stage}.{index}.g.weight"] = inner
+        return shapes
+
+    def weight_part(self, name: str) -> Optional[Tuple[str, str]]:
+        """Where an ImageNet ResNet entry belongs: ("stem", `conv1.weight`), ("trunk",
+        `layer1.0.conv1.weight`), or None for what no backbone part uses (fc, ...)."""
+        local = imagenet_name(name)
+        if local is None:
+            return None
+        return ("stem" if local.startswith(STEM_PREFIXES) else "trunk", local)
+
+    # Trunk parameters an ImageNet file does not hold: non-local blocks start from their init.
+    optional_trunk_prefixes = ("nl",)

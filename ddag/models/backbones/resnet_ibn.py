@@ -4,7 +4,8 @@ Pan, Luo, Shi, Tang, "Two at Once: Enhancing Learning and Generalization Capacit
 (ECCV 2018), IBN-a; reference: XingangPan/IBN-Net `ibnnet/resnet_ibn.py` (class IBN, ratio 0.5).
 After each block's first convolution, half the channels are instance-normalised (affine) and
 the other half batch-normalised; layer4 and the stem stay as in ResNet. Parameter names follow
-the reference (`bn1.IN.*`, `bn1.BN.*`), so its published weights load through `ddag.io.weights`.
+the reference (`bn1.IN.*`, `bn1.BN.*`), so its published weights load by name
+(`ddag.checkpoints.weight_files` translates the PyTorch norm names).
 """
 
 import numpy as np

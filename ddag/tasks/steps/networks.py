@@ -4,7 +4,7 @@ import dataclasses
 from typing import Tuple
 
 from ddag.api import ReIDModel
-from ddag.checkpoints.network import load_network
+from ddag.checkpoints.checkpointer import Checkpointer
 from ddag.config.context import RunContext
 from ddag.config.instantiate import build
 from ddag.config.schema import Config
@@ -16,8 +16,10 @@ log = get_logger(__name__)
 
 
 def build_network(config: Config, num_classes: int):
-    """The DDAG network of `config.model`."""
-    return build_model_network(config.model, num_classes)
+    """A new network of `config.model`, its backbone initialised from `config.init` (if set)."""
+    network = build_model_network(config.model, num_classes)
+    Checkpointer().initialise(network, config.init)
+    return network
 
 
 def build_loss_terms(config: Config) -> dict:
@@ -48,7 +50,7 @@ def network_from_checkpoint(config: Config, context: RunContext):
     the command line cannot change a checkpoint that stores its model: they are reported.
     """
     path = config.task.checkpoint
-    loaded = load_network(path, config.model)
+    loaded = Checkpointer().load_network(path, config.model)
     network, meta = loaded.network, loaded.meta
     log.info("loaded %s: %s", path, loaded.report.summary())
     keys = context.keys()

@@ -1,8 +1,8 @@
 """The checkpoint file format: tensors, a JSON text and a tensor checksum in one MindSpore
 `.ckpt`, written atomically; copying tensors into a network with a readable report.
 
-What the JSON says is `ddag.checkpoints.meta.CheckpointMeta`, written and read by
-`ddag.checkpoints.store` only.
+What the JSON says is `ddag.checkpoints.meta.CheckpointMeta`: `save_checkpoint` and
+`read_checkpoint` are its one writer and reader.
 """
 
 import hashlib
@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Tuple
 import mindspore as ms
 import numpy as np
 
+from ddag.checkpoints.meta import CheckpointMeta
 from ddag.errors import CheckpointError
 
 META_KEY = "ddag_meta"
@@ -185,6 +186,21 @@ def read_checkpoint_file(path) -> Tuple[Dict[str, ms.Parameter], dict]:
     return params, meta
 
 
+def save_checkpoint(path, network, optimizer=None, meta: Optional[CheckpointMeta] = None) -> Path:
+    """Write `network` (+ `optimizer` state) and `meta` atomically to `path`."""
+    data = (meta or CheckpointMeta()).to_dict()
+    return write_checkpoint_file(path, network, optimizer, data)
+
+
+def read_checkpoint(path) -> Tuple[Dict, CheckpointMeta]:
+    """(parameters by name, metadata in today's format) of a ddag or model-zoo checkpoint."""
+    params, raw = read_checkpoint_file(path)
+    try:
+        return params, CheckpointMeta.from_dict(raw)
+    except CheckpointError as err:
+        raise CheckpointError(f"checkpoint {path}: {err}") from None
+
+
 def load_into(
     network,
     params: Dict[str, object],
@@ -192,6 +208,7 @@ def load_into(
     rename=None,
     optimizer=None,
     ignore_missing: Tuple[str, ...] = (),
+    scope: Tuple[str, ...] = ("",),
 ) -> LoadReport:
     """Copy `params` (MindSpore parameters or numpy arrays by name) into `network` (and
     optimiser state) and report what matched.
@@ -205,6 +222,8 @@ def load_into(
         optimizer: also restore the optimiser state saved under "optimizer.*".
         ignore_missing: prefixes of network parameters the file is not expected to hold (they
             keep their initial values and are not reported missing).
+        scope: prefixes of the network parameters the file is to fill (initial weights fill the
+            backbone only); the others are not reported missing.
     """
     report = LoadReport()
     model_params = {p.name: p for p in network.get_parameters()}
@@ -230,7 +249,9 @@ def load_into(
             report.loaded.append(ours)
             to_copy.append((target, value))
     unmatched = set(model_params) - set(report.loaded) - {m[0] for m in report.mismatched}
-    report.missing = sorted(n for n in unmatched if not n.startswith(ignore_missing))
+    report.missing = sorted(
+        n for n in unmatched if n.startswith(scope) and not n.startswith(ignore_missing)
+    )
     if strict and not report.ok:
         raise CheckpointError(f"checkpoint does not fit the model: {report.summary()}")
     arrays = [(target, checked_values(target, _as_array(value))) for target, value in to_copy]

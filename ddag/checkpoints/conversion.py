@@ -1,9 +1,9 @@
 """Weights from other code bases as ddag networks: layouts read off the tensors' names and shapes.
 
-Two kinds of file are understood (names already translated by `ddag.checkpoints.weights`):
+Two kinds of file are understood (names already translated by `ddag.checkpoints.weight_files`):
 - an ImageNet ResNet (torchvision, timm, IBN-Net, the MindSpore model zoo): its depth, block
   type and widths follow from `layerL.B.*` entries, and it becomes a backbone checkpoint with
-  model-zoo names that `model.backbone.pretrained` loads;
+  model-zoo names that `init.weights` loads;
 - a checkpoint of the reference DDAG code (`{'net': embed_net.state_dict()}`): the number of
   identities, parts and graph heads follow from its tensors, and it becomes a full ddag
   checkpoint that `task=eval` loads.
@@ -14,9 +14,9 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from ddag.checkpoints.names import REFERENCE_GRAPH_HEAD, backbone_name, reference_ddag_name
+from ddag.checkpoints.format import LoadReport, load_into
+from ddag.checkpoints.names import REFERENCE_GRAPH_HEAD, reference_ddag_name
 from ddag.errors import CheckpointError
-from ddag.io.checkpoint import LoadReport, load_into
 from ddag.models.architecture import build_network
 from ddag.models.backbones.resnet import (
     MAX_BLOCKS,
@@ -24,6 +24,7 @@ from ddag.models.backbones.resnet import (
     STEM_PREFIXES,
     TRUNK_PREFIXES,
     ResNet,
+    imagenet_name,
 )
 from ddag.models.backbones.resnet_ibn import ResNetIBN
 
@@ -88,8 +89,8 @@ def backbone_weights(arrays: Dict[str, np.ndarray], where: str = "the file") -> 
     The arrays are checked by loading them strictly into the stem and trunk of the ResNet the
     file describes, so a converted file is known to load.
     """
-    kept = {backbone_name(k): v for k, v in arrays.items() if backbone_name(k)}
-    dropped = sorted(k for k in arrays if not backbone_name(k))
+    kept = {imagenet_name(k): v for k, v in arrays.items() if imagenet_name(k)}
+    dropped = sorted(k for k in arrays if not imagenet_name(k))
     spec = resnet_layout(kept, where)
     recipe_type = ResNetIBN if spec["_target_"] == RESNET_IBN_TARGET else ResNet
     recipe = recipe_type(

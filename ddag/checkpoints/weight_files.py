@@ -1,9 +1,10 @@
 """Weight files of any format as {name: numpy array}, names as the file has them.
 
 Reads MindSpore `.ckpt`, `.safetensors` (read here, every tensor checked against the file) and
-PyTorch `.pth`/`.pt`/`.bin` state dicts (`ddag.io.torch_files`, no unpickling of code). Which
-naming a file uses is returned beside its arrays; the name tables live in
-`ddag.checkpoints.names`.
+PyTorch `.pth`/`.pt`/`.bin` state dicts (`ddag.checkpoints.torch_files`, no unpickling of
+code). `read_weight_file` returns the names as the file has them with the naming it uses;
+`read_weights` translates PyTorch names to MindSpore ones (`ddag.checkpoints.names`), so a
+torchvision or timm ResNet reads like a model-zoo MindSpore ResNet (`conv1.*`, `layer1.0.*`).
 """
 
 import json
@@ -13,9 +14,10 @@ from typing import Dict, Tuple
 
 import numpy as np
 
+from ddag.checkpoints.format import read_checkpoint_file
+from ddag.checkpoints.names import torch_to_mindspore_names
+from ddag.checkpoints.torch_files import load_torch_file
 from ddag.errors import CheckpointError
-from ddag.io.checkpoint import read_checkpoint_file
-from ddag.io.torch_files import load_torch_file
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -132,7 +134,7 @@ def read_weight_file(path) -> Tuple[Dict[str, np.ndarray], str]:
 
     The format follows the suffix: `.ckpt` (MindSpore naming; optimiser entries of ddag
     checkpoints dropped), `.safetensors` or a PyTorch `.pth`/`.pt`/`.bin` state dict (PyTorch
-    naming, translated by `ddag.checkpoints.weights.read_weights`).
+    naming, translated by `read_weights`).
     """
     path = Path(path)
     if not path.is_file():
@@ -152,3 +154,9 @@ def read_weight_file(path) -> Tuple[Dict[str, np.ndarray], str]:
         f"{path}: unknown weight format {suffix!r}; use a MindSpore .ckpt, a .safetensors file "
         f"or a PyTorch state dict ({', '.join(TORCH_SUFFIXES)})"
     )
+
+
+def read_weights(path) -> Dict[str, np.ndarray]:
+    """{name: array} of a weight file, PyTorch names translated to MindSpore ones."""
+    arrays, naming = read_weight_file(path)
+    return torch_to_mindspore_names(arrays) if naming == TORCH_NAMING else arrays
