@@ -32,3 +32,9 @@ def run_bounded(code: str, timeout: float = 120.0):
         timeout=timeout,
     )
     return result.stdout + result.stderr, time.monotonic() - start
+
+
+def refused(output: str, seconds: float, error: str = "CheckpointError", limit: float = 30.0):
+    """Assert that the child printed `REFUSED <error>` within `limit` seconds."""
+    assert f"REFUSED {error}" in output, output[-3000:]
+    assert seconds < limit, f"took {seconds:.1f} s"

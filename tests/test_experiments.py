@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from ddag.config.run_config import run_config
 from ddag.config.validate import validate_config
 from ddag.evaluation.results import ResultRecord, write_records
-from ddag.evaluation.tables import build_table, collect_runs, table_csv, table_markdown
+from ddag.reporting.tables import build_table, collect_runs, table_csv, table_markdown
 from ddag.tasks import table as table_task
 from tests.conftest import CONF, ROOT, compose_config
 from tests.test_run_cli import run_cli

@@ -16,6 +16,7 @@ from mindspore import Tensor
 from ddag.data.datasets.sysu import SYSUDataset
 from ddag.data.sampler import IdentitySampler, draw_batches
 from ddag.engine.schedules import PortStepDecay
+from ddag.evaluation.gallery_rules import RULES
 from ddag.evaluation.metrics import rank_metrics
 from ddag.evaluation.protocols import SYSUProtocol
 from ddag.losses.terms import BatchHardTriplet
@@ -65,7 +66,7 @@ def test_rank_metrics_reproduce_the_reference(case_id):
         np.array(case["query_ids"]),
         np.array(case["gallery_ids"]),
         max_rank=case["max_rank"],
-        protocol=case["protocol"],
+        rule=RULES[case["protocol"]],
         **cams,
     )
     expected = case["expected"]

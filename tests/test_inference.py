@@ -183,7 +183,7 @@ def test_api_feature_names_are_exact(trained, tmp_path):
 def test_ranking_image_draws_the_asked_queries_in_numeric_identity_order():
     from ddag.api import Ranking
     from ddag.data.datasets.base import ArrayImageSet
-    from ddag.evaluation.plots import query_order, ranking_image
+    from ddag.reporting.plots import query_order, ranking_image
 
     pixels = np.full((4, 96, 48, 3), 128, np.uint8)
     query = ArrayImageSet(pixels, [10, 2, 2, 33], [3] * 4, ["q0", "q2", "q1", "q3"])

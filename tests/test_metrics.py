@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from ddag.errors import EvaluationError
+from ddag.evaluation.gallery_rules import RULES
 from ddag.evaluation.metrics import cosine_distance, rank_metrics
 from tests.conftest import load_json, reference_data
 
@@ -30,7 +31,7 @@ def test_reproduces_reference_outputs(index):
         np.array(case["query_cams"]) if "query_cams" in case else None,
         np.array(case["gallery_cams"]) if "gallery_cams" in case else None,
         max_rank=20,
-        protocol=case["protocol"],
+        rule=RULES[case["protocol"]],
     )
     expected = case["expected"]
     np.testing.assert_allclose(result.cmc, expected["cmc"], atol=1e-6, rtol=0)
@@ -46,7 +47,7 @@ def test_perfect_ranking_scores_one_everywhere():
     ] / 50
     for protocol in ("regdb", "sysu"):
         result = rank_metrics(
-            distmat, query_ids, gallery_ids, np.full(25, 6), np.ones(50), protocol=protocol
+            distmat, query_ids, gallery_ids, np.full(25, 6), np.ones(50), rule=RULES[protocol]
         )
         np.testing.assert_allclose(result.cmc, 1.0)
         assert result.mAP == pytest.approx(1.0)
@@ -57,7 +58,7 @@ def test_reversed_ranking_known_values():
     # One query, 20 gallery images, the single true match ranked last.
     gallery_ids = np.arange(20)
     distmat = -np.arange(20, dtype=float)[None, :]  # gallery 19 closest ... gallery 0 farthest
-    result = rank_metrics(distmat, np.array([0]), gallery_ids, protocol="regdb")
+    result = rank_metrics(distmat, np.array([0]), gallery_ids, rule=RULES["regdb"])
     expected_cmc = np.zeros(20)
     expected_cmc[-1] = 1.0
     np.testing.assert_allclose(result.cmc, expected_cmc)
@@ -69,7 +70,7 @@ def test_hand_computed_average_precision_and_inp():
     # Matches at ranks 1 and 3 of 4: AP = (1/1 + 2/3) / 2, INP = 2 / 3.
     distmat = np.array([[0.1, 0.2, 0.3, 0.4]])
     result = rank_metrics(
-        distmat, np.array([7]), np.array([7, 1, 7, 2]), max_rank=4, protocol="regdb"
+        distmat, np.array([7]), np.array([7, 1, 7, 2]), max_rank=4, rule=RULES["regdb"]
     )
     assert result.mAP == pytest.approx((1 + 2 / 3) / 2)
     assert result.mINP == pytest.approx(2 / 3)
@@ -79,7 +80,9 @@ def test_hand_computed_average_precision_and_inp():
 def test_ties_keep_gallery_order():
     # Equal distances: the stable sort keeps gallery order, so the match at index 1 is rank 2.
     distmat = np.zeros((1, 3))
-    result = rank_metrics(distmat, np.array([5]), np.array([1, 5, 2]), max_rank=3, protocol="regdb")
+    result = rank_metrics(
+        distmat, np.array([5]), np.array([1, 5, 2]), max_rank=3, rule=RULES["regdb"]
+    )
     np.testing.assert_allclose(result.cmc, [0, 1, 1])
 
 
@@ -101,8 +104,12 @@ def test_sysu_cmc_counts_distinct_identities():
     # Ranked ids: 9, 9, 9, 4 -> distinct ids 9, 4: the match is rank 2 (regdb would say rank 4).
     distmat = np.array([[0.1, 0.2, 0.3, 0.4]])
     args = (distmat, np.array([4]), np.array([9, 9, 9, 4]), np.array([6]), np.array([1, 1, 1, 1]))
-    np.testing.assert_allclose(rank_metrics(*args, max_rank=4, protocol="sysu").cmc, [0, 1, 1, 1])
-    np.testing.assert_allclose(rank_metrics(*args, max_rank=4, protocol="regdb").cmc, [0, 0, 0, 1])
+    np.testing.assert_allclose(
+        rank_metrics(*args, max_rank=4, rule=RULES["sysu"]).cmc, [0, 1, 1, 1]
+    )
+    np.testing.assert_allclose(
+        rank_metrics(*args, max_rank=4, rule=RULES["regdb"]).cmc, [0, 0, 0, 1]
+    )
 
 
 def test_absent_query_identity_counts_in_sysu_cmc_numerator_only():
@@ -153,12 +160,12 @@ def test_short_gallery_pads_cmc_with_last_value():
 )
 def test_bad_inputs_name_the_problem(kwargs, message):
     with pytest.raises(EvaluationError, match=message):
-        rank_metrics(protocol="regdb", **kwargs)
+        rank_metrics(rule=RULES["regdb"], **kwargs)
 
 
 def test_sysu_needs_cameras():
     with pytest.raises(EvaluationError, match="query_cams"):
-        rank_metrics(np.zeros((1, 1)), np.zeros(1), np.zeros(1), protocol="sysu")
+        rank_metrics(np.zeros((1, 1)), np.zeros(1), np.zeros(1), rule=RULES["sysu"])
 
 
 def test_cosine_distance_is_negative_normalised_inner_product():
@@ -177,3 +184,15 @@ def test_nearest_keeps_the_closest_rows_and_breaks_ties_in_gallery_order():
     np.testing.assert_array_equal(order, [[1, 3, 0], [3, 0, 1]])
     np.testing.assert_array_equal(kept, [[0.1, 0.3, 0.5], [0.0, 0.2, 0.2]])
     assert nearest(distances, 10)[0].shape == (2, 4)  # k larger than the gallery
+
+
+def test_the_gallery_rule_is_an_object_of_the_protocol_not_a_name():
+    from ddag.errors import ConfigError
+    from ddag.evaluation.protocols import CrossModalProtocol, LLCMProtocol, SYSUProtocol
+
+    with pytest.raises(EvaluationError, match="not a GalleryRule"):
+        rank_metrics(np.zeros((1, 1)), np.zeros(1), np.zeros(1), rule="regdb")
+    assert SYSUProtocol().rule is RULES["sysu"] and LLCMProtocol().rule is RULES["llcm"]
+    assert CrossModalProtocol().fingerprint()["metric"] == "regdb"
+    with pytest.raises(ConfigError, match="metric='sysyu'"):
+        CrossModalProtocol(metric="sysyu")

@@ -14,10 +14,10 @@ import pytest
 
 from ddag.config.run_config import run_config
 from ddag.data.datasets.sysu import SYSUDataset
+from ddag.data.feature_files import read_features
 from ddag.data.sysu_splits import read_official_splits
 from ddag.errors import ConfigError, DatasetError, EvaluationError
 from ddag.evaluation.evaluator import evaluate_features
-from ddag.evaluation.external import read_features
 from ddag.evaluation.protocols import SYSUOfficialProtocol
 from ddag.tasks.steps.data import build_protocols
 from tests.builders import (

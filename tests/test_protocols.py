@@ -184,6 +184,7 @@ def _plain_re_ranking(q, g, k1=20, k2=6, lam=0.3):
 
 
 def test_re_ranking_matches_the_plain_algorithm_and_helps_on_clusters():
+    from ddag.evaluation.gallery_rules import RULES
     from ddag.evaluation.metrics import cosine_distance, rank_metrics
     from ddag.evaluation.rerank import re_ranking
 
@@ -198,13 +199,14 @@ def test_re_ranking_matches_the_plain_algorithm_and_helps_on_clusters():
     (q, q_ids), (g, g_ids) = features(40), features(80)
     reranked = re_ranking(q, g)
     np.testing.assert_allclose(reranked, _plain_re_ranking(q, g), atol=1e-5)
-    plain = rank_metrics(cosine_distance(q, g), q_ids, g_ids, protocol="regdb")
-    better = rank_metrics(reranked, q_ids, g_ids, protocol="regdb")
+    plain = rank_metrics(cosine_distance(q, g), q_ids, g_ids, rule=RULES["regdb"])
+    better = rank_metrics(reranked, q_ids, g_ids, rule=RULES["regdb"])
     assert better.mAP > plain.mAP
 
 
 def test_rerank_setting_re_ranks_every_protocol():
     from ddag.evaluation.evaluator import evaluate_features
+    from ddag.evaluation.gallery_rules import RULES
     from ddag.evaluation.metrics import rank_metrics
     from ddag.evaluation.rerank import re_ranking
 
@@ -228,6 +230,6 @@ def test_rerank_setting_re_ranks_every_protocol():
         re_ranking(feats["visible"]["FC"], feats["thermal"]["FC"], **settings),
         split.visible.ids,
         split.thermal.ids,
-        protocol="regdb",
+        rule=RULES["regdb"],
     )
     assert reranked.trials[0] == pytest.approx(expected.as_dict())

@@ -89,7 +89,7 @@ def test_a_checkpoint_with_our_components_and_plain_values_loads(tmp_path):
 @pytest.mark.parametrize("name", ["../../README", "/abs/table", "sub/table", "..", ".hidden"])
 def test_a_table_manifest_name_cannot_write_outside_the_results_folder(tmp_path, name):
     from ddag.errors import ConfigError
-    from ddag.evaluation.tables import build_table, write_table
+    from ddag.reporting.tables import build_table, write_table
 
     results = tmp_path / "deep" / "results"
     table = build_table({"name": name, "rows": []}, [])

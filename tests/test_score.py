@@ -9,9 +9,9 @@ import pytest
 
 from ddag.config.run_config import run_config
 from ddag.data.datasets.base import ImageSet
+from ddag.data.feature_files import check_identity_counts, read_features
 from ddag.errors import CheckpointError, DatasetError
 from ddag.evaluation.evaluator import evaluate_features
-from ddag.evaluation.external import check_identity_counts, read_features
 from ddag.evaluation.protocols import CrossModalProtocol, SYSUOfficialProtocol
 from ddag.tasks import prepare, score
 from tests.builders import (

@@ -85,7 +85,7 @@ def test_results_say_which_selection_was_done(short_run):
 
 
 def test_an_evaluated_checkpoint_fills_the_table_row_of_its_training_run(short_run, tmp_path):
-    from ddag.evaluation.tables import build_table, collect_runs
+    from ddag.reporting.tables import build_table, collect_runs
     from ddag.tasks import eval as eval_task
 
     out = short_run[2]

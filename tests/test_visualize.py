@@ -11,10 +11,10 @@ from PIL import Image
 from ddag.api import load_model
 from ddag.config.run_config import run_config
 from ddag.errors import ConfigError
-from ddag.evaluation import visual_stats as stats
-from ddag.evaluation.figures import cmc_figure
 from ddag.evaluation.results import ResultRecord
 from ddag.models.attention.iwpa import WeightedPartAttention
+from ddag.reporting import visual_stats as stats
+from ddag.reporting.figures import cmc_figure
 from ddag.tasks import train, visualize
 from ddag.tasks.steps.data import build_dataset
 from tests.conftest import TINY, compose_config

@@ -11,7 +11,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from ddag.errors import FAILED_MARKER
-from ddag.evaluation.sweep_summary import setting_of, summarize, summary_markdown, write_summary
+from ddag.reporting.sweep_summary import setting_of, summarize, summary_markdown, write_summary
 from ddag.utils.locks import try_lock
 from ddag.utils.logging import current_rank, get_logger
 

@@ -11,7 +11,6 @@ from typing import Any, Iterator, Tuple
 
 from ddag.config.schema import TASK_SCHEMAS, Config
 from ddag.errors import ConfigError
-from ddag.models.architecture import check_spec, network_spec
 from ddag.utils.arguments import check_arguments, closest
 from ddag.utils.fields import check_fields
 
@@ -120,13 +119,10 @@ def _check_field_rules(container: dict) -> None:
 
 
 def validate_config(container: dict) -> None:
-    """Check fixed sections, field rules, the task, the model spec and every `_target_` node
-    of a resolved config."""
+    """Check fixed sections, field rules, the task and every `_target_` node (the model's as
+    every other component's) of a resolved config."""
     _check_fixed_sections(container)
     _check_field_rules(container)
     _check_task(container)
-    if isinstance(container.get("model"), dict):
-        check_spec(network_spec(container["model"]))
     for path, node in _target_nodes(container, ""):
-        if path != "model" and not path.startswith("model."):
-            check_node(path, node)
+        check_node(path, node)

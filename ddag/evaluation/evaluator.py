@@ -55,7 +55,7 @@ def evaluate_features(
                     g_set.ids[g_idx],
                     q_set.cams[q_idx],
                     g_set.cams[g_idx],
-                    protocol=protocol.metric,
+                    rule=protocol.rule,
                 )
                 per_feature.setdefault(name, []).append(result.as_dict())
                 cmcs.setdefault(name, []).append(result.cmc)

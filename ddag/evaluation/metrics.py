@@ -6,16 +6,12 @@ positions. Reproduces `eval_sysu` and `eval_regdb` of the reference (mangye16/DD
 `eval_metrics.py`); tests/data/golden_*.json hold its outputs and
 tests/test_metrics.py compares with them.
 
-Reference rules kept on purpose:
-- SYSU-MM01: a query from camera 3 ignores every gallery image from camera 2 (whatever the
-  identity; the two cameras share a room). The CMC counts *distinct* gallery identities in rank
-  order, is summed over every query and divided by the number of queries whose identity is still
-  in the gallery. The dataset authors' MATLAB evaluation (wuancong/SYSU-MM01
-  `get_cmc_multi_cam.m`, `get_map_multi_cam.m`) computes the same on its galleries.
-- LLCM: a query ignores the gallery images of its own identity taken by its own camera
-  (ZYK100/LLCM `DEEN/eval_metrics.py` eval_llcm); CMC over distinct identities as for SYSU.
-- RegDB (and the synthetic set): standard CMC over the ranked gallery, no camera rule.
-- mAP and mINP average over the queries that have at least one true match.
+Which gallery entries count for a query, and whether the CMC counts distinct identities, is the
+protocol's rule (`ddag.evaluation.gallery_rules`: RegDB's, SYSU-MM01's camera rule, LLCM's);
+this module only scores. The CMC is summed over every query and divided by the number of queries
+whose identity is still in the gallery (the SYSU-MM01 authors' MATLAB evaluation,
+wuancong/SYSU-MM01 `get_cmc_multi_cam.m`, computes the same on its galleries); mAP and mINP
+average over the queries that have at least one true match.
 
 Ties: equal distances rank in gallery order, as a stable sort would put them. The reference
 uses numpy's default (unstable) quicksort; on tie-free input both agree.
@@ -29,8 +25,8 @@ from typing import List, Optional
 import numpy as np
 
 from ddag.errors import EvaluationError
+from ddag.evaluation.gallery_rules import SYSU, GalleryRule
 
-PROTOCOLS = ("sysu", "llcm", "regdb")
 DISTANCES = ("cosine", "euclidean")
 
 
@@ -61,9 +57,9 @@ class RankResult:
         return out
 
 
-def _check_inputs(distmat, query_ids, gallery_ids, query_cams, gallery_cams, protocol):
-    if protocol not in PROTOCOLS:
-        raise EvaluationError(f"unknown protocol {protocol!r}; must be one of {PROTOCOLS}")
+def _check_inputs(distmat, query_ids, gallery_ids, query_cams, gallery_cams, rule):
+    if not isinstance(rule, GalleryRule):
+        raise EvaluationError(f"rule={rule!r} is not a GalleryRule (ddag.evaluation.gallery_rules)")
     if distmat.ndim != 2:
         raise EvaluationError(
             f"distance matrix must be 2-D (queries x gallery), got {distmat.shape}"
@@ -77,9 +73,9 @@ def _check_inputs(distmat, query_ids, gallery_ids, query_cams, gallery_cams, pro
         raise EvaluationError(f"{len(gallery_ids)} gallery ids for {num_g} distance-matrix columns")
     if not np.all(np.isfinite(distmat)):
         raise EvaluationError("distance matrix contains NaN or inf (check the features)")
-    if protocol != "regdb":
+    if rule.needs_cameras:
         if query_cams is None or gallery_cams is None:
-            raise EvaluationError(f"protocol {protocol!r} needs query_cams and gallery_cams")
+            raise EvaluationError(f"the {rule.name} rule needs query_cams and gallery_cams")
         if len(query_cams) != num_q or len(gallery_cams) != num_g:
             raise EvaluationError(
                 f"camera arrays ({len(query_cams)}, {len(gallery_cams)}) do not match the "
@@ -94,7 +90,7 @@ def rank_metrics(
     query_cams: Optional[np.ndarray] = None,
     gallery_cams: Optional[np.ndarray] = None,
     max_rank: int = 20,
-    protocol: str = "sysu",
+    rule: GalleryRule = SYSU,
 ) -> RankResult:
     """CMC, mAP and mINP of a query x gallery distance matrix (lower distance = closer).
 
@@ -102,20 +98,20 @@ def rank_metrics(
         distmat: (num_query, num_gallery) distances.
         query_ids: (num_query,) identity labels.
         gallery_ids: (num_gallery,) identity labels.
-        query_cams: (num_query,) camera ids; required for protocol "sysu".
-        gallery_cams: (num_gallery,) camera ids; required for protocol "sysu".
+        query_cams: (num_query,) camera ids; required by rules that read cameras.
+        gallery_cams: (num_gallery,) camera ids; required by rules that read cameras.
         max_rank: length of the returned CMC. Where fewer gallery entries (or, for SYSU,
             distinct identities) remain than `max_rank`, the curve is padded with its last value
             (the reference crashes there).
-        protocol: "sysu" (camera-3/camera-2 rule, identity-deduplicated CMC), "llcm" (same
-            identity and camera removed, identity-deduplicated CMC) or "regdb".
+        rule: the protocol's gallery rule (`protocol.rule`): which gallery entries count for
+            each query and how the CMC ranks; SYSU-MM01's by default.
     """
     if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
         raise EvaluationError(f"max_rank={max_rank!r} must be a whole number >= 1")
     distmat = np.asarray(distmat, dtype=np.float64)
     query_ids = np.asarray(query_ids)
     gallery_ids = np.asarray(gallery_ids)
-    _check_inputs(distmat, query_ids, gallery_ids, query_cams, gallery_cams, protocol)
+    _check_inputs(distmat, query_ids, gallery_ids, query_cams, gallery_cams, rule)
     query_cams = None if query_cams is None else np.asarray(query_cams)
     gallery_cams = None if gallery_cams is None else np.asarray(gallery_cams)
 
@@ -130,7 +126,7 @@ def rank_metrics(
             gallery_ids,
             None if query_cams is None else query_cams[rows],
             gallery_cams,
-            protocol,
+            rule,
         )
 
     if len(blocks) == 1:
@@ -167,21 +163,13 @@ def _row_blocks(num_q: int, num_g: int) -> List[slice]:
     return [slice(start, min(start + rows, num_q)) for start in range(0, num_q, rows)]
 
 
-def _query_stats(distmat, query_ids, gallery_ids, query_cams, gallery_cams, protocol):
+def _query_stats(distmat, query_ids, gallery_ids, query_cams, gallery_cams, rule):
     """Per query: true matches kept, AP, INP and the rank of the first match (CMC rank).
 
     Queries without a kept match get 0 matches and NaN AP/INP.
     """
     num_q, num_g = distmat.shape
-    if protocol == "sysu":
-        keep = ~((query_cams[:, None] == 3) & (gallery_cams[None, :] == 2))
-    elif protocol == "llcm":
-        keep = ~(
-            (gallery_ids[None, :] == query_ids[:, None])
-            & (gallery_cams[None, :] == query_cams[:, None])
-        )
-    else:
-        keep = np.ones((num_q, num_g), dtype=bool)
+    keep = rule.keep(query_ids, gallery_ids, query_cams, gallery_cams)
     rows, cols = np.nonzero((gallery_ids[None, :] == query_ids[:, None]) & keep)
     num_pos = np.bincount(rows, minlength=num_q)
     valid = num_pos > 0
@@ -201,12 +189,12 @@ def _query_stats(distmat, query_ids, gallery_ids, query_cams, gallery_cams, prot
     precision_sum = np.bincount(rows, weights=hit_number / hit_position, minlength=num_q)
     average_precision[valid] = precision_sum[valid] / num_pos[valid]
     inverse_negative_penalty[valid] = num_pos[valid] / hit_position[(first + num_pos - 1)[valid]]
-    if protocol == "regdb":
-        first_rank[valid] = hit_position[first[valid]]
-    else:
+    if rule.distinct_identities:
         first_rank[valid] = _distinct_identity_rank(
             distmat[valid], gallery_ids, keep[valid], cols[first[valid]]
         )
+    else:
+        first_rank[valid] = hit_position[first[valid]]
     return num_pos, average_precision, inverse_negative_penalty, first_rank
 
 

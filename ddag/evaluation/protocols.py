@@ -1,6 +1,7 @@
 """Evaluation protocols: which test images are queries and which are gallery, per trial.
 
-A protocol only selects indices into the test split's visible and thermal sets and declares a
+A protocol selects indices into the test split's visible and thermal sets, holds the rule of
+which gallery entries count for a query (`rule`, `ddag.evaluation.gallery_rules`) and declares a
 fingerprint; features are extracted once and reused by every protocol and trial. `check(split)`
 lists what makes a split unusable for the protocol (run at start-up and by the doctor).
 
@@ -22,6 +23,7 @@ import numpy as np
 from ddag.data.datasets.base import MODALITIES, ImageSet, Split
 from ddag.data.sysu_splits import OfficialSplits, read_official_splits
 from ddag.errors import ConfigError, EvaluationError
+from ddag.evaluation.gallery_rules import LLCM, RULES, SYSU
 
 Selection = Tuple[
     str, np.ndarray, str, np.ndarray
@@ -34,7 +36,8 @@ class CrossModalProtocol:
     Args:
         query: "visible" or "thermal".
         gallery: the other modality.
-        metric: "regdb" (standard CMC, no camera rule).
+        metric: the gallery rule by name: "regdb" (every entry counts, standard CMC; the
+            default), "sysu" or "llcm".
     """
 
     trials = 1
@@ -44,7 +47,9 @@ class CrossModalProtocol:
             raise ConfigError(
                 f"query/gallery must be the two modalities {MODALITIES}, got {query}/{gallery}"
             )
-        self.query, self.gallery, self.metric = query, gallery, metric
+        if metric not in RULES:
+            raise ConfigError(f"metric={metric!r}; choose one of {list(RULES)}")
+        self.query, self.gallery, self.rule = query, gallery, RULES[metric]
 
     @property
     def name(self) -> str:
@@ -76,7 +81,7 @@ class CrossModalProtocol:
             "protocol": "cross_modal",
             "query": self.query,
             "gallery": self.gallery,
-            "metric": self.metric,
+            "metric": self.rule.name,
             "trials": self.trials,
         }
 
@@ -95,7 +100,7 @@ class SYSUProtocol:
         trials: number of gallery draws averaged (paper 10).
     """
 
-    metric = "sysu"
+    rule = SYSU
     CAMERAS = {"all": (1, 2, 4, 5), "indoor": (1, 2)}
     QUERY_CAMERAS = (3, 6)
 
@@ -202,7 +207,7 @@ class SYSUOfficialProtocol:
             used when present; otherwise the test split's).
     """
 
-    metric = "sysu"
+    rule = SYSU
     CAMERAS = {"all": (1, 2, 4, 5), "indoor": (1, 2)}
     QUERY_CAMERAS = (3, 6)
     SHOTS = (1, 10)
@@ -333,7 +338,7 @@ class LLCMProtocol:
         trials: gallery draws averaged (DEEN: 10).
     """
 
-    metric = "llcm"
+    rule = LLCM
     VISIBLE_CAMERAS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
     THERMAL_CAMERAS = (1, 2, 4, 5, 6, 7, 8, 9)
     DIRECTIONS = ("v2t", "t2v")

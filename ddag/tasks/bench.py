@@ -19,7 +19,6 @@ image size) is timed in rounds alternating with the DDAG step, in a separate pro
 """
 
 import json
-import platform
 import resource
 import statistics
 import subprocess
@@ -29,23 +28,20 @@ from pathlib import Path
 
 import mindspore as ms
 import numpy as np
-from mindspore import ops
 
 from ddag.bench import reference_step
+from ddag.bench.kernels import bench_conv, bench_metrics
+from ddag.bench.measure import bench_data, bench_inference
+from ddag.bench.report import machine, table
 from ddag.bench.timing import PROGRESS_SECONDS
 from ddag.bench.timing import repeat_timed as _repeat
 from ddag.config.context import RunContext
 from ddag.config.schema import Config
-from ddag.data.datasets.base import ImageSet, Split
 from ddag.data.loader import Batch
-from ddag.data.sysu_splits import OfficialSplits
 from ddag.engine.op_profile import profile_steps
 from ddag.errors import ConfigError
-from ddag.evaluation.metrics import rank_metrics
-from ddag.evaluation.protocols import SYSUOfficialProtocol
 from ddag.losses.terms import CrossEntropy
 from ddag.models.architecture import build_network
-from ddag.models.ddag import VISIBLE, EmbeddingNet
 from ddag.tasks.steps.data import build_dataset, training_data
 from ddag.tasks.steps.networks import build_network as build_configured_network
 from ddag.tasks.steps.networks import build_objective
@@ -56,103 +52,6 @@ from ddag.utils.logging import get_logger
 log = get_logger(__name__)
 
 PARTS = ("conv", "metrics", "train", "data", "profile")
-
-
-def bench_conv(repeats: int, warmup: int) -> dict:
-    x = ms.Tensor(np.random.rand(8, 64, 72, 36).astype(np.float32))
-    w = ms.Tensor(np.random.rand(64, 64, 3, 3).astype(np.float32))
-    a = ms.Tensor(np.random.rand(1024, 1024).astype(np.float32))
-    conv = _repeat(lambda: ops.conv2d(x, w, pad_mode="same").asnumpy(), repeats, warmup, "conv")
-    matmul = _repeat(lambda: ops.matmul(a, a).asnumpy(), repeats, warmup, "matmul")
-    conv_gflops = 2 * 8 * 64 * 72 * 36 * 64 * 9 / conv["median"] / 1e9
-    matmul_gflops = 2 * 1024**3 / matmul["median"] / 1e9
-    if conv_gflops < 0.05 * matmul_gflops:
-        log.warning(
-            "3x3 convolution runs at %.1f GFLOP/s against %.1f for matmul: this MindSpore "
-            "build has a slow CPU convolution (2.9.0 and 2.10.0 do; use 2.8.0)",
-            conv_gflops,
-            matmul_gflops,
-        )
-    return {"conv3x3_gflops": conv_gflops, "matmul_gflops": matmul_gflops, "conv_s": conv}
-
-
-def bench_metrics(repeats: int, warmup: int) -> dict:
-    rng = np.random.default_rng(0)
-    q_ids, g_ids = rng.integers(0, 96, 3803), np.repeat(np.arange(96), 4)[:301]
-    q_cams, g_cams = rng.choice([3, 6], 3803), rng.choice([1, 2, 4, 5], 301)
-    sysu = [rng.random((3803, 301)) for _ in range(10)]
-    regdb = rng.random((2060, 2060))
-    r_ids = np.repeat(np.arange(206), 10)
-    split, splits = _sysu_sized_official_split(rng)
-    official = {}
-    for shots in (1, 10):
-        protocol = SYSUOfficialProtocol.from_splits("all", shots, splits)
-        sizes = [protocol.select(split, t) for t in range(protocol.trials)]
-        official[shots] = (protocol, [rng.random((len(q), len(g))) for _, q, _, g in sizes])
-    return {
-        "sysu_10_trials_s": _repeat(
-            lambda: [rank_metrics(d, q_ids, g_ids, q_cams, g_cams) for d in sysu],
-            repeats,
-            warmup,
-            "metrics sysu",
-        ),
-        "regdb_s": _repeat(
-            lambda: rank_metrics(regdb, r_ids, r_ids, protocol="regdb"),
-            repeats,
-            warmup,
-            "metrics regdb",
-        ),
-        **{
-            f"sysu_official_{shots}shot_10_trials_s": _repeat(
-                lambda p=protocol, d=distances: _score_trials(p, split, d),
-                repeats,
-                warmup,
-                f"metrics sysu official {shots}-shot",
-            )
-            for shots, (protocol, distances) in official.items()
-        },
-    }
-
-
-def _sysu_sized_official_split(rng):
-    """A SYSU-MM01-sized test split and fixed splits: 96 identities, 3803 thermal queries in
-    cameras 3 and 6, 301 (identity, RGB camera) pairs of 13-30 images (as the published
-    rand_perm_cam.mat: 301 single-shot and 3010 10-shot gallery images)."""
-    ids = np.arange(1, 97)
-    pairs = [(i, c) for i in ids for c in (1, 2, 4, 5)]
-    gallery_pairs = [pairs[k] for k in np.sort(rng.choice(len(pairs), 301, replace=False))]
-    query_counts = rng.multinomial(3803, np.full(192, 1 / 192))
-    permutations = {cam: {} for cam in range(1, 7)}
-    sets = {"visible": ([], []), "thermal": ([], [])}
-    for (identity, cam), n in zip(gallery_pairs, rng.integers(13, 31, len(gallery_pairs))):
-        permutations[cam][int(identity)] = np.stack([rng.permutation(n) for _ in range(10)])
-        sets["visible"][0].extend([identity] * n)
-        sets["visible"][1].extend([cam] * n)
-    for (identity, cam), n in zip([(i, c) for i in ids for c in (3, 6)], query_counts):
-        if n:
-            permutations[cam][int(identity)] = np.stack([rng.permutation(n) for _ in range(10)])
-            sets["thermal"][0].extend([identity] * n)
-            sets["thermal"][1].extend([cam] * n)
-    images = {
-        m: ImageSet(i, c, [f"{m}/{k:06d}" for k in range(len(i))]) for m, (i, c) in sets.items()
-    }
-    lengths = {cam: 96 for cam in range(1, 7)}
-    splits = OfficialSplits(permutations, ids, 10, Path("<in memory>"), lengths)
-    return Split(visible=images["visible"], thermal=images["thermal"]), splits
-
-
-def _score_trials(protocol, split, distances) -> None:
-    """Gallery selection and metrics of every trial (the trials' distances precomputed, as
-    the SYSU-sized metric timing above does)."""
-    for trial in range(protocol.trials):
-        _, q_idx, _, g_idx = protocol.select(split, trial)
-        rank_metrics(
-            distances[trial],
-            split.thermal.ids[q_idx],
-            split.visible.ids[g_idx],
-            split.thermal.cams[q_idx],
-            split.visible.cams[g_idx],
-        )
 
 
 def _objective(config, num_classes, bare: bool, batch_pairs: int):
@@ -266,23 +165,6 @@ def bench_reference(config, run, batch, repeats: int, warmup: int) -> dict:
     }
 
 
-def bench_inference(networks: dict, images, repeats: int, warmup: int) -> dict:
-    """Images/s of each network's embedding, timed in alternation so machine drift hits all."""
-    embeds = {}
-    for name, network in networks.items():
-        network.set_train(False)
-        embeds[name] = EmbeddingNet(network, VISIBLE)
-        for _ in range(max(1, warmup)):
-            embeds[name](images)[0].asnumpy()
-    times = {name: [] for name in embeds}
-    for _ in range(repeats):
-        for name, embed in embeds.items():
-            start = time.perf_counter()
-            embed(images)[0].asnumpy()
-            times[name].append(time.perf_counter() - start)
-    return {name: len(images) / statistics.median(t) for name, t in times.items()}
-
-
 def bench_train(config, batch: Batch, repeats: int, warmup: int, parts=("train",)) -> dict:
     pairs = len(batch.thermal)  # the visible columns hold loader.visible_views images per pair
     objectives = {
@@ -318,17 +200,6 @@ def bench_train(config, batch: Batch, repeats: int, warmup: int, parts=("train",
     return results
 
 
-def bench_data(pipeline, steps: int) -> dict:
-    iterator = pipeline.create_tuple_iterator(num_epochs=1, output_numpy=True)
-    next(iterator)
-    start, count = time.perf_counter(), 0
-    for batch in iterator:
-        count += 2 * len(batch[0])
-        if count >= steps * 2 * len(batch[0]):
-            break
-    return {"images_per_s": count / (time.perf_counter() - start)}
-
-
 def run(config: Config, context: RunContext = RunContext()) -> dict:
     setup(config)
     repeats, warmup = config.task.repeats, config.task.warmup
@@ -337,7 +208,7 @@ def run(config: Config, context: RunContext = RunContext()) -> dict:
         raise ConfigError(f"task.parts: unknown {sorted(parts - set(PARTS))}; choose from {PARTS}")
     if config.task.reference:
         check_reference(config)
-    report = {"mindspore": ms.__version__, "machine": _machine(), "parts": sorted(parts)}
+    report = {"mindspore": ms.__version__, "machine": machine(), "parts": sorted(parts)}
     log.info(
         "benchmark parts %s: %d warm-up and %d timed runs each; progress every %.0f s",
         ", ".join(p for p in PARTS if p in parts),
@@ -362,84 +233,5 @@ def run(config: Config, context: RunContext = RunContext()) -> dict:
     report["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     path = output_dir(config) / "bench.json"
     path.write_text(json.dumps(report, indent=2))
-    log.info("benchmark (%s), written to %s\n%s", report["machine"], path, _table(report))
+    log.info("benchmark (%s), written to %s\n%s", report["machine"], path, table(report))
     return report
-
-
-def _machine() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            model = next(line.split(":", 1)[1].strip() for line in info if "model name" in line)
-    except (OSError, StopIteration):
-        model = platform.processor() or platform.machine()
-    return model
-
-
-def _table(report: dict) -> str:
-    rows = []
-    if "conv" in report:
-        c = report["conv"]
-        rows.append(
-            ("3x3 conv GFLOP/s (matmul)", f"{c['conv3x3_gflops']:.1f} ({c['matmul_gflops']:.1f})")
-        )
-    if "metrics" in report:
-        for name, t in report["metrics"].items():
-            rows.append(
-                (f"metrics {name}", f"{t['median']:.3f} (min {t['min']:.3f}, max {t['max']:.3f})")
-            )
-    if "train" in report:
-        for name in ("ddag", "backbone"):
-            t = report["train"][name]
-            rows.append(
-                (
-                    f"{name} train images/s",
-                    f"{t['images_per_s']:.1f} (step median "
-                    f"{t['step_s']['median']:.3f} s, compile {t['compile_s']:.1f} s)",
-                )
-            )
-            rows.append((f"{name} inference images/s", f"{t['infer_images_per_s']:.1f}"))
-        rows.append(
-            ("ddag / backbone step time", f"{report['train']['ddag_over_backbone_step']:.3f}")
-        )
-        ratio = report["train"]["backbone_over_ddag_inference"]
-        rows.append(("backbone / ddag inference rate", f"{ratio:.3f}"))
-        rows += _profile_rows(report["train"].get("profile"))
-        reference = report["train"].get("reference")
-        if reference:
-            rows.append(
-                (
-                    f"reference (torch {reference['torch']}) train images/s",
-                    f"{reference['reference_images_per_s']:.2f}; ddag "
-                    f"{reference['ddag_images_per_s']:.2f} in the same rounds: ratio "
-                    f"{reference['ddag_over_reference']:.2f}",
-                )
-            )
-            rows.append(
-                (
-                    "reference inference images/s",
-                    f"{reference['reference_infer_images_per_s']:.1f}; ratio "
-                    f"{reference['ddag_over_reference_inference']:.2f}",
-                )
-            )
-    if "data" in report:
-        d = report["data"]
-        share = f", {100 * d['share_of_step']:.1f} % of a step" if "share_of_step" in d else ""
-        rows.append(("data pipeline images/s", f"{d['images_per_s']:.1f}{share}"))
-    rows.append(("peak memory MB", f"{report['peak_memory_mb']:.0f}"))
-    width = max(len(r[0]) for r in rows)
-    return "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)
-
-
-def _profile_rows(profile) -> list:
-    if not profile or "error" in profile:
-        return [("profile", profile["error"])] if profile else []
-    rows = [
-        (
-            "profile ms/step (kernels)",
-            f"{profile['wall_ms_per_step']:.1f} ({profile['kernel_ms_per_step']:.1f})",
-        )
-    ]
-    rows += [(f"  {name}", f"{ms:.1f} ms") for name, ms in profile["groups_ms_per_step"].items()]
-    for conv in profile["convolutions_ms_per_step"][:5]:
-        rows.append((f"  conv {conv['kind']} {conv['shapes']}", f"{conv['ms']:.1f} ms"))
-    return rows

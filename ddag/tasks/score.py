@@ -7,9 +7,9 @@ task=eval does. Needs neither a dataset tree nor a checkpoint.
 
 from ddag.config.context import RunContext
 from ddag.config.schema import Config
+from ddag.data.feature_files import check_identity_counts, is_npz_source, read_features
 from ddag.errors import ConfigError
 from ddag.evaluation.evaluator import evaluate_features
-from ddag.evaluation.external import check_identity_counts, is_npz_source, read_features
 from ddag.evaluation.protocols import SYSUOfficialProtocol
 from ddag.tasks.steps.data import build_protocols, check_protocols
 from ddag.tasks.steps.report import report_records, rerank_settings

@@ -7,7 +7,7 @@ from PIL import Image
 from ddag.config.context import RunContext
 from ddag.config.schema import Config
 from ddag.errors import ConfigError
-from ddag.evaluation.plots import ranking_image
+from ddag.reporting.plots import ranking_image
 from ddag.tasks.steps.networks import inference_model
 from ddag.tasks.steps.runtime import output_dir, setup
 from ddag.utils.logging import get_logger

@@ -5,8 +5,8 @@ from pathlib import Path
 from ddag.config.context import RunContext
 from ddag.config.schema import Config
 from ddag.errors import ConfigError
-from ddag.evaluation.manifests import load_manifest_file
-from ddag.evaluation.tables import build_table, collect_runs, table_markdown, write_table
+from ddag.reporting.manifests import load_manifest_file
+from ddag.reporting.tables import build_table, collect_runs, table_markdown, write_table
 from ddag.tasks.steps.runtime import output_dir
 from ddag.utils.logging import get_logger
 

@@ -15,13 +15,13 @@ from PIL import Image
 from ddag.config.context import RunContext
 from ddag.config.schema import VISUAL_KINDS, Config
 from ddag.data.augmentations.base import normalise
+from ddag.data.feature_files import read_features
 from ddag.errors import ConfigError
-from ddag.evaluation import figures
-from ddag.evaluation import visual_stats as stats
-from ddag.evaluation.external import read_features
 from ddag.evaluation.features import MODALITY_CODES
 from ddag.evaluation.metrics import nearest, pairwise_distance
 from ddag.models.attention.cgsa import identity_adjacency
+from ddag.reporting import figures
+from ddag.reporting import visual_stats as stats
 from ddag.tasks.steps.data import build_dataset
 from ddag.tasks.steps.networks import inference_model
 from ddag.tasks.steps.runtime import output_dir, setup

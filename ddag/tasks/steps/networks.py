@@ -9,15 +9,22 @@ from ddag.config.context import RunContext
 from ddag.config.instantiate import build
 from ddag.config.schema import Config
 from ddag.losses.objective import Objective
-from ddag.models.architecture import build_network as build_model_network
+from ddag.models.architecture import check_spec, network_spec
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
 
 
 def build_network(config: Config, num_classes: int):
-    """A new network of `config.model`, its backbone initialised from `config.init` (if set)."""
-    network = build_model_network(config.model, num_classes)
+    """A new network of `config.model`, built like every other component, its backbone
+    initialised from `config.init` (if set).
+
+    The spec is checked first against the rule for specs read from files (only `ddag.models`
+    classes and plain values), so what trains can be reloaded from its checkpoint.
+    """
+    spec = network_spec(config.model)
+    check_spec(spec)
+    network = build(spec, num_classes=num_classes, _convert_="all")
     Checkpointer().initialise(network, config.init)
     return network
 

@@ -14,9 +14,9 @@ from ddag.data.datasets.base import ArrayImageSet
 from ddag.evaluation.evaluator import evaluate_features
 from ddag.evaluation.features import FeatureExtractor
 from ddag.evaluation.metrics import nearest, pairwise_distance
-from ddag.evaluation.plots import cmc_image, query_order, ranking_image, save_cmc_image
 from ddag.evaluation.results import markdown_table, write_records
-from ddag.evaluation.visual_stats import sample_identities
+from ddag.reporting.plots import cmc_image, query_order, ranking_image, save_cmc_image
+from ddag.reporting.visual_stats import sample_identities
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)

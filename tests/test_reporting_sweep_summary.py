@@ -6,7 +6,7 @@ import pytest
 
 from ddag.config.callbacks import finished_jobs
 from ddag.evaluation.results import METRICS
-from ddag.evaluation.sweep_summary import setting_of, summarize, summary_markdown, write_summary
+from ddag.reporting.sweep_summary import setting_of, summarize, summary_markdown, write_summary
 
 
 def _record(protocol, rank1):

@@ -5,8 +5,8 @@ from typing import List
 import numpy as np
 from PIL import Image
 
-from ddag.evaluation.figures import cmc_figure, ranking_figure
 from ddag.evaluation.results import ResultRecord
+from ddag.reporting.figures import cmc_figure, ranking_figure
 
 
 def cmc_image(

@@ -189,3 +189,27 @@ def test_leftover_temporary_files_are_removed_on_the_next_save(tmp_path):
     stale.write_bytes(b"half a checkpoint from a killed run")
     save_checkpoint(tmp_path / "last.ckpt", _network())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+
+# 14. MindSpore's own temporaries are cleaned --------------------------------------------------
+
+
+def test_mindspore_temporaries_are_removed_on_save_and_on_a_failed_write(tmp_path, monkeypatch):
+    import mindspore as ms
+    from mindspore import nn
+
+    from ddag.checkpoints import format as checkpoint
+
+    stale = tmp_path / "last.ckpt.abc123.tmp.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    checkpoint.write_checkpoint_file(tmp_path / "last.ckpt", nn.Dense(2, 2))
+    assert not stale.exists() and (tmp_path / "last.ckpt").is_file()
+
+    def full_disk(entries, name, **kwargs):
+        (tmp_path / (name[: -len(".ckpt")] + ".tmp")).write_bytes(b"partial")
+        raise RuntimeError("No space left on device")
+
+    monkeypatch.setattr(ms, "save_checkpoint", full_disk)
+    with pytest.raises(CheckpointError, match="could not write checkpoint"):
+        checkpoint.write_checkpoint_file(tmp_path / "best.ckpt", nn.Dense(2, 2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]

@@ -1,6 +1,6 @@
 """Figures drawn with matplotlib (Agg backend: no screen needed), returned as RGB arrays.
 
-Each function takes the numbers `ddag/evaluation/visual_stats.py` computed (or result records)
+Each function takes the numbers `ddag/reporting/visual_stats.py` computed (or result records)
 and returns an (H, W, 3) uint8 image; `save_png` writes one. Nothing here computes a metric.
 """
 

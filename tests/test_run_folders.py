@@ -1,0 +1,77 @@
+"""Run folders and dataset roots (ddag/config/callbacks.py, ddag/utils/locks.py): a finished run,
+a dataset root or a file is never overwritten; two preparations of one root do not race.
+
+Every file is made here. Cases that would allocate gigabytes if a check regressed run in a
+child process under a memory limit (tests/bounded.py), with a time bound.
+"""
+
+import threading
+
+import numpy as np
+import pytest
+
+from ddag.config.run_config import run_config
+from ddag.errors import ConfigError, DatasetError
+from ddag.tasks.steps.runtime import output_dir
+from tests.conftest import compose_config
+from tests.test_run_cli import run_cli
+
+# 15. A finished run, a dataset root or a file is never overwritten ---------------------------
+
+
+def test_a_finished_run_dataset_root_or_file_is_refused_as_the_run_folder(tmp_path):
+    finished = tmp_path / "finished"
+    (finished / "checkpoints").mkdir(parents=True)
+    (finished / "checkpoints" / "best.ckpt").write_bytes(b"last week's model")
+    (finished / "results.json").write_text("[]")
+    quick = ["task=prepare", "task.mode=check"]  # needs no preparation: returns at once
+    refused = run_cli(*quick, f"hydra.run.dir={finished}")
+    output = refused.stdout + refused.stderr
+    assert refused.returncode == 1 and "already holds a run" in output, output[-2000:]
+    assert "overwrite=true" in output and "task.resume=auto" in output
+    assert (finished / "checkpoints" / "best.ckpt").read_bytes() == b"last week's model"
+    assert not (finished / ".hydra").exists()
+    dataset = tmp_path / "SYSU"
+    for name in ("cam1", "cam3", "exp"):
+        (dataset / name).mkdir(parents=True)
+    refused = run_cli(*quick, f"hydra.run.dir={dataset}")
+    assert refused.returncode == 1 and "is a dataset root" in refused.stdout + refused.stderr
+    (tmp_path / "a_file").write_text("x")
+    refused = run_cli(*quick, f"hydra.run.dir={tmp_path / 'a_file'}")
+    assert refused.returncode == 1 and "is a file" in refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stdout + refused.stderr
+    allowed = run_cli(*quick, f"hydra.run.dir={finished}", "overwrite=true")
+    assert allowed.returncode == 0, allowed.stdout[-2000:] + allowed.stderr[-2000:]
+
+
+def test_paths_output_dir_pointing_at_a_file_is_a_config_error(tmp_path):
+
+    (tmp_path / "file").write_text("x")
+    cfg = compose_config([], output_dir=tmp_path / "file")
+    with pytest.raises(ConfigError, match="is a file"):
+        output_dir(run_config(cfg))
+
+
+# 16. Two preparations of one root ------------------------------------------------------------
+
+
+def test_a_second_prepare_of_the_same_root_stops_instead_of_racing(tmp_path):
+    from ddag.data.datasets.sysu import SYSUDataset
+    from ddag.data.prepare import prepare_sysu, root_lock, save_atomic
+    from tests.builders import sysu_tree
+
+    root = sysu_tree(tmp_path / "SYSU")
+    with root_lock(root):
+        with pytest.raises(DatasetError, match="being prepared by another task=prepare"):
+            prepare_sysu(SYSUDataset(str(root), height=32, width=16))
+    # Temporary names are unique: writers of one file never share a temporary.
+    target = tmp_path / "x.npy"
+    threads = [
+        threading.Thread(target=save_atomic, args=(target, np.full(1000, k))) for k in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert np.load(target).shape == (1000,)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["SYSU", "x.npy"]
