@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from ddag.errors import FAILED_MARKER
 from ddag.reporting.sweep_summary import setting_of, summarize, summary_markdown, write_summary
-from ddag.utils.locks import try_lock
+from ddag.utils.locks import UnsafeLockFile, try_lock
 from ddag.utils.logging import current_rank, get_logger
 
 log = get_logger(__name__)
@@ -85,7 +85,11 @@ class OutputFolderLock(Callback):
             log.error("ConfigError: %s", refusal)
             sys.exit(1)
         folder.mkdir(parents=True, exist_ok=True)
-        handle, holder = try_lock(folder / LOCK_NAME)
+        try:
+            handle, holder = try_lock(folder / LOCK_NAME)
+        except UnsafeLockFile as err:
+            log.error("ConfigError: %s refused: %s", folder, err)
+            sys.exit(1)
         if handle is None:
             log.error(
                 "ConfigError: %s is in use by a live run (%s). Wait for it to finish, or give "

@@ -24,7 +24,7 @@ from ddag.data.datasets.sysu import (
     split_files_fingerprint,
 )
 from ddag.errors import DatasetError
-from ddag.utils.locks import try_lock
+from ddag.utils.locks import UnsafeLockFile, try_lock
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -48,7 +48,10 @@ def save_atomic(path: Path, array: np.ndarray) -> None:
 @contextlib.contextmanager
 def root_lock(root: Path):
     """An exclusive lock on a dataset root for the duration of its preparation."""
-    handle, holder = try_lock(root / LOCK_NAME)
+    try:
+        handle, holder = try_lock(root / LOCK_NAME)
+    except UnsafeLockFile as err:
+        raise DatasetError(f"{root} refused: {err}") from None
     if handle is None:
         raise DatasetError(
             f"{root} is being prepared by another task=prepare ({holder}); wait for it to end "

@@ -12,6 +12,7 @@ from ddag.config.instantiate import build
 from ddag.config.resume import resumed_config
 from ddag.config.run_config import config_dict, config_hash, run_config
 from ddag.config.schema import Config
+from ddag.config.stored import check_stored_config
 from ddag.engine.callbacks import CheckpointSaver, PeriodicEvaluation, ProgressLogger
 from ddag.engine.trainer import StopRequested, Trainer, TrainState
 from ddag.errors import ConfigError, Interrupted
@@ -59,6 +60,7 @@ def _resumed_config(config: Config, point: ResumePoint, context: RunContext) -> 
     if not point.meta.config:
         log.warning("%s stores no run config; resuming with this command's", point.path)
         return config
+    check_stored_config(point.meta.config, str(point.path), composed=config_dict(config))
     try:
         resumed, changes = resumed_config(
             point.meta.config, config_dict(config), context.keys(), config.task.resume_changes
