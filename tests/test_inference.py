@@ -78,7 +78,18 @@ def test_extract_and_search_tasks_write_their_files(trained, tmp_path):
     data = np.load(tmp_path / "x" / "features.npz")
     assert data["fc"].shape[0] == data["ids"].shape[0] == 96 and data["ids"][0] == 0
     cfg = compose_config(common + ["task=extract", "task.split=test"], output_dir=tmp_path / "y")
-    assert extract.run(run_config(cfg))["count"] > 0
+    written = extract.run(run_config(cfg))
+    assert written["modalities"] == ["visible", "thermal"]
+    both = np.load(tmp_path / "y" / "features.npz")
+    assert sorted(set(both["modality"])) == ["thermal", "visible"]
+    assert len(both["fc"]) == len(both["modality"]) == written["count"]
+    for request, message in (
+        ([f"task.images={tree / 'Thermal'}"], "needs task.modality=visible|thermal"),
+        (["task.images=/nonexistent", "task.modality=thermal"], "no such folder"),
+    ):
+        cfg = compose_config(common + ["task=extract", *request], output_dir=tmp_path / "z")
+        with pytest.raises(ConfigError, match=message):
+            extract.run(run_config(cfg))
     cfg = compose_config(
         common
         + [

@@ -74,7 +74,8 @@ class ExtractTask:
         checkpoint: the checkpoint to use.
         images: a folder of images; null uses the dataset's `split`.
         split: train, val or test.
-        modality: visible or thermal.
+        modality: visible or thermal: which stem reads the images. Required for a folder; for
+            a split, null writes both modalities into one file (a modality per row).
         output: file name in the run directory.
     """
 
@@ -82,7 +83,7 @@ class ExtractTask:
     checkpoint: str = MISSING
     images: Optional[str] = None
     split: str = choice("test", SPLITS)
-    modality: str = choice("visible", MODALITIES)
+    modality: Optional[str] = choice(None, MODALITIES)
     output: str = "features.npz"
 
 
