@@ -58,6 +58,10 @@ def test_bench_reference_needs_a_checkout_and_torch(tmp_path):
     )
     with pytest.raises(ConfigError, match="needs torch"):
         bench.run(run_config(cfg))
+    deen = base + ["model=deen", "model/backbone=tiny", f"task.reference={tmp_path}"]
+    cfg = compose_config(deen, output_dir=tmp_path / "d")
+    with pytest.raises(ConfigError, match="no model.py there; give the DEEN/ folder"):
+        bench.run(run_config(cfg))
     bad = compose_config(TINY + ["task=bench", "task.parts=[trian]"], output_dir=tmp_path / "c")
     with pytest.raises(ConfigError, match="unknown"):
         bench.run(run_config(bad))

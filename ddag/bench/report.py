@@ -28,14 +28,15 @@ def table(report: dict) -> str:
     if "train" in report:
         for name in ("ddag", "backbone"):
             t = report["train"][name]
+            label = report["train"].get("model", name) if name == "ddag" else name
             rows.append(
                 (
-                    f"{name} train images/s",
+                    f"{label} train images/s",
                     f"{t['images_per_s']:.1f} (step median "
                     f"{t['step_s']['median']:.3f} s, compile {t['compile_s']:.1f} s)",
                 )
             )
-            rows.append((f"{name} inference images/s", f"{t['infer_images_per_s']:.1f}"))
+            rows.append((f"{label} inference images/s", f"{t['infer_images_per_s']:.1f}"))
         rows.append(
             ("ddag / backbone step time", f"{report['train']['ddag_over_backbone_step']:.3f}")
         )

@@ -6,7 +6,10 @@ Two kinds of file are understood (names already translated by `ddag.checkpoints.
   model-zoo names that `init.weights` loads;
 - a checkpoint of the reference DDAG code (`{'net': embed_net.state_dict()}`): the number of
   identities, parts and graph heads follow from its tensors, and it becomes a full ddag
-  checkpoint that `task=eval` loads.
+  checkpoint that `task=eval` loads;
+- a checkpoint of the DEEN code (ZYK100/LLCM `DEEN/model.py` embed_net): the stages with MFA
+  blocks, the stage DEE follows and whether layer4 is used (the RegDB variant drops it) follow
+  from its tensors.
 """
 
 import re
@@ -15,7 +18,7 @@ from typing import Dict, Tuple
 import numpy as np
 
 from ddag.checkpoints.format import LoadReport, load_into
-from ddag.checkpoints.names import REFERENCE_GRAPH_HEAD, reference_ddag_name
+from ddag.checkpoints.names import REFERENCE_GRAPH_HEAD, deen_name, reference_ddag_name
 from ddag.errors import CheckpointError
 from ddag.models.architecture import build_network
 from ddag.models.backbones.resnet import (
@@ -28,7 +31,7 @@ from ddag.models.backbones.resnet import (
 )
 from ddag.models.backbones.resnet_ibn import ResNetIBN
 
-CONVERT_KINDS = ("auto", "backbone", "ddag")  # task=convert: what the file holds
+CONVERT_KINDS = ("auto", "backbone", "ddag", "deen")  # task=convert: what the file holds
 _BLOCK = re.compile(r"^layer([1-4])\.(\d+)\.")
 RESNET_TARGET = "ddag.models.backbones.resnet.ResNet"
 RESNET_IBN_TARGET = "ddag.models.backbones.resnet_ibn.ResNetIBN"
@@ -150,4 +153,57 @@ def reference_ddag_network(arrays: Dict[str, np.ndarray]) -> Tuple:
     network = build_network(spec, int(arrays["classifier.weight"].shape[0]))
     report = load_into(network, arrays, strict=True, rename=reference_ddag_name)
     unused = sorted(k for k in arrays if reference_ddag_name(k) is None)
+    return network, spec, report, unused
+
+
+def deen_spec(arrays: Dict[str, np.ndarray]) -> dict:
+    """Our model spec for a DEEN state dict (two stems, MFA and DEE where its tensors say)."""
+    prefix = "base_resnet.base."
+    trunk = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+    backbone = resnet_layout(trunk, "the DEEN checkpoint's base_resnet")
+    expanded = int(arrays["DEE.FC11.weight"].shape[1])
+    outputs = [w * (4 if backbone["block"] == "bottleneck" else 1) for w in backbone["widths"]]
+    if expanded not in outputs[:3]:
+        raise CheckpointError(
+            f"the DEEN checkpoint's DEE takes {expanded} channels, no stage before the last "
+            f"gives that (stage outputs {outputs})"
+        )
+    stage = outputs.index(expanded) + 1
+    backbone.update(last_stride=1, num_stages=stage + 1)
+    return {
+        "_target_": "ddag.models.ddag.DDAG",
+        "stems": "two_stream",
+        "backbone": backbone,
+        "part_attention": None,
+        "graph_attention": None,
+        "aggregation": {
+            "_target_": "ddag.models.aggregation.mfa.MultiStageAggregation",
+            "_partial_": True,
+            "stages": [k for k in (1, 2, 3) if f"MFA{k}.CNL.g.weight" in arrays],
+        },
+        "expansion": {
+            "_target_": "ddag.models.expansion.dee.DiverseEmbeddingExpansion",
+            "_partial_": True,
+            "stage": stage,
+            "dropout": 0.01,
+        },
+        "expansion_pool_weight": 0.1,
+    }
+
+
+def deen_network(arrays: Dict[str, np.ndarray]) -> Tuple:
+    """(network, spec, LoadReport, unused names) of a DEEN state dict, loaded strictly; entries
+    its forward never uses (the stems' ResNet copies, base_resnet's own stem and fc, layer4 of
+    the RegDB variant) are left out and listed."""
+    if "classifier.weight" not in arrays:
+        raise CheckpointError("the DEEN checkpoint has no classifier.weight")
+    spec = deen_spec(arrays)
+    stages = spec["backbone"]["num_stages"]
+    network = build_network(spec, int(arrays["classifier.weight"].shape[0]))
+
+    def rename(name):
+        return deen_name(name, stages)
+
+    report = load_into(network, arrays, strict=True, rename=rename)
+    unused = sorted(k for k in arrays if rename(k) is None)
     return network, spec, report, unused

@@ -22,7 +22,8 @@ from ddag.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ddag.errors import CheckpointError
 
 FORMAT_VERSION = 3
-KINDS = ("run", "ddag", "backbone")  # a training run's, a converted DDAG, converted backbone
+# A training run's, a converted reference DDAG or DEEN network, converted backbone weights.
+KINDS = ("run", "ddag", "deen", "backbone")
 
 
 @dataclass(frozen=True)

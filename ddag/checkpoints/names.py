@@ -90,6 +90,31 @@ REFERENCE_DDAG_PREFIXES = (
 REFERENCE_GRAPH_HEAD = re.compile(r"^attention_(\d+)\.")
 
 
+# The DEEN code (ZYK100/LLCM DEEN/model.py embed_net), after the renames above: its stems and
+# shared layers are the reference DDAG's, its modules between stages ours under new prefixes.
+DEEN_PREFIXES = (
+    ("DEE.", "expansion."),
+    ("MFA1.", "aggregation.blocks.0."),
+    ("MFA2.", "aggregation.blocks.1."),
+    ("MFA3.", "aggregation.blocks.2."),
+) + tuple(p for p in REFERENCE_DDAG_PREFIXES if not p[0].startswith(("wpa", "out_att")))
+
+
+def deen_name(name: str, num_stages: int = 4) -> Optional[str]:
+    """Our parameter name for a (renamed) DEEN entry, or None if we do not use it (the stems'
+    unused ResNet copies; layer4 when the RegDB variant drops it)."""
+    ours = rename_by_prefix(name, DEEN_PREFIXES)
+    if ours is not None and num_stages < 4 and ours.startswith("trunk.layer4."):
+        return None
+    return ours
+
+
+def is_deen(names: Iterable[str]) -> bool:
+    """Whether these (renamed) names are a DEEN state dict."""
+    names = set(names)
+    return "DEE.FC11.weight" in names and "MFA1.CNL.g.weight" in names
+
+
 def torch_to_mindspore_names(state: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
     """The same arrays under MindSpore names (norm parameters and `downsample` renamed)."""
     modules_with_stats = {n.rpartition(".")[0] for n in state if n.endswith(".running_mean")}

@@ -17,7 +17,13 @@ from ddag.checkpoints.format import LoadReport, load_into
 from ddag.checkpoints.meta import CheckpointMeta, InputSpec
 from ddag.checkpoints.names import is_ms_zoo_checkpoint, ms_zoo_to_ddag
 from ddag.errors import CheckpointError, ConfigError
-from ddag.models.architecture import build_network, check_spec, expected_shapes, shape_mismatches
+from ddag.models.architecture import (
+    build_network,
+    check_spec,
+    expected_shapes,
+    network_spec,
+    shape_mismatches,
+)
 from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -108,7 +114,7 @@ def network_from(
 def _checked_network(path: Path, model: dict, params: dict):
     """The network of `model`, after checking the spec against the file's tensors."""
     try:
-        check_spec(model)
+        check_spec(network_spec(model))
         num_classes = num_classes_of(params, path)
         stored = {name: tuple(p.shape) for name, p in params.items()}
         problems = shape_mismatches(expected_shapes(model, num_classes), stored)

@@ -286,8 +286,9 @@ class EvalConfig:
         rerank_k2: k2 of the re-ranking (local query expansion).
         rerank_lambda: weight of the original distance in the re-ranked one.
         distance: how every task that ranks measures distance: "cosine" (the reference code's,
-            on L2-normalised features) or "euclidean" (the SYSU-MM01 authors' MATLAB
-            evaluation, on the raw features).
+            on L2-normalised features), "euclidean" (the SYSU-MM01 authors' MATLAB
+            evaluation, on the raw features) or "inner" (DEEN's test.py: the negative inner
+            product, flipped-image features summed without normalising again).
     """
 
     protocol: Dict[str, Any] = field(default_factory=dict)

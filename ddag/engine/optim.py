@@ -4,7 +4,15 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
-BACKBONE_PREFIXES = ("visible_stem.", "thermal_stem.", "shared_stem.", "trunk.")
+# DEEN trains its modules between stages at the backbone rate (all but the BN neck and classifier).
+BACKBONE_PREFIXES = (
+    "visible_stem.",
+    "thermal_stem.",
+    "shared_stem.",
+    "trunk.",
+    "aggregation.",
+    "expansion.",
+)
 
 
 def check_rates(**values: float) -> None:

@@ -24,12 +24,17 @@ class FeatureExtractor:
     Args:
         network: a DDAG network.
         settings: image size, batch size and workers.
-        flip: average the features of each image and its horizontal mirror.
+        flip: sum the features of each image and its horizontal mirror, L2-normalised again
+            unless `raw_flip_sums` (DEEN's test.py ranks the plain sums by inner product;
+            `eval.distance=inner` asks for that).
     """
 
-    def __init__(self, network, settings: LoaderSettings, flip: bool = False):
+    def __init__(
+        self, network, settings: LoaderSettings, flip: bool = False, raw_flip_sums: bool = False
+    ):
         self.settings = settings
         self.flip = flip
+        self.raw_flip_sums = raw_flip_sums
         self.forward_passes = 0
         self._nets = {name: EmbeddingNet(network, code) for name, code in MODALITY_CODES.items()}
 
@@ -65,7 +70,9 @@ class FeatureExtractor:
             fa, fb = (
                 t.asnumpy() for t in net(ms.Tensor(np.ascontiguousarray(images_batch[..., ::-1])))
             )
-            a, b = _normalise(a + fa), _normalise(b + fb)
+            a, b = (
+                (a + fa, b + fb) if self.raw_flip_sums else (_normalise(a + fa), _normalise(b + fb))
+            )
         return a, b
 
     def split_features(self, split) -> Dict[str, Dict[str, np.ndarray]]:

@@ -27,7 +27,7 @@ import numpy as np
 from ddag.errors import EvaluationError
 from ddag.evaluation.gallery_rules import SYSU, GalleryRule
 
-DISTANCES = ("cosine", "euclidean")
+DISTANCES = ("cosine", "euclidean", "inner")
 
 
 @dataclass(frozen=True)
@@ -275,6 +275,14 @@ def cosine_distance(query_features: np.ndarray, gallery_features: np.ndarray) ->
     return -(q @ g.T)
 
 
+def inner_distance(query_features: np.ndarray, gallery_features: np.ndarray) -> np.ndarray:
+    """Negative inner product of the features as they are, (num_query, num_gallery), in float64:
+    DEEN's test.py ranks `-(query @ gallery.T)` of flipped-image sums without normalising them."""
+    q = _features(query_features, "query").astype(np.float64)
+    g = _features(gallery_features, "gallery").astype(np.float64)
+    return -(q @ g.T)
+
+
 def euclidean_distance(query_features: np.ndarray, gallery_features: np.ndarray) -> np.ndarray:
     """Euclidean distance of the raw features (MATLAB's pdist2, as the SYSU-MM01 authors'
     evaluation uses it), (num_query, num_gallery), computed in float64."""
@@ -290,6 +298,8 @@ def pairwise_distance(query_features, gallery_features, distance: str = "cosine"
         return cosine_distance(query_features, gallery_features)
     if distance == "euclidean":
         return euclidean_distance(query_features, gallery_features)
+    if distance == "inner":
+        return inner_distance(query_features, gallery_features)
     raise EvaluationError(f"distance={distance!r}; choose one of {list(DISTANCES)}")
 
 

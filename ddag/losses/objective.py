@@ -28,7 +28,9 @@ class Objective(nn.Cell):
     Its training state (the graph weight) is stored in checkpoints under `state_key`.
 
     Args:
-        network: a DDAG network whose training forward returns `network.output_names`.
+        network: a DDAG network whose training forward returns `network.output_names`, with
+            `rows_per_image` rows per image (3 with DEEN's expansion; the labels are repeated
+            as its authors repeat them: visible, thermal, visible, thermal, ...).
         terms: name -> LossTerm. A term whose output the network does not produce (for example the
             graph term when graph attention is off) is dropped with a log line.
         batch_pairs: visible/thermal pairs per training step (sizes the dropout noise); needed
@@ -61,6 +63,12 @@ class Objective(nn.Cell):
                     f"loss term {name!r} reads output {term.output!r}, which the network does not "
                     f"produce; valid outputs: {list(network.output_names)}"
                 )
+            rows = term.needs_rows_per_image
+            if rows is not None and rows != getattr(network, "rows_per_image", 1):
+                raise ConfigError(
+                    f"loss term {name!r} ({type(term).__name__}) reads {rows} embeddings per "
+                    "image, which this network does not give; it needs model/expansion=dee"
+                )
             if visible_views != 1 and term.needs_paired_halves:
                 raise ConfigError(
                     f"loss term {name!r} ({type(term).__name__}) reads the batch as equal "
@@ -75,6 +83,7 @@ class Objective(nn.Cell):
         self.static_weights = tuple(0.0 if t.dynamic else t.weight for t in kept.values())
         self.dynamic_mask = tuple(1.0 if t.dynamic else 0.0 for t in kept.values())
         self.batch_pairs, self.seed, self.visible_views = batch_pairs, seed, visible_views
+        self.rows_per_image = getattr(network, "rows_per_image", 1)
         self.graph_branch = None
         if batch_pairs is not None:
             self.graph_branch = GraphBranchInputs(self.noise_size(batch_pairs), seed)
@@ -116,6 +125,8 @@ class Objective(nn.Cell):
 
     def construct(self, visible, thermal, visible_label, thermal_label, graph_weight, noise):
         labels = ops.cat((visible_label, thermal_label), axis=0)
+        if self.rows_per_image > 1:
+            labels = ops.tile(labels, (self.rows_per_image,))
         outputs = self.network(visible, thermal, identity_adjacency(labels), noise)
         values = ()
         total = 0.0

@@ -18,10 +18,12 @@ class LossTerm(nn.Cell):
         dynamic: scale by the dynamic graph weight instead of `weight` (DDAG's graph term).
 
     A term that reads the batch as a visible half and a thermal half of equal size sets
-    `needs_paired_halves`; it cannot serve a batch with two visible views.
+    `needs_paired_halves`; it cannot serve a batch with two visible views. A term that reads a
+    fixed number of embeddings per image (DEEN's CPM: 3) sets `needs_rows_per_image`.
     """
 
     needs_paired_halves = False
+    needs_rows_per_image = None
 
     def __init__(self, output: str, weight: float = 1.0, dynamic: bool = False):
         super().__init__()

@@ -157,4 +157,7 @@ def network_spec(model: Dict) -> Dict:
     for branch in ("part_attention", "graph_attention"):
         if not model.get(branch):
             model[branch] = None
+    for branch in ("aggregation", "expansion"):  # newer options: absent from older specs
+        if branch in model and not model[branch]:
+            model[branch] = None
     return model

@@ -36,14 +36,26 @@ class DDAG(nn.Cell):
         pooling: global pooling of the trunk's map: "avg" (DDAG) or "gem" (generalised mean,
             AGW: `(mean(x^p) + 1e-12)^(1/p)` with a fixed `gem_p`).
         gem_p: the exponent of GeM pooling (AGW: 3).
+        aggregation: factory `(stage_channels) -> Cell` of blocks acting between trunk stages
+            (DEEN's MFA, `ddag.models.aggregation.mfa`), or None.
+        expansion: factory `(stage_channels) -> Cell` that expands the batch after a trunk stage
+            into `rows_per_image` embeddings per image (DEEN's DEE), or None.
+        expansion_pool_weight: with an expansion, the share of the pooled features in FC_att
+            (DEEN's test.py: a = 0.1 for pool, 0.9 for the BN feature).
 
     The backbone recipe's contract: `make_stem()`, `make_trunk()`, `out_channels`, and for loading
     from files `stem_shapes()` / `trunk_shapes()` (tensors that witness what it allocates) and
     `weight_part(name)` with `optional_trunk_prefixes` (where ImageNet weights belong).
 
+    Aggregation and expansion need a recipe that also gives `stage_channels()` (a staged trunk
+    with `stage(index, x)`).
+
     In training, `construct(visible, thermal, adjacency, noise)` returns a tuple whose entries are
-    named by `output_names`: pooled feature, BN feature, logits, [part logits], [graph log-probs].
-    `noise` is the uniform dropout noise of the graph branch (length `noise_size(2B)`).
+    named by `output_names`: pooled feature, BN feature, logits, [part logits], [graph log-probs],
+    [orthogonality of the expanded embeddings]. With an expansion every output has
+    `rows_per_image` rows per image (the input's embeddings first, then each expansion's), and
+    the adjacency and labels cover all of them. `noise` is the uniform dropout noise of the graph
+    branch (length `noise_size(2B)`).
     """
 
     def __init__(
@@ -56,6 +68,9 @@ class DDAG(nn.Cell):
         low_dim: int = 512,
         pooling: str = "avg",
         gem_p: float = 3.0,
+        aggregation: Optional[Callable] = None,
+        expansion: Optional[Callable] = None,
+        expansion_pool_weight: float = 0.1,
     ):
         super().__init__()
         if stems not in STEM_LAYOUTS:
@@ -76,6 +91,7 @@ class DDAG(nn.Cell):
         else:
             self.shared_stem = backbone.make_stem()
         self.trunk = backbone.make_trunk()
+        self._between_stages(backbone, aggregation, expansion, expansion_pool_weight)
         channels = backbone.out_channels
         self.out_channels = channels
         self.bottleneck = frozen_shift_batchnorm(channels)
@@ -94,7 +110,29 @@ class DDAG(nn.Cell):
             names.append("logits_att")
         if self.has_graph_attention:
             names.append("graph_log_probs")
+        if self.has_expansion:
+            names.append("orthogonality")
         self.output_names = tuple(names)
+
+    def _between_stages(self, backbone, aggregation, expansion, pool_weight: float) -> None:
+        """Build the modules that act between trunk stages, when any is configured."""
+        self.has_aggregation = aggregation is not None
+        self.has_expansion = expansion is not None
+        self.rows_per_image = 1
+        self.staged = self.has_aggregation or self.has_expansion
+        if not self.staged:
+            return
+        stage_channels = _stage_channels(backbone)
+        self.num_stages = len(stage_channels)
+        if self.has_aggregation:
+            self.aggregation = aggregation(stage_channels=stage_channels)
+        if self.has_expansion:
+            if not 0.0 <= pool_weight <= 1.0:
+                raise ValueError(f"expansion_pool_weight={pool_weight} must be in [0, 1]")
+            self.expansion = expansion(stage_channels=stage_channels)
+            self.rows_per_image = self.expansion.rows_per_image
+            self.pool_scale = float(pool_weight) ** 0.5
+            self.feat_scale = (1.0 - float(pool_weight)) ** 0.5
 
     @staticmethod
     def stem_prefixes(stems: str) -> Tuple[str, ...]:
@@ -110,6 +148,8 @@ class DDAG(nn.Cell):
         graph_attention: Optional[Callable] = None,
         stems: str = "two_stream",
         low_dim: int = 512,
+        aggregation: Optional[Callable] = None,
+        expansion: Optional[Callable] = None,
         **_,
     ) -> Dict[str, tuple]:
         """Shapes of the tensors that witness every argument deciding what this network
@@ -134,6 +174,12 @@ class DDAG(nn.Cell):
                 **graph_attention.keywords,
             )
             shapes.update(_prefixed(graph, "graph_attention."))
+        for name, factory in (("aggregation", aggregation), ("expansion", expansion)):
+            if factory is not None:
+                declared = factory.func.expected_shapes(
+                    stage_channels=_stage_channels(backbone), **factory.keywords
+                )
+                shapes.update(_prefixed(declared, name + "."))
         return shapes
 
     def backbone_weights(self, arrays: Dict[str, object]) -> Tuple[Dict[str, object], tuple, tuple]:
@@ -160,7 +206,8 @@ class DDAG(nn.Cell):
         pooling, so the heads, both attention branches and the losses stay in float32.
         Parameter names do not change (a wrapper cell would rename them).
         """
-        for name in ("visible_stem", "thermal_stem", "shared_stem", "trunk"):
+        names = ("visible_stem", "thermal_stem", "shared_stem", "trunk", "aggregation", "expansion")
+        for name in names:
             cell = getattr(self, name, None)
             if cell is None:
                 continue
@@ -173,8 +220,21 @@ class DDAG(nn.Cell):
     def noise_size(self, num_samples: int) -> int:
         """Length of the dropout noise a training forward over `num_samples` images needs."""
         if self.has_graph_attention:
-            return self.graph_attention.noise_size(num_samples)
+            return self.graph_attention.noise_size(num_samples * self.rows_per_image)
         return 1
+
+    def _trunk(self, x):
+        """The trunk's feature map, with the modules between stages when configured."""
+        if not self.staged:
+            return self.trunk(x)
+        for stage in range(1, self.num_stages + 1):
+            out = self.trunk.stage(stage, x)
+            if self.has_aggregation and self.aggregation.block_index(stage) >= 0:
+                out = self.aggregation.blocks[self.aggregation.block_index(stage)](out, x)
+            if self.has_expansion and stage == self.expansion.stage:
+                out = self.expansion(out)
+            x = out
+        return x
 
     def _trunk_features(self, feature_map):
         feature_map = feature_map.astype(mstype.float32)
@@ -192,7 +252,7 @@ class DDAG(nn.Cell):
             x = ops.cat((self.visible_stem(visible), self.thermal_stem(thermal)), axis=0)
         else:
             x = self.shared_stem(ops.cat((visible, thermal), axis=0))
-        feature_map = self.trunk(x)
+        feature_map = self._trunk(x)
         pooled, feat = self._trunk_features(feature_map)
         outputs = (pooled, feat, self.classifier(feat))
         if self.has_part_attention:
@@ -200,6 +260,8 @@ class DDAG(nn.Cell):
             outputs = outputs + (self.classifier(self.part_attention(feature_map, feat)),)
         if self.has_graph_attention:
             outputs = outputs + (self.graph_attention(pooled, adjacency, noise),)
+        if self.has_expansion:
+            outputs = outputs + (_orthogonality(pooled, self.rows_per_image),)
         return outputs
 
     def _stem(self, images, modality: int):
@@ -212,7 +274,7 @@ class DDAG(nn.Cell):
 
     def feature_map(self, images, modality: int):
         """(B, 3, H, W) images of one modality -> the trunk's last (B, C, h, w) feature map."""
-        return self.trunk(self._stem(images, modality)).astype(mstype.float32)
+        return self._trunk(self._stem(images, modality)).astype(mstype.float32)
 
     def pooled_features(self, feature_map):
         """The pooled (B, C) feature of a feature map: the graph branch's input."""
@@ -226,13 +288,26 @@ class DDAG(nn.Cell):
         return self.test_features(self._stem(images, modality))
 
     def test_features(self, stem_output):
-        """Stem output -> (FC, FC_att), L2-normalised."""
-        feature_map = self.trunk(stem_output)
-        _, feat = self._trunk_features(feature_map)
+        """Stem output -> (FC, FC_att), L2-normalised.
+
+        With an expansion (DEEN), each image's embeddings are joined so that inner products are
+        DEEN test.py's distances up to a constant: FC holds every embedding's pooled and BN
+        features (its `distmat7`), FC_att the pooled ones weighted by `expansion_pool_weight`
+        and the BN (or part-attention) ones by the rest (its `distmat8`, a = 0.1).
+        """
+        feature_map = self._trunk(stem_output)
+        pooled, feat = self._trunk_features(feature_map)
         feat_att = feat
         if self.has_part_attention:
             feat_att = self.part_attention(feature_map.astype(mstype.float32), feat)
-        return _l2_normalise(feat), _l2_normalise(feat_att)
+        if not self.has_expansion:
+            return _l2_normalise(feat), _l2_normalise(feat_att)
+        rows = self.rows_per_image
+        pooled = _per_image(_l2_normalise(pooled), rows)
+        fc = ops.cat((pooled, _per_image(_l2_normalise(feat), rows)), axis=1)
+        att = _per_image(_l2_normalise(feat_att), rows)
+        fc_att = ops.cat((pooled * self.pool_scale, att * self.feat_scale), axis=1)
+        return fc / (2.0 * rows) ** 0.5, fc_att / float(rows) ** 0.5
 
 
 class EmbeddingNet(nn.Cell):
@@ -274,6 +349,31 @@ class ModalityEmbeddingNet(nn.Cell):
         else:
             x = net.shared_stem(images)
         return net.test_features(x)
+
+
+def _stage_channels(backbone) -> tuple:
+    stage_channels = getattr(backbone, "stage_channels", None)
+    if stage_channels is None:
+        raise ValueError(
+            f"aggregation and expansion act between trunk stages; the {type(backbone).__name__} "
+            "backbone does not give its stages (stage_channels)"
+        )
+    return stage_channels()
+
+
+def _per_image(rows_first, rows: int):
+    """(rows x N, C) with the embeddings of image i at rows i, N + i, ... -> (N, rows x C)."""
+    count = rows_first.shape[0] // rows
+    blocks = rows_first.reshape(rows, count, rows_first.shape[1]).transpose(1, 0, 2)
+    return blocks.reshape(count, -1)
+
+
+def _orthogonality(pooled, rows: int):
+    """DEEN's orthogonal loss: the inner products of the two expanded embeddings of each image
+    (the upper triangle of their 2 x 2 Gram matrix), summed over images and divided by all rows
+    (ZYK100/LLCM DEEN/model.py, `loss_ort`)."""
+    count = pooled.shape[0] // rows
+    return (pooled[count : 2 * count] * pooled[2 * count : 3 * count]).sum() / pooled.shape[0]
 
 
 def _prefixed(shapes: Dict[str, tuple], prefix: str) -> Dict[str, tuple]:

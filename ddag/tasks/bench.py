@@ -98,13 +98,24 @@ def _reference_python(config) -> str:
     return config.task.reference_python or sys.executable
 
 
+def _is_deen(config) -> bool:
+    """Whether the configured model expands embeddings (DEEN's reference then times it)."""
+    return bool((config.model or {}).get("expansion"))
+
+
 def check_reference(config) -> None:
     """Before any timing: the checkout has the reference code, its Python imports torch."""
     checkout, python = Path(config.task.reference), _reference_python(config)
-    if not (checkout / "model_main.py").is_file():
-        raise ConfigError(
-            f"task.reference={checkout}: no model_main.py there; give a checkout of mangye16/DDAG"
+    needed, owner = (
+        ("model.py", "the DEEN/ folder of ZYK100/LLCM")
+        if _is_deen(config)
+        else (
+            "model_main.py",
+            "a checkout of mangye16/DDAG",
         )
+    )
+    if not (checkout / needed).is_file():
+        raise ConfigError(f"task.reference={checkout}: no {needed} there; give {owner}")
     probe = subprocess.run([python, "-c", "import torch, numpy"], capture_output=True, text=True)
     if probe.returncode != 0:
         raise ConfigError(
@@ -123,11 +134,17 @@ def bench_reference(config, run, batch, repeats: int, warmup: int) -> dict:
     checkout, python = Path(config.task.reference), _reference_python(config)
     pairs, height, width = len(batch.thermal), int(batch[0].shape[2]), int(batch[0].shape[3])
     num_ids = config.loader.num_ids
-    command = [python, reference_step.__file__, "--ref", str(checkout)]
+    if _is_deen(config):
+        stages = (config.model.get("backbone") or {}).get("num_stages", 4)
+        script = Path(reference_step.__file__).with_name("deen_reference_step.py")
+        command = [python, str(script), "--ref", str(checkout)]
+        command += ["--dataset", "regdb" if stages == 3 else "sysu"]
+    else:
+        command = [python, reference_step.__file__, "--ref", str(checkout)]
+        command += ["--infer-batch", f"{config.loader.test_batch_size}"]
     command += ["--ids", str(num_ids), "--instances", str(pairs // num_ids)]
     command += ["--height", str(height), "--width", str(width)]
     command += ["--steps", str(repeats), "--warmup", str(max(1, warmup))]
-    command += ["--infer-batch", f"{config.loader.test_batch_size}"]
     ours, theirs, inference, version = [], [], [], None
     for index in range(config.task.rounds):
         log.info("  reference comparison: round %d/%d", index + 1, config.task.rounds)
@@ -227,6 +244,7 @@ def run(config: Config, context: RunContext = RunContext()) -> dict:
         if parts & {"train", "profile"}:
             batch = Batch(*next(pipeline.create_tuple_iterator(num_epochs=1)))
             report["train"] = bench_train(config, batch, repeats, warmup, parts)
+            report["train"]["model"] = context.choices.get("model", "ddag")
             if "data" in report:
                 step_rate = report["train"]["ddag"]["images_per_s"]
                 report["data"]["share_of_step"] = step_rate / report["data"]["images_per_s"]

@@ -1,8 +1,9 @@
 """task=convert: a PyTorch (or any supported) weight file as a MindSpore checkpoint + load report.
 
 ImageNet ResNets become backbone checkpoints (model-zoo names) for `init.weights`;
-reference DDAG checkpoints (`{'net': state_dict}` of mangye16/DDAG) become full ddag checkpoints
-for `task=eval`, `extract`, `search`, `export` and the Python API.
+reference DDAG checkpoints (`{'net': state_dict}` of mangye16/DDAG) and DEEN checkpoints
+(ZYK100/LLCM DEEN/model.py embed_net, recognised by their DEE and MFA names) become full ddag
+checkpoints for `task=eval`, `extract`, `search`, `export` and the Python API.
 """
 
 import json
@@ -10,9 +11,9 @@ import json
 import mindspore as ms
 
 from ddag.checkpoints.checkpointer import Checkpointer
-from ddag.checkpoints.conversion import backbone_weights, reference_ddag_network
+from ddag.checkpoints.conversion import backbone_weights, deen_network, reference_ddag_network
 from ddag.checkpoints.meta import CheckpointMeta, InputSpec
-from ddag.checkpoints.names import is_reference_ddag
+from ddag.checkpoints.names import is_deen, is_reference_ddag
 from ddag.config.context import RunContext
 from ddag.config.schema import Config
 from ddag.tasks.steps.runtime import output_dir
@@ -23,6 +24,9 @@ log = get_logger(__name__)
 
 # The reference code trains and tests at --img_h 288 --img_w 144.
 REFERENCE_INPUT = InputSpec(288, 144)
+# DEEN's train.py and test.py default to --img_h 384 --img_w 144.
+DEEN_INPUT = InputSpec(384, 144)
+NETWORKS = {"ddag": (reference_ddag_network, REFERENCE_INPUT), "deen": (deen_network, DEEN_INPUT)}
 
 
 class _Arrays:
@@ -43,11 +47,12 @@ def run(config: Config, context: RunContext = RunContext()) -> dict:
     checkpointer = Checkpointer()
     arrays, source = checkpointer.read_weights(task.source, task.sha256)
     if kind == "auto":
-        kind = "ddag" if is_reference_ddag(arrays) else "backbone"
+        kind = "deen" if is_deen(arrays) else "ddag" if is_reference_ddag(arrays) else "backbone"
     source_text = task.source
-    if kind == "ddag":
-        network, spec, report, unused = reference_ddag_network(arrays)
-        meta = CheckpointMeta(kind=kind, model=spec, input=REFERENCE_INPUT, source=source_text)
+    if kind in NETWORKS:
+        convert_network, size = NETWORKS[kind]
+        network, spec, report, unused = convert_network(arrays)
+        meta = CheckpointMeta(kind=kind, model=spec, input=size, source=source_text)
         checkpointer.save(target, network, meta=meta)
         summary = {"model": spec, "unused": unused}
     else:

@@ -19,7 +19,9 @@ def run(config: Config, context: RunContext = RunContext()) -> dict:
     protocols = build_protocols(config)
     check_protocols(protocols, dataset.test_split())
     identity = checkpoint_identity(config, dataset, path, meta)
-    extractor = FeatureExtractor(network, config.loader, flip=config.eval.flip)
+    extractor = FeatureExtractor(
+        network, config.loader, flip=config.eval.flip, raw_flip_sums=config.eval.distance == "inner"
+    )
     tensorboard = build_logger(config)
     summary = test_and_report(
         extractor,

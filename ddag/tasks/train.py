@@ -206,7 +206,9 @@ def build_run(
         steps = min(steps, config.task.max_steps_per_epoch)
     step_fn, optimizer, lr_per_step = _train_step(config, ranks, objective, steps)
     state = _restore(point, network, optimizer)
-    extractor = FeatureExtractor(network, settings, flip=config.eval.flip)
+    extractor = FeatureExtractor(
+        network, settings, flip=config.eval.flip, raw_flip_sums=config.eval.distance == "inner"
+    )
     callbacks, tensorboard, selection, saver = _callbacks(
         config, out_dir, dataset, protocols, network, optimizer, extractor, ranks.is_main
     )

@@ -159,8 +159,12 @@ class Trunk(nn.Cell):
 
     Args:
         in_channels: channels of the stem output.
-        layers, widths, last_stride, block, non_local, non_local_channels: see ResNet.
+        layers, widths, last_stride, block, non_local, non_local_channels, num_stages: see
+            ResNet.
         first_norms: per stage, the norm factory after each block's first convolution.
+
+    `stage(index, x)` runs one stage (1-based), for networks that act between stages (DEEN's
+    multi-stage aggregation and embedding expansion).
 
     Non-local blocks live in `nl1` .. `nl4` beside `layer1` .. `layer4`, so the blocks keep the
     names of a plain ResNet and ImageNet weights still load by name.
@@ -176,6 +180,7 @@ class Trunk(nn.Cell):
         first_norms: Optional[Sequence[Callable[[int], nn.Cell]]] = None,
         non_local: Sequence[int] = (0, 0, 0, 0),
         non_local_channels: int = 1,
+        num_stages: int = 4,
     ):
         super().__init__()
         block_type = BLOCK_TYPES[block]
@@ -183,7 +188,8 @@ class Trunk(nn.Cell):
         first_norms = first_norms or (nn.BatchNorm2d,) * 4
         channels = in_channels
         stages, extras, starts = [], [], []
-        for index, (blocks, width, stride) in enumerate(zip(layers, widths, strides)):
+        built = zip(layers[:num_stages], widths, strides)
+        for index, (blocks, width, stride) in enumerate(built):
             stage = []
             for i in range(blocks):
                 norm = first_norms[index]
@@ -199,8 +205,11 @@ class Trunk(nn.Cell):
                 nn.CellList([NonLocalBlock(channels, non_local_channels) for _ in range(count)])
             )
             starts.append(blocks - count if count else -1)
-        self.layer1, self.layer2, self.layer3, self.layer4 = stages
-        self.nl1, self.nl2, self.nl3, self.nl4 = extras
+        self.layer1, self.layer2, self.layer3 = stages[:3]
+        self.nl1, self.nl2, self.nl3 = extras[:3]
+        if num_stages == 4:
+            self.layer4, self.nl4 = stages[3], extras[3]
+        self.num_stages = num_stages
         self.non_local_start = tuple(starts)  # first block followed by a non-local, -1: none
 
     def _stage(self, blocks, extra, start: int, x):
@@ -212,12 +221,24 @@ class Trunk(nn.Cell):
                 x = extra[i - start](x)
         return x
 
-    def construct(self, x):
+    def stage(self, index: int, x):
+        """Stage `index` (1-based, a constant) with its non-local blocks."""
         starts = self.non_local_start
-        x = self._stage(self.layer1, self.nl1, starts[0], x)
-        x = self._stage(self.layer2, self.nl2, starts[1], x)
-        x = self._stage(self.layer3, self.nl3, starts[2], x)
+        if index == 1:
+            return self._stage(self.layer1, self.nl1, starts[0], x)
+        if index == 2:
+            return self._stage(self.layer2, self.nl2, starts[1], x)
+        if index == 3:
+            return self._stage(self.layer3, self.nl3, starts[2], x)
         return self._stage(self.layer4, self.nl4, starts[3], x)
+
+    def construct(self, x):
+        x = self.stage(1, x)
+        x = self.stage(2, x)
+        x = self.stage(3, x)
+        if self.num_stages == 4:
+            x = self.stage(4, x)
+        return x
 
 
 # Bounds on what a recipe may allocate (ResNet-152: 36 blocks in a stage, 512 wide).
@@ -236,6 +257,7 @@ class ResNet:
         block: "bottleneck" (ResNet-50/101/152) or "basic" (ResNet-18/34).
         non_local: non-local blocks after the last blocks of each stage (AGW: [0, 2, 3, 0]).
         non_local_channels: inner channels of each non-local block (AGW's code: 1).
+        num_stages: 4, or 3 to drop layer4 (DEEN on RegDB: the feature is layer3's, 1024 wide).
     """
 
     def __init__(
@@ -247,7 +269,10 @@ class ResNet:
         block: str = "bottleneck",
         non_local: Sequence[int] = (0, 0, 0, 0),
         non_local_channels: int = 1,
+        num_stages: int = 4,
     ):
+        if num_stages not in (3, 4):
+            raise ValueError(f"num_stages must be 3 or 4, got {num_stages}")
         if len(layers) != 4 or len(widths) != 4 or len(non_local) != 4:
             raise ValueError(
                 f"layers, widths and non_local need 4 stages, got {list(layers)}, "
@@ -278,11 +303,22 @@ class ResNet:
         self.block = block
         self.non_local = tuple(non_local)
         self.non_local_channels = non_local_channels
+        self.num_stages = num_stages
 
     @property
     def out_channels(self) -> int:
         """Channels of the trunk's output feature map."""
-        return self.widths[-1] * BLOCK_TYPES[self.block].expansion
+        return self.stage_channels()[-1][1]
+
+    def stage_channels(self) -> Tuple[Tuple[int, int, int], ...]:
+        """(input channels, output channels, stride) of each stage the trunk builds."""
+        expansion = BLOCK_TYPES[self.block].expansion
+        strides = (1, 2, 2, self.last_stride)
+        channels, stages = self.stem_channels, []
+        for width, stride in zip(self.widths[: self.num_stages], strides):
+            stages.append((channels, width * expansion, stride))
+            channels = width * expansion
+        return tuple(stages)
 
     def first_norms(self) -> Tuple[Callable[[int], nn.Cell], ...]:
         """Norm after each block's first convolution, per stage (BatchNorm; IBN-a overrides)."""
@@ -303,6 +339,7 @@ class ResNet:
             self.first_norms(),
             self.non_local,
             self.non_local_channels,
+            self.num_stages,
         )
 
     def stem_shapes(self) -> Dict[str, tuple]:
@@ -314,7 +351,8 @@ class ResNet:
         spec read from a file cannot allocate more than the file holds."""
         shapes, channels = {}, self.stem_channels
         expansion = BLOCK_TYPES[self.block].expansion
-        for stage, (blocks, width) in enumerate(zip(self.layers, self.widths), start=1):
+        built = zip(self.layers[: self.num_stages], self.widths)
+        for stage, (blocks, width) in enumerate(built, start=1):
             for index in range(blocks):
                 prefix = f"layer{stage}.{index}."
                 if self.block == "bottleneck":
@@ -333,8 +371,8 @@ class ResNet:
         """Where an ImageNet ResNet entry belongs: ("stem", `conv1.weight`), ("trunk",
         `layer1.0.conv1.weight`), or None for what no backbone part uses (fc, ...)."""
         local = imagenet_name(name)
-        if local is None:
-            return None
+        if local is None or int(local.startswith("layer") and local[5]) > self.num_stages:
+            return None  # not a backbone entry, or a stage this recipe does not build
         return ("stem" if local.startswith(STEM_PREFIXES) else "trunk", local)
 
     # Trunk parameters an ImageNet file does not hold: non-local blocks start from their init.
