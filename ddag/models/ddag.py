@@ -11,6 +11,7 @@ from mindspore.common import dtype as mstype
 
 from ddag.models.attention.iwpa import WeightedPartAttention
 from ddag.models.backbones.resnet import Stem
+from ddag.models.expansion.dee import orthogonality, per_image
 from ddag.models.heads import batchnorm_inference, frozen_shift_batchnorm, identity_classifier
 
 STEM_LAYOUTS = ("two_stream", "shared")
@@ -82,6 +83,9 @@ class DDAG(nn.Cell):
         if not 1 <= num_classes <= MAX_CLASSES:
             raise ValueError(f"num_classes must be in 1..{MAX_CLASSES}, got {num_classes}")
         self.backbone_recipe = backbone
+        # A token backbone (ViT) gives (class token, patch-token map): the class token is the
+        # global feature, the map what part attention reads.
+        self.token_backbone = bool(getattr(backbone, "token_output", False))
         self.gem = pooling == "gem"
         self.gem_p = float(gem_p)
         self.two_stream = stems == "two_stream"
@@ -191,9 +195,11 @@ class DDAG(nn.Cell):
         stems = self.stem_prefixes("two_stream" if self.two_stream else "shared")
         targets = {"stem": stems, "trunk": ("trunk.",)}
         mapped = {}
+        adapt = getattr(recipe, "adapt_weight", None)
         for name, value in arrays.items():
             part = recipe.weight_part(name)
             if part is not None:
+                value = adapt(part[1], value) if adapt is not None else value
                 for prefix in targets[part[0]]:
                     mapped[prefix + part[1]] = value
         optional = tuple(f"trunk.{p}" for p in recipe.optional_trunk_prefixes)
@@ -236,7 +242,16 @@ class DDAG(nn.Cell):
             x = out
         return x
 
+    def _map(self, trunk_output):
+        """The (B, C, h, w) map of the trunk's output."""
+        return trunk_output[1] if self.token_backbone else trunk_output
+
     def _trunk_features(self, feature_map):
+        if self.token_backbone:
+            pooled = feature_map[0].astype(mstype.float32)
+            if self.dynamic_batch:
+                return pooled, batchnorm_inference(self.bottleneck, pooled)
+            return pooled, self.bottleneck(pooled)
         feature_map = feature_map.astype(mstype.float32)
         if self.gem:
             pooled = ((feature_map**self.gem_p).mean(axis=(2, 3)) + 1e-12) ** (1.0 / self.gem_p)
@@ -256,12 +271,12 @@ class DDAG(nn.Cell):
         pooled, feat = self._trunk_features(feature_map)
         outputs = (pooled, feat, self.classifier(feat))
         if self.has_part_attention:
-            feature_map = feature_map.astype(mstype.float32)
+            feature_map = self._map(feature_map).astype(mstype.float32)
             outputs = outputs + (self.classifier(self.part_attention(feature_map, feat)),)
         if self.has_graph_attention:
             outputs = outputs + (self.graph_attention(pooled, adjacency, noise),)
         if self.has_expansion:
-            outputs = outputs + (_orthogonality(pooled, self.rows_per_image),)
+            outputs = outputs + (orthogonality(pooled, self.rows_per_image),)
         return outputs
 
     def _stem(self, images, modality: int):
@@ -274,10 +289,12 @@ class DDAG(nn.Cell):
 
     def feature_map(self, images, modality: int):
         """(B, 3, H, W) images of one modality -> the trunk's last (B, C, h, w) feature map."""
-        return self._trunk(self._stem(images, modality)).astype(mstype.float32)
+        return self._map(self._trunk(self._stem(images, modality))).astype(mstype.float32)
 
     def pooled_features(self, feature_map):
         """The pooled (B, C) feature of a feature map: the graph branch's input."""
+        if self.token_backbone:
+            raise ValueError("a token backbone's global feature is its class token, not a map's")
         return self._trunk_features(feature_map)[0]
 
     def embed(self, images, modality: int):
@@ -299,13 +316,13 @@ class DDAG(nn.Cell):
         pooled, feat = self._trunk_features(feature_map)
         feat_att = feat
         if self.has_part_attention:
-            feat_att = self.part_attention(feature_map.astype(mstype.float32), feat)
+            feat_att = self.part_attention(self._map(feature_map).astype(mstype.float32), feat)
         if not self.has_expansion:
             return _l2_normalise(feat), _l2_normalise(feat_att)
         rows = self.rows_per_image
-        pooled = _per_image(_l2_normalise(pooled), rows)
-        fc = ops.cat((pooled, _per_image(_l2_normalise(feat), rows)), axis=1)
-        att = _per_image(_l2_normalise(feat_att), rows)
+        pooled = per_image(_l2_normalise(pooled), rows)
+        fc = ops.cat((pooled, per_image(_l2_normalise(feat), rows)), axis=1)
+        att = per_image(_l2_normalise(feat_att), rows)
         fc_att = ops.cat((pooled * self.pool_scale, att * self.feat_scale), axis=1)
         return fc / (2.0 * rows) ** 0.5, fc_att / float(rows) ** 0.5
 
@@ -359,21 +376,6 @@ def _stage_channels(backbone) -> tuple:
             "backbone does not give its stages (stage_channels)"
         )
     return stage_channels()
-
-
-def _per_image(rows_first, rows: int):
-    """(rows x N, C) with the embeddings of image i at rows i, N + i, ... -> (N, rows x C)."""
-    count = rows_first.shape[0] // rows
-    blocks = rows_first.reshape(rows, count, rows_first.shape[1]).transpose(1, 0, 2)
-    return blocks.reshape(count, -1)
-
-
-def _orthogonality(pooled, rows: int):
-    """DEEN's orthogonal loss: the inner products of the two expanded embeddings of each image
-    (the upper triangle of their 2 x 2 Gram matrix), summed over images and divided by all rows
-    (ZYK100/LLCM DEEN/model.py, `loss_ort`)."""
-    count = pooled.shape[0] // rows
-    return (pooled[count : 2 * count] * pooled[2 * count : 3 * count]).sum() / pooled.shape[0]
 
 
 def _prefixed(shapes: Dict[str, tuple], prefix: str) -> Dict[str, tuple]:

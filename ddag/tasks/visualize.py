@@ -150,7 +150,9 @@ def draw_attention(network, split, chosen, config, out) -> dict:
         picture = figures.part_weight_figure(all_pixels, rows, weights, labels)
         figures.save_png(picture, out / "parts.png")
         record["parts"] = {"file": "parts.png", "rows": rows, "weights": weights.tolist()}
-    if network.has_graph_attention:
+    if network.has_graph_attention and network.token_backbone:
+        log.info("graph.png is not drawn for a token backbone (its feature is the class token)")
+    elif network.has_graph_attention:
         fmap = ms.Tensor(np.concatenate([maps["visible"], maps["thermal"]]))
         ids = np.concatenate([split.modality(m).ids[picked[m]] for m in picked])
         modality = np.array([m for m in picked for _ in picked[m]])

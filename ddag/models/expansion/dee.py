@@ -80,3 +80,18 @@ class DiverseEmbeddingExpansion(nn.Cell):
         if self.dropout is not None:
             out = self.dropout(out)
         return out
+
+
+def per_image(rows_first, rows: int):
+    """(rows x N, C) with the embeddings of image i at rows i, N + i, ... -> (N, rows x C)."""
+    count = rows_first.shape[0] // rows
+    blocks = rows_first.reshape(rows, count, rows_first.shape[1]).transpose(1, 0, 2)
+    return blocks.reshape(count, -1)
+
+
+def orthogonality(pooled, rows: int):
+    """DEEN's orthogonal loss: the inner products of the two expanded embeddings of each image
+    (the upper triangle of their 2 x 2 Gram matrix), summed over images and divided by all rows
+    (ZYK100/LLCM DEEN/model.py, `loss_ort`)."""
+    count = pooled.shape[0] // rows
+    return (pooled[count : 2 * count] * pooled[2 * count : 3 * count]).sum() / pooled.shape[0]
