@@ -211,7 +211,7 @@ def _malformed_files(tmp_path):
     scipy.io.savemat(str(path), {"something_else": np.arange(3)})
     yield "holds no variable 'rand_perm_cam'", path.read_bytes()
     scipy.io.savemat(str(path), {"rand_perm_cam": np.arange(6.0)})
-    yield "must be a 6-camera cell array", path.read_bytes()
+    yield "is numeric, not a cell array", path.read_bytes()
     bad = {cam: dict(per_id) for cam, per_id in good.items()}
     table = bad[3][2].copy()
     table[4, 0] = table[4, 1]  # a repeated image number in trial 5
@@ -222,10 +222,20 @@ def _malformed_files(tmp_path):
     short[1] = good[1]
     write_rand_perm_file(tmp_path / "short", short)
     yield "the same number of trials", (tmp_path / "short" / "rand_perm_cam.mat").read_bytes()
-    # A 1 MB file whose compressed element inflates to 1 GB (compressed chunk by chunk).
+    # A 1 MB file whose compressed element inflates to 1 GB (compressed chunk by chunk): a
+    # one-number array whose byte count claims a gigabyte of trailing zeros.
     header = b"MATLAB 5.0 MAT-file".ljust(124) + b"\x00\x01IM"
     packer, zeros = zlib.compressobj(9), bytes(1 << 20)
-    stream = b"".join(packer.compress(zeros) for _ in range(1024)) + packer.flush()
+
+    def element(kind, data):
+        return kind.to_bytes(4, "little") + len(data).to_bytes(4, "little") + data
+
+    array = element(6, (6).to_bytes(4, "little") + bytes(4)) + element(5, bytes([1, 0, 0, 0] * 2))
+    array += element(1, b"rand_perm_cam".ljust(16, b"\0"))[:8 + 13] + bytes(3)
+    array += element(9, bytes(8))
+    start = (14).to_bytes(4, "little") + (1 << 30).to_bytes(4, "little") + array
+    stream = packer.compress(start) + b"".join(packer.compress(zeros) for _ in range(1024))
+    stream += packer.flush()
     tag = (15).to_bytes(4, "little") + len(stream).to_bytes(4, "little")
     yield "inflate to more than", header + tag + stream
 

@@ -179,17 +179,51 @@ def read_npz_features(paths: List[Path]) -> Tuple[Features, Split]:
     return features, Split(visible=sets["visible"], thermal=sets["thermal"])
 
 
+def _check_npz_members(path: Path) -> None:
+    """Refuse a .npz before numpy reads it: its arrays' sizes (the zip directory's and each
+    .npy header's shape and dtype, which must agree) must fit the bound and half the free
+    memory; object arrays are refused by the reader itself."""
+    from ddag.data.matfile import _available_memory
+
+    bound = min(MAX_FEATURE_FILE_BYTES, _available_memory() // 2)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            declared = sum(info.file_size for info in members)
+            if declared > bound:
+                raise DatasetError(
+                    f"{path} declares {declared} bytes of arrays, more than the {bound} that may "
+                    "be read here (half the free memory, at most 8 GiB); split the features"
+                )
+            for info in members:
+                with archive.open(info) as member:
+                    _check_npy_header(path, info, member)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise DatasetError(f"{path} is not a .npz file ({err})") from None
+
+
+def _check_npy_header(path: Path, info, member) -> None:
+    try:
+        version = np.lib.format.read_magic(member)
+        shape, _, dtype = np.lib.format._read_array_header(member, version, max_header_size=10000)
+    except (ValueError, OSError, SyntaxError) as err:
+        raise DatasetError(f"{path}: member {info.filename} is not a .npy array ({err})") from None
+    count = int(np.prod(shape, dtype=object)) if shape else 1
+    if dtype.hasobject:
+        return  # refused with its name when read (allow_pickle=False)
+    held = info.file_size - member.tell()
+    if count * dtype.itemsize != held:
+        raise DatasetError(
+            f"{path}: {info.filename} declares shape {shape} ({count * dtype.itemsize} bytes of "
+            f"{dtype}) but holds {held} bytes of data; the file is damaged or crafted"
+        )
+
+
 def _npz_parts(path: Path):
     """(modality, {"ids", "cams", "names", "features"}) for each modality the file holds."""
     if not path.is_file():
         raise DatasetError(f"feature file not found: {path}")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            declared = sum(info.file_size for info in archive.infolist())
-    except (zipfile.BadZipFile, OSError) as err:
-        raise DatasetError(f"{path} is not a .npz file ({err})") from None
-    if declared > MAX_FEATURE_FILE_BYTES:
-        raise DatasetError(f"{path} declares {declared} bytes of arrays; refusing to load it")
+    _check_npz_members(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}

@@ -130,7 +130,7 @@ def _read_test_ids(split_dir: Path) -> Optional[np.ndarray]:
     path = split_dir / "test_id.mat"
     if not path.is_file():
         return None
-    ids = np.asarray(_load_variable(path, "id"))
+    ids = np.asarray(_load_variable(path, "id", kind="numeric"))
     if ids.dtype == object or not np.issubdtype(ids.dtype, np.number) or ids.size == 0:
         raise _malformed(path, f"id must be a numeric vector of identities, got {_kind(ids)}")
     values = ids.astype(np.float64).reshape(-1)
@@ -139,9 +139,9 @@ def _read_test_ids(split_dir: Path) -> Optional[np.ndarray]:
     return np.sort(values.astype(np.int64))
 
 
-def _load_variable(path: Path, name: str) -> np.ndarray:
+def _load_variable(path: Path, name: str, kind: str = "cell") -> np.ndarray:
     try:
-        return read_mat_variable(path, name, MAX_FILE_BYTES, MAX_INFLATED_BYTES)
+        return read_mat_variable(path, name, MAX_FILE_BYTES, MAX_INFLATED_BYTES, kind)
     except MatFileProblem as problem:
         raise _malformed(path, str(problem)) from None
 
