@@ -231,7 +231,7 @@ def _malformed_files(tmp_path):
         return kind.to_bytes(4, "little") + len(data).to_bytes(4, "little") + data
 
     array = element(6, (6).to_bytes(4, "little") + bytes(4)) + element(5, bytes([1, 0, 0, 0] * 2))
-    array += element(1, b"rand_perm_cam".ljust(16, b"\0"))[:8 + 13] + bytes(3)
+    array += element(1, b"rand_perm_cam".ljust(16, b"\0"))[: 8 + 13] + bytes(3)
     array += element(9, bytes(8))
     start = (14).to_bytes(4, "little") + (1 << 30).to_bytes(4, "little") + array
     stream = packer.compress(start) + b"".join(packer.compress(zeros) for _ in range(1024))

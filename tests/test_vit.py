@@ -126,3 +126,34 @@ def test_ddag_attention_on_a_vit_trains_on_the_synthetic_data(tmp_path):
     assert losses[-1] < 0.6 * losses[0], losses
     for record in json.loads((out / "results.json").read_text()):
         assert record["mean"]["rank1"] > 3 / 12, record["mean"]  # 12 test identities
+
+
+def test_a_pmt_checkpoint_converts_and_gives_the_authors_class_token(tmp_path):
+    from ddag.tasks import convert
+
+    state = synthetic_state(MANIFEST["imagenet"], MANIFEST["seed"])
+    state = {f"base.{k}": v for k, v in state.items() if not k.startswith("head")}
+    state["base.pos_embed"] = GOLDEN["pmt_pos_embed"].astype(np.float32)  # as PMT resized it
+    rng = np.random.default_rng(0)
+    state.update(
+        {
+            "bottleneck.weight": np.ones(192, np.float32),
+            "bottleneck.bias": np.zeros(192, np.float32),
+            "bottleneck.running_mean": np.zeros(192, np.float32),
+            "bottleneck.running_var": np.ones(192, np.float32),
+            "classifier.weight": rng.normal(0, 0.001, (4, 192)).astype(np.float32),
+        }
+    )
+    source = tmp_path / "pmt_sysu.pth"
+    torch_writer.save(torch_writer.tensors(state), source)
+    out = tmp_path / "converted"
+    summary = convert.run(
+        run_config(compose_config(["task=convert", f"task.source={source}"], output_dir=out))
+    )
+    assert summary["kind"] == "pmt" and summary["model"]["backbone"]["num_heads"] == 3
+    loaded = Checkpointer().load_network(out / "converted.ckpt")
+    assert loaded.report.ok and (loaded.input.height, loaded.input.width) == (288, 144)
+    network = loaded.network
+    network.set_train(False)
+    cls, _ = _tokens(network, _images(288, 144))
+    np.testing.assert_allclose(cls.asnumpy(), GOLDEN["pmt_cls"], atol=2e-5)

@@ -18,7 +18,7 @@ from typing import Dict, Tuple
 import numpy as np
 
 from ddag.checkpoints.format import LoadReport, load_into
-from ddag.checkpoints.names import REFERENCE_GRAPH_HEAD, deen_name, reference_ddag_name
+from ddag.checkpoints.names import REFERENCE_GRAPH_HEAD, deen_name, pmt_name, reference_ddag_name
 from ddag.errors import CheckpointError
 from ddag.models.architecture import build_network
 from ddag.models.backbones.resnet import (
@@ -31,7 +31,9 @@ from ddag.models.backbones.resnet import (
 )
 from ddag.models.backbones.resnet_ibn import ResNetIBN
 
-CONVERT_KINDS = ("auto", "backbone", "ddag", "deen")  # task=convert: what the file holds
+CONVERT_KINDS = ("auto", "backbone", "ddag", "deen", "pmt")  # task=convert: what the file holds
+# PMT trains at 256x128 (config/config.py); its SYSU/RegDB configs may set 288x144.
+PMT_INPUT_SIZES = ((256, 128), (288, 144), (384, 192))
 _BLOCK = re.compile(r"^layer([1-4])\.(\d+)\.")
 RESNET_TARGET = "ddag.models.backbones.resnet.ResNet"
 RESNET_IBN_TARGET = "ddag.models.backbones.resnet_ibn.ResNetIBN"
@@ -206,4 +208,59 @@ def deen_network(arrays: Dict[str, np.ndarray]) -> Tuple:
 
     report = load_into(network, arrays, strict=True, rename=rename)
     unused = sorted(k for k in arrays if rename(k) is None)
+    return network, spec, report, unused
+
+
+def pmt_spec(arrays: Dict[str, np.ndarray]) -> Tuple[dict, Tuple[int, int]]:
+    """(our model spec, input size) of a PMT state dict: ViT width and depth read off its
+    tensors, 64-wide heads (ViT-Ti/S/B), patch stride 12 as PMT trains, and the input size whose
+    grid its position embedding covers."""
+    cls, pos = arrays.get("base.cls_token"), arrays.get("base.pos_embed")
+    patch = arrays.get("base.patch_embed.proj.weight")
+    if cls is None or pos is None or patch is None or cls.ndim != 3 or pos.ndim != 3:
+        raise CheckpointError(
+            "the PMT checkpoint lacks its ViT's class, position or patch embedding"
+        )
+    dim, tokens, side = int(cls.shape[2]), int(pos.shape[1]) - 1, int(patch.shape[-1])
+    depth = len({k.split(".")[2] for k in arrays if k.startswith("base.blocks.")})
+    sizes = [
+        (h, w)
+        for h, w in PMT_INPUT_SIZES
+        if ((h - side) // 12 + 1) * ((w - side) // 12 + 1) == tokens
+    ]
+    if not sizes or dim % 64 or not 1 <= depth <= 64:
+        raise CheckpointError(
+            f"the PMT checkpoint's ViT ({dim} wide, {depth} blocks, {tokens} patches) matches "
+            f"none of PMT's input sizes {list(PMT_INPUT_SIZES)} at stride 12 with 64-wide heads"
+        )
+    height, width = sizes[0]
+    backbone = {
+        "_target_": "ddag.models.backbones.vit.VisionTransformer",
+        "embed_dim": dim,
+        "depth": depth,
+        "num_heads": dim // 64,
+        "patch_size": side,
+        "stride": 12,
+        "height": height,
+        "width": width,
+        "layer_norm_eps": 1e-5,
+    }
+    spec = {
+        "_target_": "ddag.models.ddag.DDAG",
+        "stems": "shared",
+        "backbone": backbone,
+        "part_attention": None,
+        "graph_attention": None,
+    }
+    return spec, (height, width)
+
+
+def pmt_network(arrays: Dict[str, np.ndarray]) -> Tuple:
+    """(network, spec, LoadReport, unused names) of a PMT state dict, loaded strictly."""
+    if "classifier.weight" not in arrays:
+        raise CheckpointError("the PMT checkpoint has no classifier.weight")
+    spec, _ = pmt_spec(arrays)
+    network = build_network(spec, int(arrays["classifier.weight"].shape[0]))
+    report = load_into(network, arrays, strict=True, rename=pmt_name)
+    unused = sorted(k for k in arrays if pmt_name(k) is None)
     return network, spec, report, unused

@@ -23,7 +23,7 @@ from ddag.errors import CheckpointError
 
 FORMAT_VERSION = 3
 # A training run's, a converted reference DDAG or DEEN network, converted backbone weights.
-KINDS = ("run", "ddag", "deen", "backbone")
+KINDS = ("run", "ddag", "deen", "pmt", "backbone")
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,29 @@ def is_deen(names: Iterable[str]) -> bool:
     return "DEE.FC11.weight" in names and "MFA1.CNL.g.weight" in names
 
 
+# PMT's network (hulu88/PMT model/make_model.py): `base` is its ViT; BN neck and classifier.
+PMT_PREFIXES = (
+    ("base.patch_embed.", "shared_stem.patch_embed."),
+    ("base.cls_token", "shared_stem.cls_token"),
+    ("base.pos_embed", "shared_stem.pos_embed"),
+    ("base.blocks.", "trunk.blocks."),
+    ("base.norm.", "trunk.norm."),
+    ("bottleneck.", "bottleneck."),
+    ("classifier.", "classifier."),
+)
+
+
+def pmt_name(name: str) -> Optional[str]:
+    """Our parameter name for a (renamed) PMT entry, or None if we do not use it."""
+    return rename_by_prefix(name, PMT_PREFIXES)
+
+
+def is_pmt(names: Iterable[str]) -> bool:
+    """Whether these (renamed) names are a PMT state dict."""
+    names = set(names)
+    return "base.cls_token" in names and "classifier.weight" in names
+
+
 def torch_to_mindspore_names(state: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
     """The same arrays under MindSpore names (norm parameters and `downsample` renamed)."""
     modules_with_stats = {n.rpartition(".")[0] for n in state if n.endswith(".running_mean")}

@@ -11,9 +11,15 @@ import json
 import mindspore as ms
 
 from ddag.checkpoints.checkpointer import Checkpointer
-from ddag.checkpoints.conversion import backbone_weights, deen_network, reference_ddag_network
+from ddag.checkpoints.conversion import (
+    backbone_weights,
+    deen_network,
+    pmt_network,
+    pmt_spec,
+    reference_ddag_network,
+)
 from ddag.checkpoints.meta import CheckpointMeta, InputSpec
-from ddag.checkpoints.names import is_deen, is_reference_ddag
+from ddag.checkpoints.names import is_deen, is_pmt, is_reference_ddag
 from ddag.config.context import RunContext
 from ddag.config.schema import Config
 from ddag.tasks.steps.runtime import output_dir
@@ -26,7 +32,11 @@ log = get_logger(__name__)
 REFERENCE_INPUT = InputSpec(288, 144)
 # DEEN's train.py and test.py default to --img_h 384 --img_w 144.
 DEEN_INPUT = InputSpec(384, 144)
-NETWORKS = {"ddag": (reference_ddag_network, REFERENCE_INPUT), "deen": (deen_network, DEEN_INPUT)}
+NETWORKS = {
+    "ddag": (reference_ddag_network, REFERENCE_INPUT),
+    "deen": (deen_network, DEEN_INPUT),
+    "pmt": (pmt_network, None),
+}
 
 
 class _Arrays:
@@ -47,10 +57,19 @@ def run(config: Config, context: RunContext = RunContext()) -> dict:
     checkpointer = Checkpointer()
     arrays, source = checkpointer.read_weights(task.source, task.sha256)
     if kind == "auto":
-        kind = "deen" if is_deen(arrays) else "ddag" if is_reference_ddag(arrays) else "backbone"
+        kind = next(
+            (
+                k
+                for k, found in (("deen", is_deen), ("ddag", is_reference_ddag), ("pmt", is_pmt))
+                if found(arrays)
+            ),
+            "backbone",
+        )
     source_text = task.source
     if kind in NETWORKS:
         convert_network, size = NETWORKS[kind]
+        if kind == "pmt":  # the input size its position embedding covers
+            size = InputSpec(*pmt_spec(arrays)[1])
         network, spec, report, unused = convert_network(arrays)
         meta = CheckpointMeta(kind=kind, model=spec, input=size, source=source_text)
         checkpointer.save(target, network, meta=meta)

@@ -69,8 +69,8 @@ class _TorchvisionStandIn(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def images(height, width, count=2):
-    return np.random.default_rng(INPUT_SEED).normal(0, 1, (count, 3, height, width)).astype(
-        np.float32
+    return (
+        np.random.default_rng(INPUT_SEED).normal(0, 1, (count, 3, height, width)).astype(np.float32)
     )
 
 
@@ -120,8 +120,9 @@ def main(pmt_dir: str) -> None:
         out["pmt_pos_embed"] = pmt.pos_embed.detach().numpy()
     np.savez_compressed(HERE.parent / "golden_vit.npz", **out)
     (HERE.parent / "vit_state_manifest.json").write_text(
-        json.dumps({"seed": SEED, "input_seed": INPUT_SEED, "imagenet": manifest,
-                    "small": small_manifest})
+        json.dumps(
+            {"seed": SEED, "input_seed": INPUT_SEED, "imagenet": manifest, "small": small_manifest}
+        )
     )
     print({k: v.shape for k, v in out.items()})
 
