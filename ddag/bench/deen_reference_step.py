@@ -9,7 +9,6 @@ forward, id + triplet + 0.8 x CPM + 0.01 x orthogonal losses, backward and SGD, 
 K instances per modality; then the test forward of one modality.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -87,27 +86,15 @@ def time_deen_step(checkout, dataset, ids, instances, height, width, steps, warm
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--ref", required=True, help="the DEEN/ folder of ZYK100/LLCM")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from reference_step import shape_arguments, step_arguments
+
+    parser = step_arguments(__doc__.split("\n")[0], "the DEEN/ folder of ZYK100/LLCM", 384)
     parser.add_argument("--dataset", default="sysu", choices=("sysu", "llcm", "regdb"))
-    parser.add_argument("--ids", type=int, default=2)
-    parser.add_argument("--instances", type=int, default=2)
-    parser.add_argument("--height", type=int, default=384)
-    parser.add_argument("--width", type=int, default=144)
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
+    ids, instances, height, width, steps, warmup, threads = shape_arguments(args)
     result = time_deen_step(
-        args.ref,
-        args.dataset,
-        args.ids,
-        args.instances,
-        args.height,
-        args.width,
-        args.steps,
-        args.warmup,
-        args.threads,
+        args.ref, args.dataset, ids, instances, height, width, steps, warmup, threads
     )
     sys.stdout.write(json.dumps(result) + "\n")
 

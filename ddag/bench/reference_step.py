@@ -113,29 +113,30 @@ def time_reference_step(
     }
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--ref", required=True, help="checkout of mangye16/DDAG")
+def step_arguments(description: str, reference: str, height: int) -> argparse.ArgumentParser:
+    """The options every reference step script takes (the DEEN script shares them)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--ref", required=True, help=reference)
     parser.add_argument("--ids", type=int, default=2)
     parser.add_argument("--instances", type=int, default=2)
-    parser.add_argument("--height", type=int, default=288)
+    parser.add_argument("--height", type=int, default=height)
     parser.add_argument("--width", type=int, default=144)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    return parser
+
+
+def shape_arguments(args) -> tuple:
+    """(ids, instances, height, width, steps, warmup, threads) of parsed step arguments."""
+    return args.ids, args.instances, args.height, args.width, args.steps, args.warmup, args.threads
+
+
+def main(argv=None) -> None:
+    parser = step_arguments(__doc__.split("\n")[0], "checkout of mangye16/DDAG", 288)
     parser.add_argument("--infer-batch", type=int, default=32)
     args = parser.parse_args(argv)
-    result = time_reference_step(
-        args.ref,
-        args.ids,
-        args.instances,
-        args.height,
-        args.width,
-        args.steps,
-        args.warmup,
-        args.threads,
-        args.infer_batch,
-    )
+    result = time_reference_step(args.ref, *shape_arguments(args), args.infer_batch)
     sys.stdout.write(json.dumps(result) + "\n")
 
 

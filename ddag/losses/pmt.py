@@ -31,6 +31,12 @@ def _cross_distances(a, b):
     return ops.sqrt(ops.clamp(squared - 2.0 * ops.matmul(a, b.transpose(1, 0)), min=1e-12))
 
 
+def _halves(fn, values, labels):
+    """fn over the visible half plus fn over the thermal half."""
+    half = values.shape[0] // 2
+    return fn(values[:half], labels[:half]) + fn(values[half:], labels[half:])
+
+
 def _batch_hard(features, labels, margin: float):
     dist = euclidean_distances(features)
     same = ops.equal(labels.reshape(-1, 1), labels.reshape(1, -1))
@@ -43,10 +49,7 @@ class PerModalityCrossEntropy(LossTerm):
     needs_paired_halves = True
 
     def construct(self, logits, labels):
-        half = logits.shape[0] // 2
-        return ops.cross_entropy(logits[:half], labels[:half]) + ops.cross_entropy(
-            logits[half:], labels[half:]
-        )
+        return _halves(ops.cross_entropy, logits, labels)
 
 
 class IntraModalityTriplet(LossTerm):
@@ -59,20 +62,26 @@ class IntraModalityTriplet(LossTerm):
         self.margin = float(margin)
 
     def construct(self, features, labels):
-        half = features.shape[0] // 2
-        return _batch_hard(features[:half], labels[:half], self.margin) + _batch_hard(
-            features[half:], labels[half:], self.margin
-        )
+        return _halves(self._hard, features, labels)
+
+    def _hard(self, features, labels):
+        return _batch_hard(features, labels, self.margin)
 
 
-class DiscriminativeCenterLoss(LossTerm):
-    """DCL (weight: PMT's 0.5). `num_instances` is K, the images per identity and modality."""
+class _PerIdentityTerm(LossTerm):
+    """A term that reads K consecutive images per identity in each modality half."""
 
     needs_paired_halves = True
 
     def __init__(self, output: str, weight: float = 1.0, dynamic: bool = False, num_instances=4):
         super().__init__(output, weight, dynamic)
+        if num_instances < 2:
+            raise ValueError(f"num_instances={num_instances}: needs two images per identity")
         self.k = int(num_instances)
+
+
+class DiscriminativeCenterLoss(_PerIdentityTerm):
+    """DCL (weight: PMT's 0.5). `num_instances` is K, the images per identity and modality."""
 
     def construct(self, features, labels):
         half = features.shape[0] // 2
@@ -94,14 +103,8 @@ class DiscriminativeCenterLoss(LossTerm):
         return ap_mean / an_mean
 
 
-class ModalityEnhancementLoss(LossTerm):
+class ModalityEnhancementLoss(_PerIdentityTerm):
     """MSEL (weight: PMT's 0.5). `num_instances` is K, the images per identity and modality."""
-
-    needs_paired_halves = True
-
-    def __init__(self, output: str, weight: float = 1.0, dynamic: bool = False, num_instances=4):
-        super().__init__(output, weight, dynamic)
-        self.k = int(num_instances)
 
     def construct(self, features, labels):
         half = features.shape[0] // 2
