@@ -69,19 +69,15 @@ def time_deen_step(checkout, dataset, ids, instances, height, width, steps, warm
         if index >= warmup:
             times.append(time.perf_counter() - start)
     net.eval()
-    inference = []
-    with torch.no_grad():
-        for index in range(warmup + steps):
-            start = time.perf_counter()
-            net(visible, visible, 1)
-            if index >= warmup:
-                inference.append(time.perf_counter() - start)
-    inference.sort()
+    from reference_step import timed_inference
+
     return {
         "torch": torch.__version__,
         "threads": threads,
         "step_s": times,
-        "infer_images_per_s": pairs / inference[len(inference) // 2],
+        "infer_images_per_s": timed_inference(
+            torch, lambda: net(visible, visible, 1), pairs, steps, warmup
+        ),
     }
 
 

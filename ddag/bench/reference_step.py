@@ -97,20 +97,30 @@ def time_reference_step(
             times.append(time.perf_counter() - start)
     net.eval()
     images = torch.randn(infer_batch, 3, height, width)
-    inference = []
-    with torch.no_grad():
-        for index in range(warmup + steps):
-            start = time.perf_counter()
-            net(images, images, 0, modal=1)  # the reference test call: visible modality
-            if index >= warmup:
-                inference.append(time.perf_counter() - start)
-    inference.sort()
+
+    def forward():  # the reference test call: visible modality
+        net(images, images, 0, modal=1)
+
     return {
         "torch": torch.__version__,
         "threads": threads,
         "step_s": times,
-        "infer_images_per_s": infer_batch / inference[len(inference) // 2],
+        "infer_images_per_s": timed_inference(torch, forward, infer_batch, steps, warmup),
     }
+
+
+def timed_inference(torch, forward, count: int, steps: int, warmup: int) -> float:
+    """Images/s of `forward()` over `count` images: the median of `steps` calls after
+    `warmup` untimed ones, without gradients."""
+    inference = []
+    with torch.no_grad():
+        for index in range(warmup + steps):
+            start = time.perf_counter()
+            forward()
+            if index >= warmup:
+                inference.append(time.perf_counter() - start)
+    inference.sort()
+    return count / inference[len(inference) // 2]
 
 
 def step_arguments(description: str, reference: str, height: int) -> argparse.ArgumentParser:
