@@ -41,7 +41,12 @@ def test_the_terms_have_gradients_and_refuse_two_visible_views():
     from ddag.models.backbones.resnet import ResNet
     from ddag.models.ddag import DDAG
 
-    grad = ms.grad(lambda f: CASES["dcl"][0](f, LABELS) + CASES["msel"][0](f, LABELS))(FEATURES)
+    ms.set_context(mode=ms.PYNATIVE_MODE)  # another file of this worker may have set graph mode
+
+    def both(features):
+        return CASES["dcl"][0](features, LABELS) + CASES["msel"][0](features, LABELS)
+
+    grad = ms.grad(both)(FEATURES)
     assert np.all(np.isfinite(grad.asnumpy())) and np.abs(grad.asnumpy()).sum() > 0
     network = DDAG(ResNet((1, 1, 1, 1), (4, 4, 8, 8), 8), 4)
     with pytest.raises(ConfigError, match="equal visible and thermal halves"):

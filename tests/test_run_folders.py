@@ -75,3 +75,23 @@ def test_a_second_prepare_of_the_same_root_stops_instead_of_racing(tmp_path):
         thread.join()
     assert np.load(target).shape == (1000,)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["SYSU", "x.npy"]
+
+
+def test_the_filesystem_root_and_home_are_refused_as_run_folders():
+    from pathlib import Path
+
+    from ddag.config.callbacks import place_refusal
+
+    assert "filesystem root" in place_refusal(Path("/"), "hydra.run.dir")
+    assert "home folder" in place_refusal(Path.home(), "hydra.run.dir")
+    assert place_refusal(Path("/tmp/some-new-run"), "hydra.run.dir") is None
+
+
+@pytest.mark.parametrize("record", ["features.npz", "visualize.json", "ranking.json", "ddag.onnx"])
+def test_every_task_output_counts_as_a_finished_run(tmp_path, record):
+    from ddag.config.callbacks import finished_run_refusal
+
+    (tmp_path / record).write_text("x")
+    refusal = finished_run_refusal(tmp_path, "hydra.run.dir", resuming=False, overwrite=False)
+    assert refusal and record in refusal
+    assert finished_run_refusal(tmp_path, "hydra.run.dir", resuming=False, overwrite=True) is None

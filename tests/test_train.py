@@ -213,3 +213,29 @@ def test_a_last_selected_run_keeps_the_network_as_best_ckpt(tmp_path):
     assert mode & stat.S_IRGRP
     records = json.loads((tmp_path / "results.json").read_text())
     assert records[0]["flags"]["checkpoint"].endswith("best.ckpt")
+
+
+def test_a_stop_before_the_first_checkpoint_prints_the_starting_command(tmp_path, monkeypatch):
+    from ddag.config.context import RunContext
+
+    def ctrl_c(self, trainer, state, losses):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ProgressLogger, "on_step_end", ctrl_c)
+    overrides = TINY + ["task.epochs=1", "seed=4", *EAGER]
+    config = run_config(compose_config(overrides, output_dir=tmp_path / "run"))
+    with pytest.raises(Interrupted, match="before its first checkpoint") as stopped:
+        train.run(config, RunContext(tuple(overrides)))
+    assert "task.resume=auto" not in str(stopped.value)
+    assert "python run.py " + " ".join(overrides) in str(stopped.value)
+
+
+def test_a_run_folder_stands_for_its_selected_model(tmp_path):
+    import shutil
+
+    from ddag.checkpoints.checkpointer import Checkpointer
+    from tests.conftest import DATA
+
+    (tmp_path / "checkpoints").mkdir()
+    shutil.copy(DATA / "format_v2" / "last.ckpt", tmp_path / "checkpoints" / "best.ckpt")
+    assert Checkpointer().load_network(tmp_path).report.ok

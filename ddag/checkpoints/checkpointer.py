@@ -83,7 +83,12 @@ class Checkpointer:
         self, path, fallback_model: Optional[dict] = None, keep_params: bool = False
     ) -> LoadedNetwork:
         """The network of a ddag or MindSpore model-zoo DDAG checkpoint, weights loaded
-        strictly; `fallback_model` serves ddag files that store no model spec."""
+        strictly; `fallback_model` serves ddag files that store no model spec. A run folder
+        stands for its selected model, `checkpoints/best.ckpt`."""
+        path = Path(path)
+        if path.is_dir() and (path / "checkpoints" / BEST).is_file():
+            log.info("%s is a run folder: using its selected model %s", path, BEST)
+            path = path / "checkpoints" / BEST
         params, meta = read_checkpoint(path)
         return network_from(path, params, meta, fallback_model, keep_params)
 

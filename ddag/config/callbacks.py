@@ -18,7 +18,19 @@ from ddag.utils.logging import current_rank, get_logger
 log = get_logger(__name__)
 LOCK_NAME = ".ddag.lock"
 # What a run leaves that a new run in the same folder would replace.
-RUN_RECORDS = ("results.json", "train_history.json", "checkpoints", "bench.json")
+# What a finished task leaves (globs for outputs named by task.output or task.format).
+RUN_RECORDS = (
+    "results.json",
+    "train_history.json",
+    "checkpoints",
+    "bench.json",
+    "visualize.json",
+    "ranking.json",
+    "convert_report.json",
+    "*.npz",
+    "*.mindir",
+    "*.onnx",
+)
 # Folders that mark a dataset root (SYSU-MM01, RegDB, LLCM): never a place for results.
 DATASET_MARKERS = (("cam1", "cam3", "exp"), ("Visible", "Thermal", "idx"), ("idx", "test_nir"))
 
@@ -27,6 +39,12 @@ def place_refusal(folder: Path, key: str):
     """Why `folder` cannot receive a run's outputs at all (a file, a dataset root), or None."""
     if folder.exists() and not folder.is_dir():
         return f"{key}={folder} is a file, not a folder; choose a folder for the run's outputs"
+    resolved = folder.resolve()
+    if resolved == Path(resolved.anchor) or resolved == Path.home().resolve():
+        return (
+            f"{key}={folder} is the filesystem root or your home folder; a run writes its "
+            f"records and checkpoints there. Choose a folder of its own: {key}=<new folder>"
+        )
     if any(all((folder / name).is_dir() for name in marker) for marker in DATASET_MARKERS):
         return (
             f"{key}={folder} is a dataset root; results and checkpoints would be written into "
@@ -39,11 +57,13 @@ def finished_run_refusal(folder: Path, key: str, resuming: bool, overwrite: bool
     """Why a new run must not write into `folder`, which holds a run's checkpoints or results
     (unless it resumes that run with task.resume=auto, or overwrite=true says to replace it)."""
 
-    def holds(name):
+    def held_by(name):
+        if "*" in name:
+            return sorted(path.name for path in folder.glob(name) if path.is_file())
         path = folder / name
-        return path.is_file() or (path.is_dir() and any(path.iterdir()))
+        return [name] if path.is_file() or (path.is_dir() and any(path.iterdir())) else []
 
-    held = [name for name in RUN_RECORDS if holds(name)]
+    held = [found for name in RUN_RECORDS for found in held_by(name)]
     if held and not (resuming or overwrite):
         return (
             f"{key}={folder} already holds a run ({', '.join(held)}); this run would replace "

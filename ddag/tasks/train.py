@@ -240,17 +240,24 @@ def build_run(
     )
 
 
-def fit(run: TrainingRun) -> TrainState:
-    """Train to the last epoch; a Ctrl-C or SIGTERM ends in Interrupted with the resume command."""
+def fit(run: TrainingRun, context: RunContext = RunContext()) -> TrainState:
+    """Train to the last epoch; a Ctrl-C or SIGTERM ends in Interrupted with the command that
+    continues the run (or, before its first checkpoint, the command that started it)."""
     state = run.state
     try:
         return run.trainer.fit(state)
     except (KeyboardInterrupt, StopRequested) as err:
         cause = f"{err} received" if isinstance(err, StopRequested) else "KeyboardInterrupt"
+        where = f"training stopped ({cause}) at epoch {state.epoch}, step {state.step}"
+        if state.last_checkpoint:
+            raise Interrupted(
+                f"{where}. The last complete checkpoint is {state.last_checkpoint}; continue "
+                f"with: python run.py task.resume=auto hydra.run.dir={run.out_dir}"
+            ) from err
+        command = " ".join(["python run.py", *context.overrides])
         raise Interrupted(
-            f"training stopped ({cause}) at epoch {state.epoch}, step {state.step}. The last "
-            f"complete checkpoint is {state.last_checkpoint or 'not written yet'}; continue "
-            f"with: python run.py task.resume=auto hydra.run.dir={run.out_dir}"
+            f"{where}, before its first checkpoint: there is nothing to resume. Start it again "
+            f"(overwrite=true replaces the folder, or give it a new one): {command}"
         ) from err
 
 
@@ -302,5 +309,5 @@ def run(config: Config, context: RunContext = RunContext()) -> dict:
     if point is not None:
         config = _resumed_config(config, point, context)
     training = build_run(config, point, context)
-    state = fit(training)
+    state = fit(training, context)
     return report(training, state, context) if training.is_main else {}
