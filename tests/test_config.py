@@ -242,3 +242,14 @@ def test_config_hash_names_the_settings_not_the_run_folder(tmp_path):
     assert hashed() == hashed(folder="b")  # logger.log_dir lies inside the run folder
     assert hashed() == hashed("logger=none")
     assert hashed() != hashed("seed=1") != hashed("optimizer.lr=0.05")
+
+
+def test_unresolvable_interpolations_are_config_errors_naming_the_key(tmp_path, monkeypatch):
+    monkeypatch.delenv("DDAG_TEST_NOT_SET", raising=False)
+    monkeypatch.setenv("DDAG_TEST_WORD", "abc")
+    for override, key in (
+        ("task.epochs=${oc.env:DDAG_TEST_NOT_SET}", "task.epochs"),
+        ("seed=${oc.env:DDAG_TEST_WORD}", "seed"),
+    ):
+        with pytest.raises(ConfigError, match=f"^{key}: its value cannot be resolved"):
+            run_config(compose_config([override], output_dir=tmp_path))

@@ -239,3 +239,21 @@ def test_a_table_without_runs_shows_the_paper_numbers_marked_missing(tmp_path):
     assert summary["missing"] > 0
     text = (tmp_path / "ddag_regdb.md").read_text()
     assert "missing (paper " in text and "Missing runs:" in text
+
+
+def test_a_missing_run_folder_is_an_error_and_a_table_file_is_found_from_anywhere(
+    tmp_path, monkeypatch
+):
+    from ddag.errors import ConfigError
+    from ddag.tasks import table
+    from tests.conftest import compose_config
+
+    typo = ["task=table", "task.table=ddag_regdb", f"task.runs=[{tmp_path / 'multirn'}]"]
+    with pytest.raises(ConfigError, match="do not exist"):
+        table.run(run_config(compose_config(typo, output_dir=tmp_path)))
+    monkeypatch.chdir(tmp_path)  # outside the clone: experiments/x.yaml still names the manifest
+    assert table.load_manifest("experiments/smoke_example.yaml")["name"] == "smoke_example"
+    with pytest.raises(ConfigError, match="table file not found"):
+        table.load_manifest("nowhere/none.yaml")
+    with pytest.raises(ConfigError, match="unknown table 'ddag_regbd'"):
+        table.load_manifest("ddag_regbd")

@@ -229,6 +229,11 @@ def test_fetch_splits_downloads_checks_and_keeps_the_files_once(
         overrides + ["dataset=sysu", f"dataset.root={root}"], output_dir=tmp_path / "r"
     )
     assert prepare.run(run_config(cfg))["test_id.mat"] == str(root / "exp" / "test_id.mat")
+    # Only http(s) is fetched: a file:// source is refused before anything is read or written.
+    local = overrides[:2] + [f"task.splits_url=file://{served}", f"task.split_dir={tmp_path / 'f'}"]
+    with pytest.raises(CheckpointError, match="only http"):
+        prepare.run(run_config(compose_config(local, output_dir=tmp_path / "f_run")))
+    assert not (tmp_path / "f").exists() or not any((tmp_path / "f").iterdir())
 
 
 def test_the_doctor_says_where_to_get_the_split_file_and_checks_it_against_the_tree(tmp_path):

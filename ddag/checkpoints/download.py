@@ -145,6 +145,10 @@ def fetch_file(url: str, target: Path, sha256: str, max_bytes: Optional[int] = N
     name beside `target`, checked, then renamed.
     """
     target = Path(target)
+    if urllib.parse.urlparse(url).scheme not in ("https", "http"):
+        raise CheckpointError(
+            f"{url}: only http(s) URLs are fetched; copy a local file into place yourself"
+        )
     if target.is_file():
         _check_digest(target, sha256, url)
         log.info("%s is present and its sha256 matches", target)

@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from ddag.config.schema import TASK_SCHEMAS, Config
 from ddag.config.validate import validate_config
@@ -27,7 +28,15 @@ UNHASHED_SECTIONS = ("paths", "hydra", "logger")
 def run_config(composed: Any) -> Config:
     """The validated, typed `Config` of a composed config (a DictConfig or a plain dict)."""
     if isinstance(composed, DictConfig):
-        container = OmegaConf.to_container(composed, resolve=True)
+        try:
+            container = OmegaConf.to_container(composed, resolve=True)
+        except OmegaConfBaseException as err:
+            key = getattr(err, "full_key", None) or "?"
+            raise ConfigError(
+                f"{key}: its value cannot be resolved ({type(err).__name__}: "
+                f"{str(err).splitlines()[0]}); set the environment variable it reads or give "
+                "the key a value of its type on the command line"
+            ) from None
     else:
         container = dict(composed)
     validate_config(container)

@@ -15,9 +15,17 @@ MANIFESTS = Path(__file__).resolve().parents[2] / "experiments"
 
 
 def load_manifest(name: str) -> dict:
-    path = Path(name) if name.endswith(".yaml") else MANIFESTS / f"{name}.yaml"
+    """A table manifest by name (experiments/<name>.yaml, from any folder) or by file path."""
+    available = sorted(p.stem for p in MANIFESTS.glob("*.yaml"))
+    if name.endswith(".yaml"):
+        path = Path(name)
+        if not path.is_file() and (MANIFESTS / path.name).is_file():
+            path = MANIFESTS / path.name  # experiments/x.yaml written from outside the clone
+        if not path.is_file():
+            raise ConfigError(f"table file not found: {name}; or give a name of {available}")
+        return load_manifest_file(path)
+    path = MANIFESTS / f"{name}.yaml"
     if not path.is_file():
-        available = sorted(p.stem for p in MANIFESTS.glob("*.yaml"))
         raise ConfigError(f"unknown table {name!r}; available: {available}")
     return load_manifest_file(path)
 
@@ -30,6 +38,12 @@ def run(config: Config, context: RunContext = RunContext()) -> dict:
     if not task.runs:
         log.warning(
             "no task.runs=[DIR,...] given: the table shows the paper's numbers, every run missing"
+        )
+    absent = [str(p) for p in task.runs if not Path(p).exists()]
+    if absent:
+        raise ConfigError(
+            f"task.runs names run folders that do not exist: {absent}; give the folders of "
+            "finished runs or sweeps (outputs/<date>/<time>, multirun/<date>/<time>)"
         )
     found = collect_runs([str(p) for p in task.runs])
     table = build_table(manifest, found["records"])
