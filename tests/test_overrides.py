@@ -22,6 +22,8 @@ def _check(*argv):
         (["-m", "model/backbon=tiny,resnet18"], "did you mean 'model/backbone'?"),
         (["eval/protocol=[regdb_v2t,sysu_al]"], "did you mean 'sysu_all'?"),
         (["-m", "experiment=ddag_regdb_v2t,ddag_sysu_al"], "did you mean 'ddag_sysu_all'?"),
+        (["task.epochs=abc"], "task.epochs='abc' is refused: Value 'abc' of type 'str'"),
+        (["runtime.jit_step=maybe"], "runtime.jit_step='maybe' is refused"),
     ],
 )
 def test_a_typo_names_the_closest_valid_name_and_the_choices(argv, expected):

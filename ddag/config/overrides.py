@@ -8,7 +8,8 @@ Only what can be told for sure is reported; anything else is left to Hydra and t
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import ValidationError
 
 from ddag.errors import ConfigError
 from ddag.utils.arguments import closest
@@ -106,6 +107,23 @@ def check_keys(overrides, composed: DictConfig) -> None:
                     f"added with +{key}=..."
                 )
             walked.append(part)
+        _check_type(composed, override)
+
+
+def _check_type(composed: DictConfig, override) -> None:
+    """ConfigError naming the key when a value cannot become the key's declared type
+    (`task.epochs=abc`), instead of Hydra's conversion traceback hint."""
+    if override.is_sweep_override():
+        return
+    value = override.value()
+    if isinstance(value, str) and "${" in value:
+        return  # resolved later; run_config names the key if it cannot be
+    trial = composed.copy()
+    try:
+        OmegaConf.update(trial, override.key_or_group, value, merge=True)
+    except ValidationError as err:
+        first = str(err).splitlines()[0]
+        raise ConfigError(f"{override.key_or_group}={value!r} is refused: {first}") from None
 
 
 def check_command_line(argv: Sequence[str], conf_dir, compose) -> None:
