@@ -77,3 +77,25 @@ def test_format_1_keeps_its_input_size_in_the_run_config():
 def test_an_unknown_format_version_is_refused(version):
     with pytest.raises(CheckpointError, match="format version"):
         upgrade({"format_version": version})
+
+
+def test_an_accepted_resume_change_takes_effect_and_an_architecture_change_is_refused(tmp_path):
+    import numpy as np
+
+    from ddag.checkpoints.format import read_checkpoint
+    from ddag.errors import ConfigError
+
+    checkpoint = tmp_path / "last.ckpt"
+    shutil.copy(OLD / "last.ckpt", checkpoint)
+    base = ["+debug=fast", "seed=3", "model.low_dim=16", f"task.resume={checkpoint}"]
+    changed = base + ["task.epochs=2", "optimizer.lr=0.5", "task.resume_changes=true"]
+    out = tmp_path / "resumed"
+    train.run(run_config(compose_config(changed, output_dir=out)), RunContext(tuple(changed)))
+    params, meta = read_checkpoint(out / "checkpoints" / "last.ckpt")
+    rates = params["optimizer.learning_rate_group_0"].asnumpy()
+    assert meta.config["optimizer"]["lr"] == 0.5
+    assert np.isclose(rates.max(), 0.5), rates  # the new rate, not the stored run's 0.1
+    bigger = base + ["model/backbone=resnet18", "task.resume_changes=true"]
+    config = run_config(compose_config(bigger, output_dir=tmp_path / "other"))
+    with pytest.raises(ConfigError, match="changes its architecture"):
+        train.run(config, RunContext(tuple(bigger)))

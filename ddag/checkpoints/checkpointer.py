@@ -7,6 +7,7 @@ from its spec, then hands it here, as detectron2's `DetectionCheckpointer` and t
 checkpointers do.
 """
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -28,6 +29,10 @@ from ddag.utils.logging import get_logger
 log = get_logger(__name__)
 
 LAST, BEST = "last.ckpt", "best.ckpt"
+# Optimiser entries that are functions of the run config (the per-step learning rates and the
+# momentum factor), not training state: a resume takes them from the config it continues with,
+# so an accepted change (task.resume_changes=true optimizer.lr=...) takes effect.
+CONFIG_DERIVED = re.compile(r"^optimizer\.(learning_rate\S*|momentum)$")
 
 
 @dataclass
@@ -126,7 +131,11 @@ class Checkpointer:
     def restore(self, point: ResumePoint, network, optimizer) -> dict:
         """Load the optimiser state of `point` into `optimizer`; returns the stored loop state
         (`network` holds the checkpoint's weights already, `resumed_network`)."""
-        state = {k: v for k, v in point.params.items() if k.startswith("optimizer.")}
+        state = {
+            k: v
+            for k, v in point.params.items()
+            if k.startswith("optimizer.") and not CONFIG_DERIVED.match(k)
+        }
         load_into(network, state, strict=False, optimizer=optimizer)
         return point.meta.state
 

@@ -81,6 +81,14 @@ def resumed_config(
             (changes if accept_changes else refused).append(f"{key}: {old!r} -> {new!r}")
         else:
             _set(result, key, old)
+    architecture = [c for c in changes if c.startswith("model.")]
+    if architecture:
+        raise ConfigError(
+            "task.resume continues the checkpoint's own network; the command line changes its "
+            "architecture, which the stored tensors cannot take:\n  "
+            + "\n  ".join(architecture)
+            + "\nStart a new run for another model"
+        )
     if refused:
         raise ConfigError(
             "task.resume continues the run with the settings it was trained with; the command "
