@@ -138,3 +138,45 @@ def test_honest_files_still_read(tmp_path, kind):
     scipy.io.savemat(str(tmp_path / "x.mat"), {"v": value}, do_compression=kind == "cell")
     read = read_mat_variable(tmp_path / "x.mat", "v", 1 << 20, 1 << 20, kind)
     assert read.shape == (2, 1 if kind == "cell" else 3)
+
+
+@pytest.mark.parametrize(
+    "cell, message",
+    [
+        (np.eye(2, dtype=bool), "real floating"),
+        (np.ones((2, 3), np.int32), "real floating"),
+        (np.ones((2, 3)) * (1 + 2j), "real floating"),
+    ],
+)
+def test_feature_cells_must_be_real_floating_matrices(tmp_path, cell, message):
+    from ddag.data.feature_files import read_features
+    from ddag.errors import DatasetError
+    from tests.builders import write_sysu_mat_features
+
+    good = np.ones((2, 3))
+    features = {cam: {1: good, 2: good} for cam in range(1, 7)}
+    features[3] = {1: cell, 2: good}
+    write_sysu_mat_features(str(tmp_path / "feat"), features)
+    with pytest.raises(DatasetError, match=message):
+        read_features(str(tmp_path / "feat"))
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("ids", np.array(3)), ("ids", np.array(["1", "2"])), ("names", np.array([1, 2]))],
+)
+def test_npz_columns_are_checked_with_the_key_named(tmp_path, key, value):
+    from ddag.data.feature_files import read_features
+    from ddag.errors import DatasetError
+
+    arrays = {
+        "fc": np.ones((2, 4), np.float32),
+        "names": np.array(["a", "b"]),
+        "ids": np.array([1, 2]),
+        "cams": np.array([1, 3]),
+        "modality": np.array(["visible", "thermal"]),
+    }
+    arrays[key] = value
+    np.savez(tmp_path / "f.npz", **arrays)
+    with pytest.raises(DatasetError, match=f"'{key}' must be a 1-D array"):
+        read_features(str(tmp_path / "f.npz"))

@@ -80,11 +80,13 @@ def read_sysu_mat_features(prefix: str, cameras: Sequence[int]) -> Tuple[Feature
             if (
                 matrix.dtype == object
                 or matrix.ndim != 2
-                or not np.issubdtype(matrix.dtype, np.number)
+                or not np.issubdtype(matrix.dtype, np.floating)
             ):
+                # Logical (0/1) and integer cells would be scored as features, complex ones would
+                # lose their imaginary part: only real floating matrices are features.
                 raise DatasetError(
-                    f"{where} must be a numeric images x dim matrix, got a "
-                    f"{'x'.join(map(str, matrix.shape))} {matrix.dtype} array"
+                    f"{where} must be a real floating images x dim matrix (single or double), "
+                    f"got a {'x'.join(map(str, matrix.shape))} {matrix.dtype} array"
                 )
             dims.setdefault(matrix.shape[1], f"{path.name}: feature{{{identity}}}")
             if len(dims) > 1:
@@ -236,6 +238,15 @@ def _npz_parts(path: Path):
             f"{path} lacks {absent or 'a feature array'}: a feature file holds names, ids, cams, "
             f"modality and {' or '.join(NPZ_FEATURE_KEYS)} (what task=extract writes)"
         )
+    for key in ("ids", "cams", "names"):
+        value = arrays[key]
+        kind_ok = value.dtype.kind in "iu" if key != "names" else value.dtype.kind in "US"
+        if value.ndim != 1 or not kind_ok:
+            wanted = "integers" if key != "names" else "strings"
+            raise DatasetError(
+                f"{path}: '{key}' must be a 1-D array of {wanted}, one per image; it is a "
+                f"{value.ndim}-D {value.dtype} array"
+            )
     count = len(arrays["ids"])
     lengths = {k: len(arrays[k]) for k in ("cams", "names")}
     lengths.update({k: len(v) for k, v in feats.items()})
