@@ -80,13 +80,7 @@ class Checkpointer:
             path = self.folder / path
         return save_checkpoint(path, network, optimizer, meta)
 
-    def read(self, path):
-        """(tensors by name, metadata in today's format) of a checkpoint file."""
-        return read_checkpoint(path)
-
-    def load_network(
-        self, path, fallback_model: Optional[dict] = None, keep_params: bool = False
-    ) -> LoadedNetwork:
+    def load_network(self, path, fallback_model: Optional[dict] = None) -> LoadedNetwork:
         """The network of a ddag or MindSpore model-zoo DDAG checkpoint, weights loaded
         strictly; `fallback_model` serves ddag files that store no model spec. A run folder
         stands for its selected model, `checkpoints/best.ckpt`."""
@@ -95,7 +89,7 @@ class Checkpointer:
             log.info("%s is a run folder: using its selected model %s", path, BEST)
             path = path / "checkpoints" / BEST
         params, meta = read_checkpoint(path)
-        return network_from(path, params, meta, fallback_model, keep_params)
+        return network_from(path, params, meta, fallback_model)
 
     def load_weights(self, network, path) -> LoadReport:
         """Copy a checkpoint's tensors into a built network of the same architecture (strict)."""

@@ -60,7 +60,6 @@ class LoadedNetwork:
     network: Any
     report: LoadReport
     meta: CheckpointMeta
-    params: Optional[dict] = None
 
     @property
     def input(self) -> Optional[InputSpec]:
@@ -79,13 +78,10 @@ def num_classes_of(params: dict, path) -> int:
     return int(weight.shape[0])
 
 
-def network_from(
-    path, params: dict, meta: CheckpointMeta, fallback_model=None, keep_params: bool = False
-) -> LoadedNetwork:
+def network_from(path, params: dict, meta: CheckpointMeta, fallback_model=None) -> LoadedNetwork:
     """The network of a checkpoint already read (`ddag.checkpoints.format.read_checkpoint`),
     weights loaded strictly. ddag checkpoints carry their model spec; `fallback_model` serves
-    older ones without it. With `keep_params` the file's tensors stay in `params` (resume
-    restores the optimiser from them)."""
+    older ones without it."""
     path = Path(path)
     if is_ms_zoo_checkpoint(params):
         log.info(
@@ -100,7 +96,7 @@ def network_from(
 
         report = load_into(network, params, strict=True, rename=rename)
         meta = CheckpointMeta(kind="run", model=MODEL_ZOO_DDAG, input=MODEL_ZOO_INPUT)
-        return LoadedNetwork(network, report, meta, params if keep_params else None)
+        return LoadedNetwork(network, report, meta)
     model = meta.model or fallback_model
     if model is None:
         raise CheckpointError(f"{path} does not say which model it holds; pass the model config")
@@ -108,7 +104,7 @@ def network_from(
         raise CheckpointError(f"{path}: its stored model is not a mapping; the file is damaged")
     network = _checked_network(path, copy.deepcopy(model), params)
     report = load_into(network, params, strict=True)
-    return LoadedNetwork(network, report, meta, params if keep_params else None)
+    return LoadedNetwork(network, report, meta)
 
 
 def _checked_network(path: Path, model: dict, params: dict):

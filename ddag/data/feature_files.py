@@ -18,7 +18,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 from ddag.data.datasets.base import MODALITIES, ImageSet, Split
-from ddag.data.matfile import MatFileProblem, read_mat_variable
+from ddag.data.matfile import MatFileProblem, read_mat_variable, readable_bytes
 from ddag.errors import DatasetError
 
 SYSU_CAMERAS = {"visible": (1, 2, 4, 5), "thermal": (3, 6)}
@@ -185,9 +185,7 @@ def _check_npz_members(path: Path) -> None:
     """Refuse a .npz before numpy reads it: its arrays' sizes (the zip directory's and each
     .npy header's shape and dtype, which must agree) must fit the bound and half the free
     memory; object arrays are refused by the reader itself."""
-    from ddag.data.matfile import _available_memory
-
-    bound = min(MAX_FEATURE_FILE_BYTES, _available_memory() // 2)
+    bound = min(MAX_FEATURE_FILE_BYTES, readable_bytes())
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()

@@ -28,7 +28,6 @@ MATRIX, COMPRESSED, CELL_CLASS = 14, 15, 1
 NUMERIC_CLASSES = set(
     range(4, 16)
 )  # char, double, single, (u)int8..64: what scipy returns as arrays
-KINDS = ("cell", "numeric")
 
 
 class MatFileProblem(Exception):
@@ -57,11 +56,6 @@ def read_mat_variable(
     except (ValueError, TypeError, OSError, NotImplementedError, zlib.error, MemoryError) as err:
         raise MatFileProblem(f"it is not a readable MATLAB v5 file ({err})") from None
     return np.asarray(content[name])
-
-
-def check_inflated_size(data: bytes, max_inflated_bytes: int) -> None:
-    """MatFileProblem unless `data` is a v5 file within the bounds (see `check_structure`)."""
-    check_structure(data, max_inflated_bytes)
 
 
 def check_structure(data: bytes, max_inflated_bytes: int, wanted=None) -> dict:
@@ -111,7 +105,7 @@ class _Budget:
         self.inflated = 0
         self.numbers = 0
         self.cells = 0
-        self.memory = _available_memory() // 2
+        self.memory = readable_bytes()
 
     def add_numbers(self, nbytes: int) -> None:
         self.numbers += nbytes
@@ -123,7 +117,13 @@ class _Budget:
             )
 
 
-def _available_memory() -> int:
+def readable_bytes() -> int:
+    """What one untrusted file may make this process allocate: half of what it may still
+    allocate (`allocatable_bytes`)."""
+    return allocatable_bytes() // 2
+
+
+def allocatable_bytes() -> int:
     """Bytes this process may still allocate: the machine's available memory, and what an
     address-space limit (RLIMIT_AS) leaves above the process's current size."""
     import resource
