@@ -21,15 +21,7 @@ where rank(a, p) = mean(max(0, p - a + margin)) is PyTorch's MarginRankingLoss w
 
 from mindspore import ops
 
-from ddag.losses.terms import LossTerm
-
-
-def _distances(a, b):
-    """Euclidean distances (|a|^2 + |b|^2 - 2ab, clamped at 1e-12 before the root)."""
-    squared = (a * a).sum(axis=1, keepdims=True) + (b * b).sum(axis=1, keepdims=True).transpose(
-        1, 0
-    )
-    return ops.sqrt(ops.clamp(squared - 2.0 * ops.matmul(a, b.transpose(1, 0)), min=1e-12))
+from ddag.losses.terms import LossTerm, euclidean_distances
 
 
 class CenterPairMining(LossTerm):
@@ -65,7 +57,7 @@ class CenterPairMining(LossTerm):
         return ops.relu(positive - negative + self.margin).mean()
 
     def _nearest_other(self, centres):
-        dist = _distances(centres, centres)
+        dist = euclidean_distances(centres, centres)
         eye = ops.eye(dist.shape[0], dist.shape[0], dist.dtype)
         return (dist + eye * 1e12).min(axis=1)
 
@@ -73,10 +65,10 @@ class CenterPairMining(LossTerm):
         half = originals.shape[0] // 2
         c1, c2 = self._centres(originals[:half]), self._centres(originals[half:])
         c3, c4 = self._centres(expanded[:half]), self._centres(expanded[half:])
-        ap_123 = ops.diagonal(_distances(c2, c3))
-        an_123 = ops.stop_gradient(ops.diagonal(_distances(c1, c3)))
-        ap_124 = ops.diagonal(_distances(c1, c4))
-        an_124 = ops.stop_gradient(ops.diagonal(_distances(c2, c4)))
+        ap_123 = ops.diagonal(euclidean_distances(c2, c3))
+        an_123 = ops.stop_gradient(ops.diagonal(euclidean_distances(c1, c3)))
+        ap_124 = ops.diagonal(euclidean_distances(c1, c4))
+        an_124 = ops.stop_gradient(ops.diagonal(euclidean_distances(c2, c4)))
         near_1, near_2 = self._nearest_other(c1), self._nearest_other(c2)
         near_3, near_4 = self._nearest_other(c3), self._nearest_other(c4)
         loss_123 = self._rank(an_123, ap_123) + 0.5 * (

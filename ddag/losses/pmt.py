@@ -24,13 +24,6 @@ from mindspore import ops
 from ddag.losses.terms import LossTerm, euclidean_distances
 
 
-def _cross_distances(a, b):
-    squared = (a * a).sum(axis=1, keepdims=True) + (b * b).sum(axis=1, keepdims=True).transpose(
-        1, 0
-    )
-    return ops.sqrt(ops.clamp(squared - 2.0 * ops.matmul(a, b.transpose(1, 0)), min=1e-12))
-
-
 def _halves(fn, values, labels):
     """fn over the visible half plus fn over the thermal half."""
     half = values.shape[0] // 2
@@ -89,7 +82,7 @@ class DiscriminativeCenterLoss(_PerIdentityTerm):
         visible = features[:half].reshape(ids, self.k, -1)
         thermal = features[half:].reshape(ids, self.k, -1)
         centres = (visible.sum(axis=1) + thermal.sum(axis=1)) / (2 * self.k)
-        dist = _cross_distances(centres, features)  # (ids, 2 x half)
+        dist = euclidean_distances(centres, features)  # (ids, 2 x half)
         centre_labels = labels[: half : self.k]
         negative = ops.not_equal(centre_labels.reshape(-1, 1), labels.reshape(1, -1))
         negative = negative.astype(dist.dtype)

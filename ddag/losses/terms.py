@@ -32,11 +32,18 @@ class LossTerm(nn.Cell):
         self.dynamic = bool(dynamic)
 
 
-def euclidean_distances(features):
-    """(N, D) -> (N, N) Euclidean distances, squared distances clamped at 1e-12 before the root
-    (as the reference code's pdist: the diagonal is 1e-6, not 0)."""
+def euclidean_distances(features, others=None):
+    """(N, D) [, (M, D)] -> (N, M) Euclidean distances (M = N: `features` against themselves),
+    squared distances clamped at 1e-12 before the root (as the reference codes' pdist: the
+    diagonal is 1e-6, not 0)."""
     squared = (features * features).sum(axis=1, keepdims=True)
-    dist = squared + squared.transpose(1, 0) - 2.0 * ops.matmul(features, features.transpose(1, 0))
+    if others is None:  # one norm term used twice: the gradient graph of the reference runs
+        dist = (
+            squared + squared.transpose(1, 0) - 2.0 * ops.matmul(features, features.transpose(1, 0))
+        )
+    else:
+        other_squared = (others * others).sum(axis=1, keepdims=True).transpose(1, 0)
+        dist = squared + other_squared - 2.0 * ops.matmul(features, others.transpose(1, 0))
     return ops.sqrt(ops.clamp(dist, min=1e-12))
 
 

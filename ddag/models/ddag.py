@@ -235,8 +235,9 @@ class DDAG(nn.Cell):
             return self.trunk(x)
         for stage in range(1, self.num_stages + 1):
             out = self.trunk.stage(stage, x)
-            if self.has_aggregation and self.aggregation.block_index(stage) >= 0:
-                out = self.aggregation.blocks[self.aggregation.block_index(stage)](out, x)
+            block = self.aggregation.block_index(stage) if self.has_aggregation else -1
+            if block >= 0:
+                out = self.aggregation.blocks[block](out, x)
             if self.has_expansion and stage == self.expansion.stage:
                 out = self.expansion(out)
             x = out
@@ -246,17 +247,17 @@ class DDAG(nn.Cell):
         """The (B, C, h, w) map of the trunk's output."""
         return trunk_output[1] if self.token_backbone else trunk_output
 
-    def _trunk_features(self, feature_map):
+    def _pooled(self, trunk_output):
+        """The global feature: a token backbone's class token, else the pooled map."""
         if self.token_backbone:
-            pooled = feature_map[0].astype(mstype.float32)
-            if self.dynamic_batch:
-                return pooled, batchnorm_inference(self.bottleneck, pooled)
-            return pooled, self.bottleneck(pooled)
-        feature_map = feature_map.astype(mstype.float32)
+            return trunk_output[0].astype(mstype.float32)
+        feature_map = trunk_output.astype(mstype.float32)
         if self.gem:
-            pooled = ((feature_map**self.gem_p).mean(axis=(2, 3)) + 1e-12) ** (1.0 / self.gem_p)
-        else:
-            pooled = feature_map.mean(axis=(2, 3))
+            return ((feature_map**self.gem_p).mean(axis=(2, 3)) + 1e-12) ** (1.0 / self.gem_p)
+        return feature_map.mean(axis=(2, 3))
+
+    def _trunk_features(self, feature_map):
+        pooled = self._pooled(feature_map)
         if self.dynamic_batch:
             return pooled, batchnorm_inference(self.bottleneck, pooled)
         return pooled, self.bottleneck(pooled)
