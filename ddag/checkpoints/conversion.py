@@ -112,12 +112,31 @@ def backbone_weights(arrays: Dict[str, np.ndarray], where: str = "the file") -> 
     return kept, spec, report, dropped
 
 
-def reference_ddag_spec(arrays: Dict[str, np.ndarray]) -> dict:
-    """Our model spec for a reference DDAG state dict (two stems, IWPA and CGSA if present)."""
+def _base_resnet(arrays: Dict[str, np.ndarray], where: str) -> dict:
+    """The ResNet recipe of the shared layers (`base_resnet.base.*`) of the reference DDAG
+    code and of DEEN, which builds on it: last stride 1."""
     prefix = "base_resnet.base."
     trunk = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
-    backbone = resnet_layout(trunk, "the reference checkpoint's base_resnet")
-    backbone["last_stride"] = 1
+    return {**resnet_layout(trunk, f"the {where} checkpoint's base_resnet"), "last_stride": 1}
+
+
+def _strict_network(arrays: Dict[str, np.ndarray], where: str, make_spec, rename_for) -> Tuple:
+    """(network, spec, LoadReport, unused names): the network of `make_spec(arrays)`, every
+    parameter loaded from `arrays` through `rename_for(spec)` (a function giving our name, or
+    None for an entry the other code's forward never uses)."""
+    if "classifier.weight" not in arrays:
+        raise CheckpointError(f"the {where} checkpoint has no classifier.weight")
+    spec = make_spec(arrays)
+    rename = rename_for(spec)
+    network = build_network(spec, int(arrays["classifier.weight"].shape[0]))
+    report = load_into(network, arrays, strict=True, rename=rename)
+    unused = sorted(k for k in arrays if rename(k) is None)
+    return network, spec, report, unused
+
+
+def reference_ddag_spec(arrays: Dict[str, np.ndarray]) -> dict:
+    """Our model spec for a reference DDAG state dict (two stems, IWPA and CGSA if present)."""
+    backbone = _base_resnet(arrays, "reference")
     spec = {"_target_": "ddag.models.ddag.DDAG", "stems": "two_stream", "backbone": backbone}
     if "wpa.gate" in arrays:
         spec["part_attention"] = {
@@ -149,20 +168,14 @@ def reference_ddag_network(arrays: Dict[str, np.ndarray]) -> Tuple:
     """(network, spec, LoadReport, unused names) of a reference DDAG state dict, loaded
     strictly: every parameter of our network comes from the file; entries the reference never
     uses in its forward (classifier1/2, wpa.W, base_resnet's own stem) are left out and listed."""
-    if "classifier.weight" not in arrays:
-        raise CheckpointError("the reference checkpoint has no classifier.weight")
-    spec = reference_ddag_spec(arrays)
-    network = build_network(spec, int(arrays["classifier.weight"].shape[0]))
-    report = load_into(network, arrays, strict=True, rename=reference_ddag_name)
-    unused = sorted(k for k in arrays if reference_ddag_name(k) is None)
-    return network, spec, report, unused
+    return _strict_network(
+        arrays, "reference", reference_ddag_spec, lambda spec: reference_ddag_name
+    )
 
 
 def deen_spec(arrays: Dict[str, np.ndarray]) -> dict:
     """Our model spec for a DEEN state dict (two stems, MFA and DEE where its tensors say)."""
-    prefix = "base_resnet.base."
-    trunk = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
-    backbone = resnet_layout(trunk, "the DEEN checkpoint's base_resnet")
+    backbone = _base_resnet(arrays, "DEEN")
     expanded = int(arrays["DEE.FC11.weight"].shape[1])
     outputs = [w * (4 if backbone["block"] == "bottleneck" else 1) for w in backbone["widths"]]
     if expanded not in outputs[:3]:
@@ -171,7 +184,7 @@ def deen_spec(arrays: Dict[str, np.ndarray]) -> dict:
             f"gives that (stage outputs {outputs})"
         )
     stage = outputs.index(expanded) + 1
-    backbone.update(last_stride=1, num_stages=stage + 1)
+    backbone["num_stages"] = stage + 1
     return {
         "_target_": "ddag.models.ddag.DDAG",
         "stems": "two_stream",
@@ -197,24 +210,17 @@ def deen_network(arrays: Dict[str, np.ndarray]) -> Tuple:
     """(network, spec, LoadReport, unused names) of a DEEN state dict, loaded strictly; entries
     its forward never uses (the stems' ResNet copies, base_resnet's own stem and fc, layer4 of
     the RegDB variant) are left out and listed."""
-    if "classifier.weight" not in arrays:
-        raise CheckpointError("the DEEN checkpoint has no classifier.weight")
-    spec = deen_spec(arrays)
-    stages = spec["backbone"]["num_stages"]
-    network = build_network(spec, int(arrays["classifier.weight"].shape[0]))
 
-    def rename(name):
-        return deen_name(name, stages)
+    def rename_for(spec):
+        return lambda name: deen_name(name, spec["backbone"]["num_stages"])
 
-    report = load_into(network, arrays, strict=True, rename=rename)
-    unused = sorted(k for k in arrays if rename(k) is None)
-    return network, spec, report, unused
+    return _strict_network(arrays, "DEEN", deen_spec, rename_for)
 
 
-def pmt_spec(arrays: Dict[str, np.ndarray]) -> Tuple[dict, Tuple[int, int]]:
-    """(our model spec, input size) of a PMT state dict: ViT width and depth read off its
-    tensors, 64-wide heads (ViT-Ti/S/B), patch stride 12 as PMT trains, and the input size whose
-    grid its position embedding covers."""
+def pmt_spec(arrays: Dict[str, np.ndarray]) -> dict:
+    """Our model spec for a PMT state dict: ViT width and depth read off its tensors, 64-wide
+    heads (ViT-Ti/S/B), patch stride 12 as PMT trains, and the input size whose grid its
+    position embedding covers (the backbone's `height` and `width`)."""
     cls, pos = arrays.get("base.cls_token"), arrays.get("base.pos_embed")
     patch = arrays.get("base.patch_embed.proj.weight")
     if cls is None or pos is None or patch is None or cls.ndim != 3 or pos.ndim != 3:
@@ -252,15 +258,9 @@ def pmt_spec(arrays: Dict[str, np.ndarray]) -> Tuple[dict, Tuple[int, int]]:
         "part_attention": None,
         "graph_attention": None,
     }
-    return spec, (height, width)
+    return spec
 
 
 def pmt_network(arrays: Dict[str, np.ndarray]) -> Tuple:
     """(network, spec, LoadReport, unused names) of a PMT state dict, loaded strictly."""
-    if "classifier.weight" not in arrays:
-        raise CheckpointError("the PMT checkpoint has no classifier.weight")
-    spec, _ = pmt_spec(arrays)
-    network = build_network(spec, int(arrays["classifier.weight"].shape[0]))
-    report = load_into(network, arrays, strict=True, rename=pmt_name)
-    unused = sorted(k for k in arrays if pmt_name(k) is None)
-    return network, spec, report, unused
+    return _strict_network(arrays, "PMT", pmt_spec, lambda spec: pmt_name)

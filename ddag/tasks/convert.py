@@ -15,7 +15,6 @@ from ddag.checkpoints.conversion import (
     backbone_weights,
     deen_network,
     pmt_network,
-    pmt_spec,
     reference_ddag_network,
 )
 from ddag.checkpoints.meta import CheckpointMeta, InputSpec
@@ -35,7 +34,7 @@ DEEN_INPUT = InputSpec(384, 144)
 NETWORKS = {
     "ddag": (reference_ddag_network, REFERENCE_INPUT),
     "deen": (deen_network, DEEN_INPUT),
-    "pmt": (pmt_network, None),
+    "pmt": (pmt_network, None),  # the input size its spec holds
 }
 
 
@@ -68,9 +67,9 @@ def run(config: Config, context: RunContext = RunContext()) -> dict:
     source_text = task.source
     if kind in NETWORKS:
         convert_network, size = NETWORKS[kind]
-        if kind == "pmt":  # the input size its position embedding covers
-            size = InputSpec(*pmt_spec(arrays)[1])
         network, spec, report, unused = convert_network(arrays)
+        if size is None:  # a ViT's spec holds its input size: the grid of its position embedding
+            size = InputSpec(spec["backbone"]["height"], spec["backbone"]["width"])
         meta = CheckpointMeta(kind=kind, model=spec, input=size, source=source_text)
         checkpointer.save(target, network, meta=meta)
         summary = {"model": spec, "unused": unused}
