@@ -77,14 +77,14 @@ def test_a_second_prepare_of_the_same_root_stops_instead_of_racing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["SYSU", "x.npy"]
 
 
-def test_the_filesystem_root_and_home_are_refused_as_run_folders():
+def test_the_filesystem_root_and_home_are_refused_as_run_folders(tmp_path):
     from pathlib import Path
 
     from ddag.config.callbacks import place_refusal
 
-    assert "filesystem root" in place_refusal(Path("/"), "hydra.run.dir")
+    assert "filesystem root" in place_refusal(Path(tmp_path.anchor), "hydra.run.dir")
     assert "home folder" in place_refusal(Path.home(), "hydra.run.dir")
-    assert place_refusal(Path("/tmp/some-new-run"), "hydra.run.dir") is None
+    assert place_refusal(tmp_path / "new-run", "hydra.run.dir") is None
 
 
 @pytest.mark.parametrize("record", ["features.npz", "visualize.json", "ranking.json", "ddag.onnx"])

@@ -12,7 +12,6 @@ K instances per modality; then the test forward of one modality.
 import json
 import os
 import sys
-import time
 
 
 def _import_deen(checkout: str):
@@ -36,6 +35,8 @@ def _import_deen(checkout: str):
 def time_deen_step(checkout, dataset, ids, instances, height, width, steps, warmup, threads):
     """Per-step seconds of DEEN's training step and images/s of its test forward."""
     torch, model, loss = _import_deen(os.path.abspath(checkout))
+    from reference_step import timed_calls, timed_inference  # beside this script
+
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     functional = torch.nn.functional
@@ -51,9 +52,8 @@ def time_deen_step(checkout, dataset, ids, instances, height, width, steps, warm
     optimizer = torch.optim.SGD(
         net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True
     )
-    times = []
-    for index in range(warmup + steps):
-        start = time.perf_counter()
+
+    def step():
         feat, logits, orthogonal = net(visible, thermal)
         first, second, third = torch.chunk(feat, 3, 0)
         pair_loss = cpm(torch.cat((first, second)), labs) + cpm(torch.cat((first, third)), labs)
@@ -66,11 +66,9 @@ def time_deen_step(checkout, dataset, ids, instances, height, width, steps, warm
         optimizer.zero_grad()
         total.backward()
         optimizer.step()
-        if index >= warmup:
-            times.append(time.perf_counter() - start)
-    net.eval()
-    from reference_step import timed_inference
 
+    times = timed_calls(step, steps, warmup)
+    net.eval()
     return {
         "torch": torch.__version__,
         "threads": threads,

@@ -80,9 +80,8 @@ def time_reference_step(
     optimizer = torch.optim.SGD(
         net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True
     )
-    times = []
-    for index in range(warmup + steps):
-        start = time.perf_counter()
+
+    def step():
         feat, logits, logits_att, graph = net(visible, thermal, adjacency)
         total = (
             functional.cross_entropy(logits, labels)
@@ -93,8 +92,8 @@ def time_reference_step(
         optimizer.zero_grad()
         total.backward()
         optimizer.step()
-        if index >= warmup:
-            times.append(time.perf_counter() - start)
+
+    times = timed_calls(step, steps, warmup)
     net.eval()
     images = torch.randn(infer_batch, 3, height, width)
 
@@ -109,17 +108,22 @@ def time_reference_step(
     }
 
 
+def timed_calls(call, steps: int, warmup: int) -> list:
+    """Seconds of each of `steps` calls of `call()` after `warmup` untimed ones."""
+    times = []
+    for index in range(warmup + steps):
+        start = time.perf_counter()
+        call()
+        if index >= warmup:
+            times.append(time.perf_counter() - start)
+    return times
+
+
 def timed_inference(torch, forward, count: int, steps: int, warmup: int) -> float:
     """Images/s of `forward()` over `count` images: the median of `steps` calls after
     `warmup` untimed ones, without gradients."""
-    inference = []
     with torch.no_grad():
-        for index in range(warmup + steps):
-            start = time.perf_counter()
-            forward()
-            if index >= warmup:
-                inference.append(time.perf_counter() - start)
-    inference.sort()
+        inference = sorted(timed_calls(forward, steps, warmup))
     return count / inference[len(inference) // 2]
 
 

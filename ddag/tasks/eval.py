@@ -4,9 +4,8 @@ from pathlib import Path
 
 from ddag.config.context import RunContext
 from ddag.config.schema import Config
-from ddag.evaluation.features import FeatureExtractor
 from ddag.tasks.steps.data import build_dataset, build_protocols, check_protocols
-from ddag.tasks.steps.networks import network_from_checkpoint
+from ddag.tasks.steps.networks import feature_extractor, network_from_checkpoint
 from ddag.tasks.steps.report import checkpoint_identity, test_and_report
 from ddag.tasks.steps.runtime import build_logger, output_dir, setup
 
@@ -19,9 +18,7 @@ def run(config: Config, context: RunContext = RunContext()) -> dict:
     protocols = build_protocols(config)
     check_protocols(protocols, dataset.test_split())
     identity = checkpoint_identity(config, dataset, path, meta)
-    extractor = FeatureExtractor(
-        network, config.loader, flip=config.eval.flip, raw_flip_sums=config.eval.distance == "inner"
-    )
+    extractor = feature_extractor(config, network)
     tensorboard = build_logger(config)
     summary = test_and_report(
         extractor,

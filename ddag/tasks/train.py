@@ -20,7 +20,7 @@ from ddag.evaluation.evaluator import evaluate
 from ddag.evaluation.features import FeatureExtractor
 from ddag.losses.objective import Objective
 from ddag.tasks.steps.data import build_dataset, build_protocols, check_protocols, training_data
-from ddag.tasks.steps.networks import build_network, build_objective
+from ddag.tasks.steps.networks import build_network, build_objective, feature_extractor
 from ddag.tasks.steps.report import log_start_banner, run_identity, test_and_report
 from ddag.tasks.steps.runtime import build_logger, output_dir, setup
 from ddag.tasks.steps.training import build_train_step
@@ -206,9 +206,7 @@ def build_run(
         steps = min(steps, config.task.max_steps_per_epoch)
     step_fn, optimizer, lr_per_step = _train_step(config, ranks, objective, steps)
     state = _restore(point, network, optimizer)
-    extractor = FeatureExtractor(
-        network, settings, flip=config.eval.flip, raw_flip_sums=config.eval.distance == "inner"
-    )
+    extractor = feature_extractor(config, network)
     callbacks, tensorboard, selection, saver = _callbacks(
         config, out_dir, dataset, protocols, network, optimizer, extractor, ranks.is_main
     )

@@ -229,7 +229,7 @@ class VisionTransformer:
 
     def make_trunk(self) -> TokenTrunk:
         drop, attn_drop, drop_path = self.rates
-        paths = np.linspace(0, drop_path, self.depth) if self.depth > 1 else [0.0]
+        paths = np.linspace(0, drop_path, self.depth)  # rising to drop_path_rate at the last block
         blocks = [
             Block(
                 self.embed_dim,

@@ -8,6 +8,7 @@ from ddag.checkpoints.checkpointer import Checkpointer
 from ddag.config.context import RunContext
 from ddag.config.instantiate import build
 from ddag.config.schema import Config
+from ddag.evaluation.features import FeatureExtractor
 from ddag.losses.objective import Objective
 from ddag.models.architecture import check_spec, network_spec
 from ddag.utils.logging import get_logger
@@ -99,6 +100,14 @@ def with_input_size(config: Config, size: dict) -> Config:
     dataset = {**config.dataset, **followed} if config.dataset is not None else None
     return dataclasses.replace(
         config, loader=dataclasses.replace(config.loader, **size), dataset=dataset
+    )
+
+
+def feature_extractor(config: Config, network) -> FeatureExtractor:
+    """The test-feature extractor of `network` at the config's input size and `eval` options:
+    flipped-image sums stay unnormalised for `eval.distance=inner` (DEEN's test.py)."""
+    return FeatureExtractor(
+        network, config.loader, flip=config.eval.flip, raw_flip_sums=config.eval.distance == "inner"
     )
 
 
