@@ -281,3 +281,72 @@ def test_caj_presets_train_as_the_authors_do(preset, tmp_path):
     assert exchange["modalities"] == ["second_view"] and exchange["probability"] == 1.0
     assert config.loader.augment["channel_erasing"]["fill"] == list(CAJ_FILL)
     assert config.model["backbone"]["non_local"] == [0, 2, 3, 0]
+
+
+def test_an_epoch_window_limits_an_augmentation_to_its_epochs():
+    from ddag.engine.phases import EpochWindow
+
+    gray = RandomGrayscale(1.0, modalities=["visible"])
+    pipeline = AugmentationPipeline([gray], 24, 12, windows=[EpochWindow(0, 2)])
+    image = _image(3)
+    for epoch, expect_gray in ((0, True), (1, True), (2, False), (7, False)):
+        out = pipeline(image, "visible", np.random.default_rng(0), epoch)
+        is_gray = bool(np.all(out[..., 0] == out[..., 1]) and np.all(out[..., 1] == out[..., 2]))
+        assert is_gray == expect_gray, epoch
+    assert np.array_equal(pipeline(image, "thermal", np.random.default_rng(0), 0), image)
+
+
+def test_the_pmt_augmentations_turn_visible_images_gray_only_in_the_first_phase(tmp_path):
+    overrides = ["loader/augment=pmt", "loss=pmt", "loss.intra.until_epoch=1", "loader.height=24"]
+    overrides += ["loader.width=12", "loader.num_ids=2", "loader.num_instances=2"]
+    cfg = run_config(compose_config(overrides, output_dir=tmp_path))
+    dataset = build_dataset(cfg)
+    sampler, pipeline = training_data(cfg, dataset)
+    source = pipeline.ddag_source
+    mean = np.asarray([0.485, 0.456, 0.406], np.float32)[:, None, None]
+    std = np.asarray([0.229, 0.224, 0.225], np.float32)[:, None, None]
+
+    def channels_equal(image):  # erased pixels hold per-channel constants: ignore them
+        pixels = np.round(image * std * 255 + mean * 255)
+        return np.mean(np.all(pixels == pixels[:1], axis=0))
+
+    first = [channels_equal(source.read(slot)[0]) for slot in range(4)]
+    later = [channels_equal(source.read(len(sampler) + slot)[0]) for slot in range(4)]
+    assert min(first) > 0.5 and max(later) < 0.5
+
+
+def test_gaussian_blur_is_the_sampled_gaussian_convolution_with_mirrored_borders():
+    from ddag.data.augmentations.gaussian_blur import GaussianBlur, blur, gaussian_kernel
+
+    kernel = gaussian_kernel(5, 1.5)
+    x = np.arange(-2, 3)
+    np.testing.assert_allclose(kernel, np.exp(-(x**2) / 4.5) / np.exp(-(x**2) / 4.5).sum(), 1e-6)
+    image = _image(4, 16, 10)
+    out = blur(image, 5, 1.5)
+    padded = np.pad(image.astype(np.float64), ((2, 2), (2, 2), (0, 0)), "reflect")
+    direct = np.zeros(image.shape)
+    weights = np.outer(kernel, kernel)
+    for dy in range(5):
+        for dx in range(5):
+            direct += weights[dy, dx] * padded[dy : dy + 16, dx : dx + 10]
+    assert np.abs(out.astype(int) - np.round(direct)).max() <= 1
+    assert np.array_equal(blur(np.full((8, 8, 3), 77, np.uint8), 21, 3.0), np.full((8, 8, 3), 77))
+    with pytest.raises(ConfigError, match="kernel_size=4 must be odd"):
+        GaussianBlur(kernel_size=4)
+
+
+def test_random_choice_applies_one_of_its_augmentations_per_image():
+    from ddag.data.augmentations.gaussian_blur import GaussianBlur
+    from ddag.data.augmentations.random_choice import RandomChoice
+
+    choice = RandomChoice({"flip": PadCropFlip(0, True), "gray": RandomGrayscale(1.0)})
+    image = _image(5)
+    seen = set()
+    for seed in range(40):
+        out = choice(image, np.random.default_rng(seed))
+        gray = np.all(out[..., 0] == out[..., 2])
+        seen.add("gray" if gray else ("flip" if np.array_equal(out, image[:, ::-1]) else "none"))
+    assert seen == {"gray", "flip", "none"}  # the flip itself mirrors half of the time
+    with pytest.raises(ConfigError, match="not a pixel-stage augmentation"):
+        RandomChoice({"erase": RandomErasing()})
+    assert RandomChoice({"blur": GaussianBlur()}).choices

@@ -162,7 +162,7 @@ def test_none_options_remove_the_branches(tmp_path):
 def test_loss_terms_are_keys_of_loss(tmp_path):
     cfg = compose_config(["loss.triplet.margin=0.5", "loss.graph=null"], output_dir=tmp_path)
     validate_config(_resolved(cfg))
-    terms = build_loss_terms(run_config(cfg))
+    terms, _ = build_loss_terms(run_config(cfg))
     assert list(terms) == ["id", "triplet", "part"]  # null leaves a term out
     assert terms["triplet"].margin == 0.5
     with pytest.raises(ConfigError, match=r"loss\.triplet\.margn"):
@@ -225,7 +225,7 @@ def test_single_loss_terms_are_added_or_swapped_from_the_term_group(tmp_path):
         output_dir=tmp_path,
     )
     validate_config(_resolved(cfg))
-    terms = build_loss_terms(run_config(cfg))
+    terms, _ = build_loss_terms(run_config(cfg))
     assert type(terms["hc"]).__name__ == "HeteroCenter" and terms["hc"].output == "pool"
     assert type(terms["id"]).__name__ == "LabelSmoothingCrossEntropy"
     assert list(terms) == ["id", "triplet", "part", "graph", "hc"]

@@ -99,7 +99,7 @@ def test_training_forward_losses_and_gradients_equal_the_authors(converted):
     outputs = network(inputs[0], inputs[1], None, None)
     np.testing.assert_allclose(outputs[0].asnumpy(), golden["train_pool"], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(outputs[2].asnumpy(), golden["train_logits"], rtol=1e-4, atol=1e-4)
-    weight, noise = objective.step_inputs(0)
+    weight, noise, _ = objective.step_inputs(0)
 
     def forward(*batch):
         return objective(*batch, weight, noise)

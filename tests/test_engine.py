@@ -28,7 +28,7 @@ class ToyObjective(nn.Cell):
         loss = ((ops.matmul(x, self.w) - y) ** 2).mean() * scale
         return loss, (loss,)
 
-    def step_inputs(self, step: int):
+    def step_inputs(self, step: int, epoch: int):
         return (Tensor(1.0, ms.float32),)
 
     def step_end(self, values) -> None:

@@ -60,10 +60,10 @@ def test_group_sgd_is_pytorch_sgd_with_per_step_group_rates(nesterov, compiled):
 def test_group_sgd_state_has_nn_sgd_names_so_old_checkpoints_resume():
     net = TwoGroups()
     lr = np.array([0.1, 0.2], np.float32)
-    groups = parameter_groups(net, lr, 0.1, 5e-4)
+    groups = parameter_groups(net, lr, 1.0, 0.1, 5e-4)
     ours = GroupSGD(groups, momentum=0.9, nesterov=True)
     theirs = nn.SGD(
-        parameter_groups(net, lr, 0.1, 5e-4),
+        parameter_groups(net, lr, 1.0, 0.1, 5e-4),
         learning_rate=Tensor(lr),
         momentum=0.9,
         nesterov=True,
@@ -76,4 +76,63 @@ def test_group_sgd_state_has_nn_sgd_names_so_old_checkpoints_resume():
 
 def test_nesterov_needs_momentum():
     with pytest.raises(ValueError, match="momentum > 0"):
-        GroupSGD(parameter_groups(TwoGroups(), np.ones(2, np.float32), 1.0, 0.0), 0.0, True)
+        GroupSGD(parameter_groups(TwoGroups(), np.ones(2, np.float32), 1.0, 1.0, 0.0), 0.0, True)
+
+
+def test_adamw_and_warmup_cosine_equal_pmt_optimizer_and_scheduler():
+    """PMT's make_optimizer + create_scheduler (tests/data/goldens/make_pmt_optimizer.py, run
+    under torch): the same rates per group and epoch, the same parameters after 12 steps."""
+    from pathlib import Path
+
+    from mindspore import Parameter
+
+    from ddag.engine.optim import AdamW
+    from ddag.engine.schedules import WarmupCosine, schedule_rates
+    from tests.conftest import CONF
+
+    golden = np.load(Path(__file__).parent / "data" / "golden_pmt_optimizer.npz")
+    names = {  # PMT's name -> ddag's
+        "base.patch_embed.proj.weight": "shared_stem.patch_embed.proj.weight",
+        "base.blocks.0.fc.weight": "trunk.blocks.0.fc.weight",
+        "base.blocks.0.fc.bias": "trunk.blocks.0.fc.bias",
+        "base.cls_token": "shared_stem.cls_token",
+        "classifier.weight": "classifier.weight",
+    }
+    params = [Parameter(Tensor(golden[f"start/{n}"]), name=m) for n, m in names.items()]
+
+    class Network:
+        def trainable_params(self):
+            return params
+
+    import yaml
+
+    node = yaml.safe_load((CONF / "optimizer" / "adamw_pmt.yaml").read_text())
+    node.pop("_target_")
+    epochs, steps = golden["rates"].shape[0], golden["grads"].shape[1]
+    rates = schedule_rates(WarmupCosine(3, 0.01, 0.01, None), epochs, steps)
+    optimizer = AdamW(**node).build(Network(), rates)
+    per_param = {p.name: i for i, p in enumerate(optimizer.parameters)}
+
+    def update(gradients):
+        return optimizer(gradients)
+
+    step = ms.jit(update)
+    flat = golden["grads"].reshape(epochs * steps, -1)
+    for row in flat:
+        grads, offset = {}, 0
+        for p in params:  # the golden's order; the optimiser's is group by group
+            size = int(np.prod(p.shape))
+            grads[p.name] = Tensor(row[offset : offset + size].reshape(p.shape))
+            offset += size
+        step(ms.mutable(tuple(grads[p.name] for p in optimizer.parameters)))
+    tables = [lr.asnumpy()[::steps] for lr in optimizer.learning_rates]
+    group_of = optimizer.group_of
+    for column, param in enumerate(params):
+        group = group_of[per_param[param.name]]
+        np.testing.assert_allclose(
+            tables[group], golden["rates"][:, column], rtol=1e-6, err_msg=param.name
+        )
+    for (pmt_name, _), param in zip(names.items(), params):
+        np.testing.assert_allclose(
+            param.asnumpy(), golden[f"end/{pmt_name}"], rtol=1e-5, atol=1e-7, err_msg=param.name
+        )

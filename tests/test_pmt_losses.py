@@ -51,21 +51,3 @@ def test_the_terms_have_gradients_and_refuse_two_visible_views():
     network = DDAG(ResNet((1, 1, 1, 1), (4, 4, 8, 8), 8), 4)
     with pytest.raises(ConfigError, match="equal visible and thermal halves"):
         Objective(network, {"dcl": CASES["dcl"][0]}, batch_pairs=4, visible_views=2)
-
-
-def test_model_pmt_with_loss_pmt_trains_two_steps_on_a_small_vit(tmp_path):
-    import json
-
-    from ddag.config.run_config import run_config
-    from ddag.tasks import train
-    from tests.conftest import TINY, compose_config
-
-    overrides = TINY + ["model=pmt", "loss=pmt", "model/backbone=vit_tiny"]
-    overrides += ["model.backbone.depth=2", "+debug=fast", "runtime.mode=pynative"]
-    overrides += ["runtime.jit_step=false", "task.selection=last"]
-    config = run_config(compose_config(overrides, output_dir=tmp_path))
-    assert config.model["backbone"]["stride"] == 12 and config.model["stems"] == "shared"
-    assert config.loss["dcl"]["num_instances"] == config.loader.num_instances
-    train.run(config)
-    terms = json.loads((tmp_path / "train_history.json").read_text())["term_names"]
-    assert terms == ["id", "triplet", "dcl", "msel"]

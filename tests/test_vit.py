@@ -158,3 +158,23 @@ def test_a_pmt_checkpoint_converts_and_gives_the_authors_class_token(tmp_path):
     network.set_train(False)
     cls, _ = _tokens(network, _images(288, 144))
     np.testing.assert_allclose(cls.asnumpy(), GOLDEN["pmt_cls"], atol=2e-5)
+
+
+def test_mixed_precision_runs_the_blocks_in_float16_and_layer_norm_in_float32(tmp_path):
+    """runtime.amp_level O1/O2 on a ViT: matmuls in float16, LayerNorm and the attention
+    softmax in float32 (torch autocast's split, as PMT trains); features stay close."""
+    from ddag.models.backbones.vit import LayerNorm
+
+    weights = _weight_file(tmp_path, MANIFEST["small"], ".pth")
+    recipe = VisionTransformer(192, 2, 3, stride=16, height=64, width=32, layer_norm_eps=1e-6)
+    network = _network(recipe, weights)
+    network.set_train(False)
+    full = network._pooled(_tokens(network, _images(64, 32))).asnumpy()
+    network.use_mixed_precision()
+    norms = [cell for _, cell in network.cells_and_names() if isinstance(cell, LayerNorm)]
+    assert len(norms) == 5 and all(cell.get_flags().get("fp32") for cell in norms)
+    assert network.trunk.blocks[0].attn.qkv.get_flags().get("fp16")
+    half = network._pooled(_tokens(network, _images(64, 32)))
+    assert half.dtype == ms.float32
+    difference = np.abs(half.asnumpy() - full)
+    assert 0 < difference.max() < 0.05 * np.abs(full).max()

@@ -10,6 +10,7 @@ import importlib
 from typing import Any, Iterator, Tuple
 
 from ddag.config.schema import TASK_SCHEMAS, Config
+from ddag.engine.phases import has_window, split_window
 from ddag.errors import ConfigError
 from ddag.utils.arguments import check_arguments, closest
 from ddag.utils.fields import check_fields
@@ -48,7 +49,10 @@ def _target_nodes(node: Any, path: str) -> Iterator[Tuple[str, dict]]:
 
 
 def check_node(path: str, node: dict) -> None:
-    """Validate one `_target_` node against the target's signature."""
+    """Validate one `_target_` node against the target's signature (a loss term's or an
+    augmentation's epoch window first: `ddag.engine.phases`)."""
+    if has_window(path):
+        node, _ = split_window(node, path)
     target_name = str(node["_target_"])
     check_arguments(locate(target_name), target_name, node, path)
 

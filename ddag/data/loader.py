@@ -18,6 +18,7 @@ from ddag.data.augmentations.pad_crop_flip import PadCropFlip
 from ddag.data.datasets.base import ImageSet
 from ddag.data.sampler import IdentitySampler
 from ddag.data.transforms import normalise_ops, test_transforms
+from ddag.engine.phases import EpochWindow
 from ddag.errors import DatasetError
 from ddag.utils.fields import bounded
 
@@ -119,12 +120,12 @@ class _PairSource(_Source):
         epoch, position, v, t = self.sampler.pair_at(slot)
         rng = np.random.default_rng((self.sampler.seed, epoch, position))
         image = self.visible.load(v)
-        visible = self.augmentation(image, "visible", rng)
+        visible = self.augmentation(image, "visible", rng, epoch)
         if self.visible_views == 2:  # CAJ's order: both visible views, then the thermal image
-            visible = np.stack([visible, self.augmentation(image, SECOND_VIEW, rng)])
+            visible = np.stack([visible, self.augmentation(image, SECOND_VIEW, rng, epoch)])
         return (
             visible,
-            self.augmentation(self.thermal.load(t), "thermal", rng),
+            self.augmentation(self.thermal.load(t), "thermal", rng, epoch),
             np.int32(self.visible.ids[v]),
             np.int32(self.thermal.ids[t]),
         )
@@ -147,18 +148,20 @@ def train_pipeline(
     sampler: IdentitySampler,
     settings: LoaderSettings,
     augmentations: Optional[List[Augmentation]] = None,
+    windows: Optional[List[EpochWindow]] = None,
 ) -> ds.Dataset:
     """Batches of (visible (B,3,H,W), thermal (B,3,H,W), visible labels (B,), thermal labels (B,)).
 
     B is the sampler's batch size (P x K pairs); `settings.visible_views=2` doubles the visible
     columns (`Batch`). `augmentations` (built from `settings.augment`
-    by the tasks) default to the reference's pad/crop/flip with `settings.padding` and `flip`.
+    by the tasks) default to the reference's pad/crop/flip with `settings.padding` and `flip`;
+    `windows` limit some of them to some epochs (`AugmentationPipeline`).
     """
     if augmentations is None:
         augmentations = [PadCropFlip(settings.padding, settings.flip)]
     views = settings.visible_views
     augmentation = AugmentationPipeline(
-        augmentations, settings.height, settings.width, always_normalise=views == 2
+        augmentations, settings.height, settings.width, views == 2, windows
     )
     source = _PairSource(visible, thermal, sampler, augmentation, views)
     dataset = ds.GeneratorDataset(

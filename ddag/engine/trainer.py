@@ -27,8 +27,9 @@ class ObjectiveContract(Protocol):
     term_names: Sequence[str]
     state_key: str  # the objective's name in TrainState.components
 
-    def step_inputs(self, step: int) -> Tuple:
-        """Extra inputs of the compiled step after the batch's columns."""
+    def step_inputs(self, step: int, epoch: int) -> Tuple:
+        """Extra inputs of the compiled step after the batch's columns (step and epoch
+        0-based)."""
 
     def step_end(self, values: np.ndarray) -> None:
         """The step's [total, *terms] loss values, as floats."""
@@ -158,7 +159,8 @@ class Trainer:
     """Runs `step_fn` over `pipeline` for `epochs` epochs.
 
     Args:
-        step_fn: `(*batch, *objective.step_inputs(step)) -> (total, terms)`, applying the update.
+        step_fn: `(*batch, *objective.step_inputs(step, epoch)) -> (total, terms)`, applying
+            the update.
         objective: names its terms (`term_names`), is put in train mode, supplies per-step
             inputs and keeps its own state (see the module docstring).
         pipeline: a MindSpore dataset of training batches.
@@ -246,7 +248,7 @@ class Trainer:
         for index, batch in enumerate(iterator):
             if index >= self.steps_per_epoch:
                 continue  # drain the rest of a shortened epoch so the next starts cleanly
-            total, terms = self.step_fn(*batch, *self.objective.step_inputs(state.step))
+            total, terms = self.step_fn(*batch, *self.objective.step_inputs(state.step, epoch))
             values = np.array([float(total.asnumpy())] + [float(t.asnumpy()) for t in terms])
             self._check_finite(values, epoch, state)
             self.objective.step_end(values)

@@ -8,11 +8,12 @@ branch's dropout noise, is one component (`GraphBranchInputs`) the objective han
 loader's columns, in the order `ddag.data.loader.Batch` names them.
 """
 
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 from mindspore import nn, ops
 
+from ddag.engine.phases import EpochWindow
 from ddag.errors import ConfigError
 from ddag.losses.graph_branch import GraphBranchInputs
 from ddag.losses.terms import LossTerm
@@ -39,6 +40,9 @@ class Objective(nn.Cell):
             so a resumed run repeats it.
         visible_views: visible images per pair in a batch (2: CAJ's two views, 2B visible and
             B thermal images per step).
+        windows: name -> EpochWindow of the terms that act in some epochs only (PMT's
+            progressive phase); a term outside its window is not computed, adds nothing and
+            is reported as 0. Each distinct set of active terms compiles once.
     """
 
     state_key = "objective"
@@ -50,6 +54,7 @@ class Objective(nn.Cell):
         batch_pairs: Optional[int] = None,
         seed: int = 0,
         visible_views: int = 1,
+        windows: Optional[Dict[str, EpochWindow]] = None,
     ):
         super().__init__(auto_prefix=False)  # keep the network's parameter names (checkpoint API)
         self.network = network
@@ -77,7 +82,12 @@ class Objective(nn.Cell):
             kept[name] = term
         if not kept:
             raise ConfigError("the loss has no terms left for this model")
+        windows = windows or {}
+        unknown = sorted(set(windows) - set(terms))
+        if unknown:
+            raise ValueError(f"epoch windows of unknown loss terms: {unknown}")
         self.term_names = tuple(kept)
+        self.windows = tuple(windows.get(name, EpochWindow()) for name in kept)
         self.terms = nn.CellList(list(kept.values()))
         self.output_index = tuple(network.output_names.index(t.output) for t in kept.values())
         self.static_weights = tuple(0.0 if t.dynamic else t.weight for t in kept.values())
@@ -103,9 +113,25 @@ class Objective(nn.Cell):
             raise ValueError("the Objective needs batch_pairs to train (the noise size)")
         return self.graph_branch
 
-    def step_inputs(self, step: int):
-        """(graph weight, dropout noise) of training step `step`, after the batch's tensors."""
-        return self._graph().step_inputs(step)
+    def active_terms(self, epoch: int) -> Tuple[bool, ...]:
+        """Per term, whether it acts during 0-based `epoch` (its epoch window)."""
+        return tuple(window.active(epoch) for window in self.windows)
+
+    def check_epochs(self, epochs: int) -> None:
+        """ConfigError naming the first of `epochs` epochs in which no loss term acts."""
+        for epoch in range(epochs):
+            if not any(self.active_terms(epoch)):
+                windows = {n: w.describe() for n, w in zip(self.term_names, self.windows)}
+                raise ConfigError(
+                    f"no loss term acts in epoch {epoch} (0-based); the terms' windows are "
+                    f"{windows}. Widen a term's from_epoch/until_epoch"
+                )
+
+    def step_inputs(self, step: int, epoch: int = 0):
+        """(graph weight, dropout noise, active terms) of training step `step` in `epoch`,
+        after the batch's tensors. The active terms are a tuple of Python booleans: a compiled
+        step treats them as constants, so a phase change compiles the step once more."""
+        return (*self._graph().step_inputs(step), self.active_terms(epoch))
 
     def step_end(self, values: np.ndarray) -> None:
         """A finished step's (total, *terms): the instance terms feed the dynamic weight."""
@@ -123,7 +149,9 @@ class Objective(nn.Cell):
     def load_state_dict(self, state: dict) -> None:
         self._graph().load_state_dict(state)
 
-    def construct(self, visible, thermal, visible_label, thermal_label, graph_weight, noise):
+    def construct(
+        self, visible, thermal, visible_label, thermal_label, graph_weight, noise, active=None
+    ):
         labels = ops.cat((visible_label, thermal_label), axis=0)
         if self.rows_per_image > 1:
             labels = ops.tile(labels, (self.rows_per_image,))
@@ -131,7 +159,11 @@ class Objective(nn.Cell):
         values = ()
         total = 0.0
         for i in range(len(self.terms)):
-            value = self.terms[i](outputs[self.output_index[i]], labels)
-            total = total + value * (self.static_weights[i] + self.dynamic_mask[i] * graph_weight)
+            if active is None or active[i]:
+                value = self.terms[i](outputs[self.output_index[i]], labels)
+                weight = self.static_weights[i] + self.dynamic_mask[i] * graph_weight
+                total = total + value * weight
+            else:
+                value = ops.zeros((), outputs[0].dtype)
             values = values + (value,)
         return total, values

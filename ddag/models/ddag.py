@@ -206,7 +206,8 @@ class DDAG(nn.Cell):
         return mapped, stems + ("trunk.",), optional
 
     def use_mixed_precision(self, keep_batchnorm_fp32: bool = True) -> None:
-        """Run the stems and the trunk in float16 (BatchNorm in float32 unless O3-style).
+        """Run the stems and the trunk in float16 (BatchNorm, and the cells that declare
+        `keeps_float32` such as a ViT's LayerNorm, in float32 unless O3-style).
 
         The backbone holds nearly all the compute; the feature map returns to float32 before
         pooling, so the heads, both attention branches and the losses stay in float32.
@@ -220,7 +221,7 @@ class DDAG(nn.Cell):
             cell.to_float(mstype.float16)
             if keep_batchnorm_fp32:
                 for _, sub in cell.cells_and_names():
-                    if isinstance(sub, nn.BatchNorm2d):
+                    if isinstance(sub, nn.BatchNorm2d) or getattr(sub, "keeps_float32", False):
                         sub.to_float(mstype.float32)
 
     def noise_size(self, num_samples: int) -> int:

@@ -14,6 +14,7 @@ from ddag.config.run_config import config_dict, config_hash, run_config
 from ddag.config.schema import Config
 from ddag.config.stored import check_stored_config
 from ddag.engine.callbacks import CheckpointSaver, PeriodicEvaluation, ProgressLogger
+from ddag.engine.schedules import schedule_rates
 from ddag.engine.trainer import StopRequested, Trainer, TrainState
 from ddag.errors import ConfigError, Interrupted
 from ddag.evaluation.evaluator import evaluate
@@ -142,9 +143,9 @@ class TrainingRun:
 
 def _train_step(config: Config, ranks, objective, steps: int):
     """(compiled step, optimizer, per-step learning rate of the head group)."""
-    lr_factors = build(config.schedule).per_step(1.0, config.task.epochs, steps)
-    step_fn, optimizer, recipe = build_train_step(config, objective, lr_factors, ranks)
-    return step_fn, optimizer, lr_factors * recipe.lr
+    rates = schedule_rates(build(config.schedule), config.task.epochs, steps)
+    step_fn, optimizer, recipe = build_train_step(config, objective, rates, ranks)
+    return step_fn, optimizer, rates(recipe.lr, recipe.lr)
 
 
 def _callbacks(config, out_dir, dataset, protocols, network, optimizer, extractor, is_main):

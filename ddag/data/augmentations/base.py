@@ -8,12 +8,13 @@ augmentation of the normalised stage is selected, normalises in numpy and applie
 order; otherwise normalisation stays in the MindSpore pipeline, as it always was.
 """
 
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
 from ddag.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ddag.engine.phases import EpochWindow
 from ddag.errors import ConfigError
 
 PIXELS, NORMALISED = "pixels", "normalised"
@@ -61,7 +62,11 @@ def normalise(image: np.ndarray) -> np.ndarray:
 
 
 class AugmentationPipeline:
-    """Resize + the selected augmentations, for one training image at a time."""
+    """Resize + the selected augmentations, for one training image at a time.
+
+    `windows` (one EpochWindow per augmentation, default always) limit an augmentation to
+    some epochs (PMT's gray phase); an augmentation outside its window draws nothing.
+    """
 
     def __init__(
         self,
@@ -69,6 +74,7 @@ class AugmentationPipeline:
         height: int,
         width: int,
         always_normalise: bool = False,
+        windows: Optional[List[EpochWindow]] = None,
     ):
         for item in augmentations:
             if not isinstance(item, Augmentation):
@@ -77,8 +83,12 @@ class AugmentationPipeline:
                 )
             if item.stage not in (PIXELS, NORMALISED):
                 raise ConfigError(f"{type(item).__name__}: unknown stage {item.stage!r}")
-        self.pixels = [a for a in augmentations if a.stage == PIXELS]
-        self.normalised_stage = [a for a in augmentations if a.stage == NORMALISED]
+        windows = list(windows) if windows is not None else [EpochWindow()] * len(augmentations)
+        if len(windows) != len(augmentations):
+            raise ValueError(f"{len(windows)} epoch windows for {len(augmentations)} augmentations")
+        paired = list(zip(augmentations, windows))
+        self.pixels = [(a, w) for a, w in paired if a.stage == PIXELS]
+        self.normalised_stage = [(a, w) for a, w in paired if a.stage == NORMALISED]
         self.height, self.width = height, width
         self.always_normalise = always_normalise
 
@@ -87,19 +97,22 @@ class AugmentationPipeline:
         """Whether images leave the pipeline normalised (float CHW) rather than as uint8 HWC."""
         return bool(self.normalised_stage) or self.always_normalise
 
-    def __call__(self, image: np.ndarray, view: str, rng: np.random.Generator) -> np.ndarray:
-        """One augmented image of `view` ("visible", "thermal" or "second_view")."""
+    def __call__(
+        self, image: np.ndarray, view: str, rng: np.random.Generator, epoch: int = 0
+    ) -> np.ndarray:
+        """One augmented image of `view` ("visible", "thermal" or "second_view") in 0-based
+        `epoch`."""
         if image.shape[:2] != (self.height, self.width):
             resized = Image.fromarray(image).resize((self.width, self.height), Image.LANCZOS)
             image = np.asarray(resized)
-        for item in self.pixels:
-            if item.applies_to(view):
+        for item, window in self.pixels:
+            if item.applies_to(view) and window.active(epoch):
                 image = item(image, rng)
         image = np.ascontiguousarray(image)
         if not self.normalises:
             return image
         image = normalise(image)
-        for item in self.normalised_stage:
-            if item.applies_to(view):
+        for item, window in self.normalised_stage:
+            if item.applies_to(view) and window.active(epoch):
                 image = item(image, rng)
         return np.ascontiguousarray(image, dtype=np.float32)

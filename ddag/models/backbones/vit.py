@@ -17,6 +17,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
+from mindspore.common import dtype as mstype
 from mindspore.common.initializer import TruncatedNormal, initializer
 
 MAX_DEPTH, MAX_DIM, MAX_TOKENS = 64, 4096, 16384
@@ -25,7 +26,12 @@ TRUNK_NAMES = ("blocks.", "norm.")
 
 
 class LayerNorm(nn.Cell):
-    """LayerNorm over the last axis with timm's parameter names (`weight`, `bias`)."""
+    """LayerNorm over the last axis with timm's parameter names (`weight`, `bias`).
+
+    `keeps_float32`: under mixed precision it computes in float32, as torch's autocast runs
+    layer_norm (`DDAG.use_mixed_precision`)."""
+
+    keeps_float32 = True
 
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -64,7 +70,9 @@ class Attention(nn.Cell):
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).transpose(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = ops.softmax(ops.matmul(q, k.swapaxes(-2, -1)) * self.scale, axis=-1)
+        scores = ops.matmul(q, k.swapaxes(-2, -1)) * self.scale
+        # float32 under mixed precision, as torch's autocast runs softmax (no-op otherwise).
+        attn = ops.softmax(scores.astype(mstype.float32), axis=-1).astype(scores.dtype)
         x = ops.matmul(self.attn_drop(attn), v).transpose(0, 2, 1, 3).reshape(b, n, c)
         return self.proj_drop(self.proj(x))
 

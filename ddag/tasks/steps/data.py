@@ -7,6 +7,7 @@ from ddag.config.instantiate import build
 from ddag.config.schema import Config
 from ddag.data.loader import train_pipeline
 from ddag.data.sampler import IdentitySampler
+from ddag.engine.phases import split_window
 from ddag.errors import ConfigError, DatasetError
 from ddag.utils.logging import get_logger
 
@@ -40,8 +41,16 @@ def training_data(config: Config, dataset, num_shards: int = 1, shard_id: int = 
         num_shards=num_shards,
         shard_id=shard_id,
     )
-    augmentations = [build(node) for node in settings.augment.values()]
-    pipeline = train_pipeline(train.visible, train.thermal, sampler, settings, augmentations)
+    augmentations, windows = [], []
+    for name, node in settings.augment.items():
+        node, window = split_window(node, f"loader.augment.{name}")
+        augmentations.append(build(node))
+        windows.append(window)
+        if not window.always:
+            log.info("augmentation %s acts in %s", name, window.describe())
+    pipeline = train_pipeline(
+        train.visible, train.thermal, sampler, settings, augmentations, windows
+    )
     return sampler, pipeline
 
 

@@ -8,6 +8,7 @@ from ddag.checkpoints.checkpointer import Checkpointer
 from ddag.config.context import RunContext
 from ddag.config.instantiate import build
 from ddag.config.schema import Config
+from ddag.engine.phases import split_window
 from ddag.evaluation.features import FeatureExtractor
 from ddag.losses.objective import Objective
 from ddag.models.architecture import check_spec, network_spec
@@ -30,22 +31,38 @@ def build_network(config: Config, num_classes: int):
     return network
 
 
-def build_loss_terms(config: Config) -> dict:
-    """The named loss terms of `config.loss`; a term set to null (`loss.graph=null`) is left
-    out."""
-    return {name: build(node) for name, node in (config.loss or {}).items() if node is not None}
+def build_loss_terms(config: Config) -> Tuple[dict, dict]:
+    """(name -> loss term, name -> EpochWindow) of `config.loss`; a term set to null
+    (`loss.graph=null`) is left out, and `from_epoch`/`until_epoch` keys become its window."""
+    terms, windows = {}, {}
+    for name, node in (config.loss or {}).items():
+        if node is None:
+            continue
+        node, windows[name] = split_window(node, f"loss.{name}")
+        terms[name] = build(node)
+    return terms, windows
 
 
 def build_objective(config: Config, network, batch_pairs: int, terms=None) -> Objective:
-    """The training objective of `network`: the configured loss terms (or `terms`), the
-    graph branch's noise sized for `batch_pairs` pairs and `loader.visible_views` views."""
-    return Objective(
+    """The training objective of `network`: the configured loss terms (or `terms`) with their
+    epoch windows, checked over `task.epochs`, the graph branch's noise sized for
+    `batch_pairs` pairs and `loader.visible_views` views."""
+    terms, windows = build_loss_terms(config) if terms is None else (terms, {})
+    objective = Objective(
         network,
-        build_loss_terms(config) if terms is None else terms,
+        terms,
         batch_pairs=batch_pairs,
         seed=config.seed,
         visible_views=config.loader.visible_views,
+        windows=windows,
     )
+    epochs = getattr(config.task, "epochs", None)
+    if epochs:
+        objective.check_epochs(int(epochs))
+    for name, window in zip(objective.term_names, objective.windows):
+        if not window.always:
+            log.info("loss term %s acts in %s", name, window.describe())
+    return objective
 
 
 def network_from_checkpoint(config: Config, context: RunContext):

@@ -1,7 +1,6 @@
 """Training steps: the compiled train step with its optimiser, as training and benchmarks use it."""
 
 import mindspore as ms
-import numpy as np
 
 from ddag.config.instantiate import build
 from ddag.config.schema import Config
@@ -26,13 +25,14 @@ def mixed_precision(config: Config, network):
     return ms.amp.DynamicLossScaler(scale_value=2.0**12, scale_factor=2, scale_window=500)
 
 
-def build_train_step(config: Config, objective, lr_factors: np.ndarray, ranks=None):
+def build_train_step(config: Config, objective, rates, ranks=None):
     """(step, optimizer, optimiser recipe) of `objective` under the configured optimiser,
-    mixed precision and compilation; `lr_factors` scale the recipe's rate at every step, and
-    `ranks` (a DistributedContext) averages gradients over an msrun job's ranks."""
+    mixed precision and compilation; `rates` (the schedule's RateTable, or per-step factors
+    of the recipe's rate) give each parameter group its rate at every step, and `ranks` (a
+    DistributedContext) averages gradients over an msrun job's ranks."""
     loss_scaler = mixed_precision(config, objective.network)
     recipe = build(config.optimizer)
-    optimizer = recipe.build(objective.network, lr_factors)
+    optimizer = recipe.build(objective.network, rates)
     step = make_train_step(
         objective,
         optimizer,
