@@ -224,7 +224,7 @@ def test_the_objective_takes_the_loader_columns_first_then_its_declared_inputs()
 
     params = list(inspect.signature(Objective.construct).parameters)[1:]
     assert params[: len(Batch._fields)] == list(Batch._fields)
-    assert params[len(Batch._fields) :] == ["graph_weight", "noise"]
+    assert params[len(Batch._fields) :] == ["graph_weight", "noise", "active"]
     assert "state_key" in ObjectiveContract.__annotations__ and Objective.state_key == "objective"
 
 

@@ -62,6 +62,10 @@ def test_bench_reference_needs_a_checkout_and_torch(tmp_path):
     cfg = compose_config(deen, output_dir=tmp_path / "d")
     with pytest.raises(ConfigError, match="no model.py there; give the DEEN/ folder"):
         bench.run(run_config(cfg))
+    pmt = base + ["model=pmt", "model/backbone=vit_tiny", f"task.reference={tmp_path}"]
+    cfg = compose_config(pmt, output_dir=tmp_path / "p")
+    with pytest.raises(ConfigError, match="no model/make_model.py there; give the Pytorch-PMT"):
+        bench.run(run_config(cfg))
     bad = compose_config(TINY + ["task=bench", "task.parts=[trian]"], output_dir=tmp_path / "c")
     with pytest.raises(ConfigError, match="unknown"):
         bench.run(run_config(bad))

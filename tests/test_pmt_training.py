@@ -35,6 +35,16 @@ def test_pmt_presets_hold_the_authors_recipe():
     assert moved.loss["msel"]["from_epoch"] == moved.loader.augment["gray_phase"]["until_epoch"]
 
 
+def test_the_benchmarked_step_is_the_phase_with_every_term():
+    from ddag.tasks.steps.networks import build_network, build_objective
+
+    config = run_config(compose_config(TINY + ["model=pmt", "loss=pmt", "model/backbone=vit_tiny"]))
+    objective = build_objective(config, build_network(config, 8), 8)
+    assert objective.fullest_epoch() == 6
+    assert objective.active_terms(6) == (True, False, True, True, True)
+    assert objective.active_terms(5) == (True, True, False, False, False)
+
+
 def test_epoch_windows_are_checked_at_start_up():
     with pytest.raises(ConfigError, match=r"loss\.intra\.until_epoch='x'"):
         run_config(compose_config(["loss=pmt", "loss.intra.until_epoch=x"]))

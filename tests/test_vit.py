@@ -170,6 +170,8 @@ def test_mixed_precision_runs_the_blocks_in_float16_and_layer_norm_in_float32(tm
     network = _network(recipe, weights)
     network.set_train(False)
     full = network._pooled(_tokens(network, _images(64, 32))).asnumpy()
+    network = _network(recipe, weights)  # a fresh one: a compiled cell keeps its first graph
+    network.set_train(False)
     network.use_mixed_precision()
     norms = [cell for _, cell in network.cells_and_names() if isinstance(cell, LayerNorm)]
     assert len(norms) == 5 and all(cell.get_flags().get("fp32") for cell in norms)

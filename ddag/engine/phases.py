@@ -8,10 +8,9 @@ longer acts in, default never). The keys are taken off the node before it is bui
 or augmentation has to know about them.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional, Tuple
-
-from omegaconf import DictConfig, OmegaConf
 
 from ddag.errors import ConfigError
 
@@ -59,10 +58,9 @@ def has_window(path: str) -> bool:
 def split_window(node, where: str) -> Tuple[Any, EpochWindow]:
     """(node without the window keys, its EpochWindow); `where` names the node in errors
     (`loss.dcl`). A node without the keys comes back unchanged with the always-on window."""
-    if not isinstance(node, (dict, DictConfig)) or not any(k in node for k in WINDOW_KEYS):
+    if not isinstance(node, Mapping) or not any(k in node for k in WINDOW_KEYS):
         return node, EpochWindow()
-    plain = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
-    plain = dict(plain)
+    plain = dict(node.items())
     start = _epoch_value(plain.pop("from_epoch", 0), f"{where}.from_epoch")
     stop = _epoch_value(plain.pop("until_epoch", None), f"{where}.until_epoch")
     start = start or 0
@@ -71,6 +69,4 @@ def split_window(node, where: str) -> Tuple[Any, EpochWindow]:
             f"{where}: until_epoch={stop} must be after from_epoch={start}; the node would never "
             "act (set it to null to remove it)"
         )
-    return (OmegaConf.create(plain) if isinstance(node, DictConfig) else plain), EpochWindow(
-        start, stop
-    )
+    return plain, EpochWindow(start, stop)

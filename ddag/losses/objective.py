@@ -117,6 +117,11 @@ class Objective(nn.Cell):
         """Per term, whether it acts during 0-based `epoch` (its epoch window)."""
         return tuple(window.active(epoch) for window in self.windows)
 
+    def fullest_epoch(self) -> int:
+        """The first epoch in which the most terms act (what a benchmark of the step times)."""
+        starts = {0} | {w.from_epoch for w in self.windows}
+        return max(sorted(starts), key=lambda epoch: sum(self.active_terms(epoch)))
+
     def check_epochs(self, epochs: int) -> None:
         """ConfigError naming the first of `epochs` epochs in which no loss term acts."""
         for epoch in range(epochs):

@@ -70,7 +70,8 @@ def _step_runner(config, objective, batch: Batch):
     # The optimizer reads its rate at the step count: give it more steps than the bench takes.
     calls = (config.task.repeats + config.task.warmup + 2) * (config.task.rounds + 2)
     step, _, _ = build_train_step(config, objective, np.ones(10 * calls, np.float32))
-    inputs = objective.step_inputs(0)
+    # With epoch windows (PMT's phases), the step of the phase that computes the most terms.
+    inputs = objective.step_inputs(0, objective.fullest_epoch())
     objective.set_train(True)
 
     def run():
@@ -103,17 +104,21 @@ def _is_deen(config) -> bool:
     return bool((config.model or {}).get("expansion"))
 
 
+def _is_pmt(config) -> bool:
+    """Whether the configured backbone is a ViT (PMT's reference then times it)."""
+    backbone = (config.model or {}).get("backbone") or {}
+    return str(backbone.get("_target_", "")).endswith("VisionTransformer")
+
+
 def check_reference(config) -> None:
     """Before any timing: the checkout has the reference code, its Python imports torch."""
     checkout, python = Path(config.task.reference), _reference_python(config)
-    needed, owner = (
-        ("model.py", "the DEEN/ folder of ZYK100/LLCM")
-        if _is_deen(config)
-        else (
-            "model_main.py",
-            "a checkout of mangye16/DDAG",
-        )
-    )
+    if _is_deen(config):
+        needed, owner = "model.py", "the DEEN/ folder of ZYK100/LLCM"
+    elif _is_pmt(config):
+        needed, owner = "model/make_model.py", "the Pytorch-PMT-VI-ReID/ folder of hulu88/PMT"
+    else:
+        needed, owner = "model_main.py", "a checkout of mangye16/DDAG"
     if not (checkout / needed).is_file():
         raise ConfigError(f"task.reference={checkout}: no {needed} there; give {owner}")
     probe = subprocess.run([python, "-c", "import torch, numpy"], capture_output=True, text=True)
@@ -139,6 +144,9 @@ def bench_reference(config, run, batch, repeats: int, warmup: int) -> dict:
         script = Path(reference_step.__file__).with_name("deen_reference_step.py")
         command = [python, str(script), "--ref", str(checkout)]
         command += ["--dataset", "regdb" if stages == 3 else "sysu"]
+    elif _is_pmt(config):
+        script = Path(reference_step.__file__).with_name("pmt_reference_step.py")
+        command = [python, str(script), "--ref", str(checkout)]
     else:
         command = [python, reference_step.__file__, "--ref", str(checkout)]
         command += ["--infer-batch", f"{config.loader.test_batch_size}"]
