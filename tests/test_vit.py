@@ -12,6 +12,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from ddag.checkpoints.checkpointer import Checkpointer, InitSettings
+from ddag.checkpoints.format import read_checkpoint
 from ddag.config.run_config import run_config
 from ddag.errors import CheckpointError
 from ddag.models.backbones.vit import VisionTransformer, resize_position_embedding
@@ -180,3 +181,36 @@ def test_mixed_precision_runs_the_blocks_in_float16_and_layer_norm_in_float32(tm
     assert half.dtype == ms.float32
     difference = np.abs(half.asnumpy() - full)
     assert 0 < difference.max() < 0.05 * np.abs(full).max()
+
+
+def test_the_modality_embedding_adds_scaled_per_modality_vectors_to_every_token(tmp_path):
+    """TransReID's side-information embedding with the modality as the camera: tokens +
+    scale x sie_embed[modality]; ImageNet files load without it (it keeps its own values)."""
+    weights = _weight_file(tmp_path, MANIFEST["small"], ".pth")
+    recipe = VisionTransformer(
+        192, 2, 3, height=64, width=32, modality_embedding=True, modality_scale=3.0
+    )
+    network = _network(recipe, weights)  # strict: sie_embed is the one optional entry
+    network.set_train(False)
+    images = ms.Tensor(_images(64, 32))
+    sie = network.shared_stem.sie_embed.asnumpy()
+    visible = network.shared_stem(images, ms.Tensor([0, 0], ms.int32)).asnumpy()
+    thermal = network.shared_stem(images, ms.Tensor([1, 1], ms.int32)).asnumpy()
+    np.testing.assert_allclose(
+        visible - thermal, np.broadcast_to(3 * (sie[0] - sie[1]), visible.shape), atol=1e-5
+    )
+    mixed = network._stem(images, 2).asnumpy()  # THERMAL
+    np.testing.assert_allclose(mixed, thermal, atol=1e-6)
+    with pytest.raises(ValueError, match="modality_embedding needs stems=shared"):
+        DDAG(recipe, 4, stems="two_stream")
+
+
+def test_pmt_with_the_modality_embedding_trains_and_keeps_it_in_its_checkpoint(tmp_path):
+    overrides = TINY + ["model=pmt", "loss=pmt", "model/backbone=vit_tiny", "+debug=fast"]
+    overrides += ["model.backbone.depth=1", "model.backbone.modality_embedding=true"]
+    overrides += ["runtime.mode=pynative", "runtime.jit_step=false", "task.selection=last"]
+    config = run_config(compose_config(overrides, output_dir=tmp_path))
+    summary = train.run(config)
+    assert "v2t/FC/rank1" in summary
+    params, _ = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert params["shared_stem.sie_embed"].shape == (2, 1, 192)

@@ -94,6 +94,13 @@ class DDAG(nn.Cell):
             self.thermal_stem = backbone.make_stem()
         else:
             self.shared_stem = backbone.make_stem()
+        # A ViT stem with a modality embedding takes each image's modality (0 visible, 1 thermal).
+        self.stem_takes_modality = bool(getattr(backbone, "modality_embedding", False))
+        if self.stem_takes_modality and self.two_stream:
+            raise ValueError(
+                "the ViT's modality_embedding needs stems=shared: with two_stream each modality "
+                "already has its own patch, class and position embeddings"
+            )
         self.trunk = backbone.make_trunk()
         self._between_stages(backbone, aggregation, expansion, expansion_pool_weight)
         channels = backbone.out_channels
@@ -203,6 +210,7 @@ class DDAG(nn.Cell):
                 for prefix in targets[part[0]]:
                     mapped[prefix + part[1]] = value
         optional = tuple(f"trunk.{p}" for p in recipe.optional_trunk_prefixes)
+        optional += tuple(p + n for p in stems for n in getattr(recipe, "optional_stem_names", ()))
         return mapped, stems + ("trunk.",), optional
 
     def use_mixed_precision(self, keep_batchnorm_fp32: bool = True) -> None:
@@ -268,7 +276,13 @@ class DDAG(nn.Cell):
         if self.two_stream:
             x = ops.cat((self.visible_stem(visible), self.thermal_stem(thermal)), axis=0)
         else:
-            x = self.shared_stem(ops.cat((visible, thermal), axis=0))
+            modality = ops.cat(
+                (
+                    ops.zeros(visible.shape[0], mstype.int32),
+                    ops.ones(thermal.shape[0], mstype.int32),
+                )
+            )
+            x = self._shared_stem(ops.cat((visible, thermal), axis=0), modality)
         feature_map = self._trunk(x)
         pooled, feat = self._trunk_features(feature_map)
         outputs = (pooled, feat, self.classifier(feat))
@@ -281,10 +295,18 @@ class DDAG(nn.Cell):
             outputs = outputs + (orthogonality(pooled, self.rows_per_image),)
         return outputs
 
+    def _shared_stem(self, images, modality):
+        """The shared stem; `modality` (B,) int32, 0 visible / 1 thermal, feeds a ViT's
+        modality embedding."""
+        if self.stem_takes_modality:
+            return self.shared_stem(images, modality)
+        return self.shared_stem(images)
+
     def _stem(self, images, modality: int):
         """The stem of `modality` (VISIBLE 1, THERMAL 2), or the shared one."""
         if not self.two_stream:
-            return self.shared_stem(images)
+            index = ops.fill(mstype.int32, (images.shape[0],), modality - VISIBLE)
+            return self._shared_stem(images, index)
         if modality == VISIBLE:
             return self.visible_stem(images)
         return self.thermal_stem(images)
@@ -366,7 +388,8 @@ class ModalityEmbeddingNet(nn.Cell):
             thermal = net.thermal_stem(images)
             x = ops.where(modality.reshape(1, 1, 1, 1) == VISIBLE, visible, thermal)
         else:
-            x = net.shared_stem(images)
+            index = ops.broadcast_to(modality.reshape(1) - VISIBLE, (images.shape[0],))
+            x = net._shared_stem(images, index.astype(mstype.int32))
         return net.test_features(x)
 
 

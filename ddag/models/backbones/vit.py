@@ -129,10 +129,28 @@ class PatchEmbed(nn.Cell):
 
 
 class TokenStem(nn.Cell):
-    """Images (B, 3, H, W) -> tokens (B, 1 + h*w, C): patches, class token, position embedding."""
+    """Images (B, 3, H, W) -> tokens (B, 1 + h*w, C): patches, class token, position embedding,
+    and with `modality_embedding` TransReID's side-information embedding with the modality as
+    the camera: `scale x sie_embed[modality]` added to every token (modality 0 visible, 1
+    thermal, one index per image)."""
 
-    def __init__(self, patch: int, stride: int, dim: int, tokens: int, drop: float):
+    def __init__(
+        self,
+        patch: int,
+        stride: int,
+        dim: int,
+        tokens: int,
+        drop: float,
+        modality_embedding: bool = False,
+        modality_scale: float = 3.0,
+    ):
         super().__init__()
+        self.modality_embedding = modality_embedding
+        self.modality_scale = float(modality_scale)
+        if modality_embedding:
+            self.sie_embed = Parameter(
+                initializer(TruncatedNormal(0.02), (2, 1, dim)), name="sie_embed"
+            )
         self.patch_embed = PatchEmbed(patch, stride, dim)
         self.cls_token = Parameter(
             initializer(TruncatedNormal(0.02), (1, 1, dim)), name="cls_token"
@@ -142,10 +160,13 @@ class TokenStem(nn.Cell):
         )
         self.pos_drop = nn.Dropout(p=drop)
 
-    def construct(self, x):
+    def construct(self, x, modality=None):
         x = self.patch_embed(x)
         cls = ops.broadcast_to(self.cls_token, (x.shape[0], 1, x.shape[2]))
-        return self.pos_drop(ops.cat((cls, x), axis=1) + self.pos_embed)
+        tokens = ops.cat((cls, x), axis=1) + self.pos_embed
+        if self.modality_embedding:
+            tokens = tokens + self.modality_scale * ops.gather(self.sie_embed, modality, 0)
+        return self.pos_drop(tokens)
 
 
 class TokenTrunk(nn.Cell):
@@ -177,6 +198,10 @@ class VisionTransformer:
         layer_norm_eps: timm 1e-6, PMT 1e-5 (torch's default).
         drop_rate, attn_drop_rate, drop_path_rate: dropout after embeddings / projections and
             MLPs, on attention weights, and stochastic depth rising linearly to this rate.
+        modality_embedding: TransReID's side-information embedding (`sie_embed`, 2 x C) with
+            the modality as the camera, added to the tokens; off as PMT has it. Needs
+            `stems=shared` (two stems already give each modality its own embeddings).
+        modality_scale: its factor (TransReID's SIE_COE, 3.0).
     """
 
     token_output = True  # the trunk returns (class token, patch-token map)
@@ -196,6 +221,8 @@ class VisionTransformer:
         drop_rate: float = 0.0,
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
+        modality_embedding: bool = False,
+        modality_scale: float = 3.0,
     ):
         if not (1 <= depth <= MAX_DEPTH and 1 <= embed_dim <= MAX_DIM and num_heads >= 1):
             raise ValueError(f"depth 1..{MAX_DEPTH}, embed_dim 1..{MAX_DIM}, num_heads >= 1")
@@ -226,6 +253,9 @@ class VisionTransformer:
         if self.grid[0] * self.grid[1] > MAX_TOKENS:
             raise ValueError(f"a {self.grid} patch grid is more than {MAX_TOKENS} tokens")
         self.rates = (drop_rate, attn_drop_rate, drop_path_rate)
+        self.modality_embedding, self.modality_scale = bool(modality_embedding), modality_scale
+        # Not in ImageNet files: a new network keeps its initial values.
+        self.optional_stem_names = ("sie_embed",) if modality_embedding else ()
 
     @property
     def out_channels(self) -> int:
@@ -233,7 +263,15 @@ class VisionTransformer:
 
     def make_stem(self) -> TokenStem:
         tokens = self.grid[0] * self.grid[1]
-        return TokenStem(self.patch_size, self.stride, self.embed_dim, tokens, self.rates[0])
+        return TokenStem(
+            self.patch_size,
+            self.stride,
+            self.embed_dim,
+            tokens,
+            self.rates[0],
+            self.modality_embedding,
+            self.modality_scale,
+        )
 
     def make_trunk(self) -> TokenTrunk:
         drop, attn_drop, drop_path = self.rates
@@ -256,7 +294,10 @@ class VisionTransformer:
     def stem_shapes(self) -> Dict[str, tuple]:
         dim, patch = self.embed_dim, self.patch_size
         tokens = self.grid[0] * self.grid[1] + 1
-        return {"patch_embed.proj.weight": (dim, 3, patch, patch), "pos_embed": (1, tokens, dim)}
+        shapes = {"patch_embed.proj.weight": (dim, 3, patch, patch), "pos_embed": (1, tokens, dim)}
+        if self.modality_embedding:
+            shapes["sie_embed"] = (2, 1, dim)
+        return shapes
 
     def trunk_shapes(self) -> Dict[str, tuple]:
         dim, hidden = self.embed_dim, int(self.embed_dim * self.mlp_ratio)
