@@ -271,6 +271,16 @@ def test_test_id_file_decides_the_identities_and_the_split_file_its_trials(tmp_p
     assert set(split.thermal.ids[q_idx]) == {2, 3, 4} >= set(split.visible.ids[g_idx])
 
 
+def test_test_ids_the_split_cannot_place_and_too_many_trials_are_refused(tmp_path):
+    counts = official_split_layout(2)
+    write_official_split_files(tmp_path / "a", counts, 2, trials=10, test_ids=(2, 3, 999))
+    with pytest.raises(DatasetError, match=r"test_id\.mat.*1 identities that have no image.*999"):
+        read_official_splits(tmp_path / "a")
+    write_official_split_files(tmp_path / "b", counts, 2, trials=101)
+    with pytest.raises(DatasetError, match="declares 101 trials"):
+        read_official_splits(tmp_path / "b")
+
+
 def test_split_dir_defaults_to_the_dataset_roots_exp_folder(tmp_path):
     from tests.conftest import compose_config
 

@@ -27,6 +27,8 @@ CAMERAS = (1, 2, 3, 4, 5, 6)
 MAX_FILE_BYTES = 16 << 20
 MAX_INFLATED_BYTES = 64 << 20
 MAX_IDENTITIES = 100_000
+# The published file has 10 trials; every trial is a full evaluation pass.
+MAX_TRIALS = 100
 
 
 def where_to_get(split_dir: Path) -> str:
@@ -103,7 +105,25 @@ def read_official_splits(split_dir) -> OfficialSplits:
             "every permutation must have the same number of trials (rows); found "
             + (", ".join(str(t) for t in sorted(trials)) or "no permutation at all"),
         )
-    return OfficialSplits(permutations, _read_test_ids(split_dir), trials.pop(), path, lengths)
+    count = trials.pop()
+    if count > MAX_TRIALS:
+        raise _malformed(
+            path, f"it declares {count} trials; the published file has 10, at most {MAX_TRIALS}"
+        )
+    test_ids = _read_test_ids(split_dir)
+    if test_ids is not None:
+        placed = set().union(*(set(per_id) for per_id in permutations.values()))
+        unplaced = [int(i) for i in test_ids if int(i) not in placed]
+        if unplaced:
+            shown = ", ".join(str(i) for i in unplaced[:10]) + (
+                " ..." if len(unplaced) > 10 else ""
+            )
+            raise _malformed(
+                split_dir / "test_id.mat",
+                f"it lists {len(unplaced)} identities that have no image in any camera of "
+                f"rand_perm_cam.mat ({shown}); the two files do not belong together",
+            )
+    return OfficialSplits(permutations, test_ids, count, path, lengths)
 
 
 def _permutation_table(path: Path, cam: int, identity: int, table) -> Optional[np.ndarray]:

@@ -26,7 +26,9 @@ TRUNK_NAMES = ("blocks.", "norm.")
 
 
 class LayerNorm(nn.Cell):
-    """LayerNorm over the last axis with timm's parameter names (`weight`, `bias`).
+    """LayerNorm over the last axis with timm's parameter names (`weight`, `bias`), on
+    MindSpore's fused kernel (2.5x faster forward and backward on the CPU than the same formula
+    written out, whose `Pow` alone took an eighth of a ViT step).
 
     `keeps_float32`: under mixed precision it computes in float32, as torch's autocast runs
     layer_norm (`DDAG.use_mixed_precision`)."""
@@ -38,21 +40,48 @@ class LayerNorm(nn.Cell):
         self.eps = eps
         self.weight = Parameter(Tensor(np.ones(dim, np.float32)), name="weight")
         self.bias = Parameter(Tensor(np.zeros(dim, np.float32)), name="bias")
+        self.normalise = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
 
     def construct(self, x):
-        mean = x.mean(axis=-1, keep_dims=True)
-        var = ((x - mean) ** 2).mean(axis=-1, keep_dims=True)
-        return (x - mean) / ops.sqrt(var + self.eps) * self.weight + self.bias
+        return self.normalise(x, self.weight, self.bias)[0]
 
 
-def _dense(in_features: int, out_features: int, bias: bool = True) -> nn.Dense:
-    return nn.Dense(
-        in_features,
-        out_features,
-        weight_init=TruncatedNormal(0.02),
-        bias_init="zeros",
-        has_bias=bias,
-    )
+class Linear(nn.Cell):
+    """`x W^T + b` over the last axis of a (B, N, C) input, with nn.Dense's parameter names
+    (`weight` (out, in), `bias`), truncated-normal(0.02) weights and zero biases as timm sets
+    them. A matmul plus a broadcast add: on the CPU its backward is 1.5x faster than
+    nn.Dense's, whose BiasAddGrad over B*N rows took longer than the matmuls."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__()
+        self.weight = Parameter(
+            initializer(TruncatedNormal(0.02), (out_features, in_features)), name="weight"
+        )
+        self.has_bias = bias
+        if bias:
+            self.bias = Parameter(Tensor(np.zeros(out_features, np.float32)), name="bias")
+        self.matmul = ops.MatMul(transpose_b=True)
+
+    def construct(self, x):
+        shape = x.shape
+        y = self.matmul(x.reshape(-1, shape[-1]), self.weight)
+        if self.has_bias:
+            y = y + self.bias
+        return y.reshape(shape[:-1] + (y.shape[-1],))
+
+
+class GELU(nn.Cell):
+    """Exact GELU, x Phi(x) with the error function (timm's nn.GELU), with its derivative
+    Phi(x) + x phi(x) written out: MindSpore's own GELU and Erf gradients square through the
+    CPU's slow Pow kernel (a twentieth of a ViT training step)."""
+
+    def construct(self, x):
+        return 0.5 * x * (1.0 + ops.erf(x * 0.7071067811865476))
+
+    def bprop(self, x, out, dout):
+        cdf = 0.5 * (1.0 + ops.erf(x * 0.7071067811865476))
+        pdf = 0.3989422804014327 * ops.exp(-0.5 * x * x)
+        return (dout * (cdf + x * pdf),)
 
 
 class Attention(nn.Cell):
@@ -61,15 +90,19 @@ class Attention(nn.Cell):
     def __init__(self, dim: int, heads: int, qkv_bias: bool, attn_drop: float, proj_drop: float):
         super().__init__()
         self.heads, self.scale = heads, (dim // heads) ** -0.5
-        self.qkv = _dense(dim, dim * 3, qkv_bias)
-        self.proj = _dense(dim, dim)
+        self.qkv = Linear(dim, dim * 3, qkv_bias)
+        self.proj = Linear(dim, dim)
         self.attn_drop = nn.Dropout(p=attn_drop)
         self.proj_drop = nn.Dropout(p=proj_drop)
 
     def construct(self, x):
         b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).transpose(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
+        # Three slices of the last axis, then heads: one split (indexing a (3, B, H, N, d)
+        # transpose cost three times as much on the CPU).
+        q, k, v = (
+            t.reshape(b, n, self.heads, c // self.heads).transpose(0, 2, 1, 3)
+            for t in ops.split(self.qkv(x), c, axis=-1)
+        )
         scores = ops.matmul(q, k.swapaxes(-2, -1)) * self.scale
         # float32 under mixed precision, as torch's autocast runs softmax (no-op otherwise).
         attn = ops.softmax(scores.astype(mstype.float32), axis=-1).astype(scores.dtype)
@@ -80,8 +113,8 @@ class Attention(nn.Cell):
 class Mlp(nn.Cell):
     def __init__(self, dim: int, hidden: int, drop: float):
         super().__init__()
-        self.fc1, self.fc2 = _dense(dim, hidden), _dense(hidden, dim)
-        self.act = nn.GELU(approximate=False)
+        self.fc1, self.fc2 = Linear(dim, hidden), Linear(hidden, dim)
+        self.act = GELU()
         self.drop = nn.Dropout(p=drop)
 
     def construct(self, x):
