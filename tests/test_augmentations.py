@@ -350,3 +350,16 @@ def test_random_choice_applies_one_of_its_augmentations_per_image():
     with pytest.raises(ConfigError, match="not a pixel-stage augmentation"):
         RandomChoice({"erase": RandomErasing()})
     assert RandomChoice({"blur": GaussianBlur()}).choices
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: ColorJitter(brightness=float("inf")), "brightness=inf must be a finite"),
+        (lambda: ColorJitter(hue=float("nan")), "hue=nan must be a finite"),
+        (lambda: RandomErasing(fill=(0.1, float("inf"), 0.2)), "one finite value per channel"),
+    ],
+)
+def test_non_finite_strengths_are_refused_when_built(build, message):
+    with pytest.raises(ConfigError, match=message):
+        build()

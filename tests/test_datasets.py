@@ -257,6 +257,25 @@ def test_regdb_index_paths_cannot_leave_the_root(regdb_root, bad_path):
         RegDBDataset(str(regdb_root), trial=1).test_split()
 
 
+@pytest.mark.parametrize("label", ["\u00b2", "12345678901", "3.5"])
+def test_index_labels_are_plain_ascii_numbers(regdb_root, label):
+    _rewrite_index(
+        regdb_root, "test_visible_1.txt", lambda text: f"Visible/1/a.bmp {label}\n" + text
+    )
+    with pytest.raises(DatasetError, match="expected '<relative path> <label>'"):
+        RegDBDataset(str(regdb_root), trial=1).test_split()
+
+
+def test_split_id_files_are_bounded_and_plain_numbers(sysu_root):
+    path = sysu_root / "exp" / "test_id.txt"
+    path.write_text("1,\u00b2,3")
+    with pytest.raises(DatasetError, match="identity numbers.*'\u00b2'"):
+        SYSUDataset(str(sysu_root)).test_split()
+    path.write_text(",".join(str(i) for i in range(1, 100_002)))
+    with pytest.raises(DatasetError, match="lists 100001 identities"):
+        SYSUDataset(str(sysu_root)).test_split()
+
+
 def test_index_and_split_files_that_are_not_text_are_named(regdb_root, sysu_root):
     (regdb_root / "idx" / "test_thermal_1.txt").write_bytes(b"Thermal/1/a.bmp 1\n\xff\xfe\x00")
     with pytest.raises(DatasetError, match="not a UTF-8 text file"):

@@ -1,6 +1,8 @@
 """Colour jitter (torchvision `ColorJitter` on PIL images): brightness, contrast, saturation,
 hue."""
 
+import math
+
 import numpy as np
 from PIL import Image, ImageEnhance
 
@@ -44,6 +46,10 @@ class ColorJitter(Augmentation):
         modalities=MODALITY_NAMES,
     ):
         super().__init__(modalities)
+        strengths = (("brightness", brightness), ("contrast", contrast), ("saturation", saturation))
+        for name, value in strengths + (("hue", hue), ("probability", probability)):
+            if not math.isfinite(value):
+                raise ConfigError(f"ColorJitter: {name}={value} must be a finite number")
         for name, value in (("brightness", brightness), ("contrast", contrast)):
             if value < 0:
                 raise ConfigError(f"ColorJitter: {name}={value} must be >= 0")

@@ -50,8 +50,8 @@ class GaussianBlur(Augmentation):
         super().__init__(modalities)
         if kernel_size < 1 or kernel_size % 2 == 0 or kernel_size > 255:
             raise ConfigError(f"GaussianBlur: kernel_size={kernel_size} must be odd, 1..255")
-        if len(sigma) != 2 or not 0 < sigma[0] <= sigma[1]:
-            raise ConfigError(f"GaussianBlur: sigma={list(sigma)} must be 0 < low <= high")
+        if len(sigma) != 2 or not 0 < sigma[0] <= sigma[1] <= 1000:
+            raise ConfigError(f"GaussianBlur: sigma={list(sigma)} must be 0 < low <= high <= 1000")
         if not 0 <= probability <= 1:
             raise ConfigError(f"GaussianBlur: probability={probability} must be in [0, 1]")
         self.kernel_size, self.sigma, self.probability = kernel_size, tuple(sigma), probability

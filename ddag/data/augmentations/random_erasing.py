@@ -46,8 +46,10 @@ class RandomErasing(Augmentation):
             raise ConfigError(f"RandomErasing: area={list(area)} must be 0 < low <= high <= 1")
         if not 0 < aspect <= 1:
             raise ConfigError(f"RandomErasing: aspect={aspect} must be in (0, 1]")
-        if len(fill) != 3:
-            raise ConfigError(f"RandomErasing: fill={list(fill)} needs one value per channel")
+        if len(fill) != 3 or not np.all(np.isfinite(np.asarray(fill, np.float64))):
+            raise ConfigError(
+                f"RandomErasing: fill={list(fill)} needs one finite value per channel"
+            )
         if not 1 <= attempts <= 1000:
             raise ConfigError(f"RandomErasing: attempts={attempts} must be in [1, 1000]")
         self.probability, self.area, self.aspect = probability, tuple(area), aspect

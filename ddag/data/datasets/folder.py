@@ -31,5 +31,6 @@ def folder_images(folder, height: int, width: int) -> FileImageSet:
         )
     if not images:
         raise DatasetError(f"no images in {folder} (looked for {list(IMAGE_SUFFIXES)})")
-    ids = [int(p.parent.name) if p.parent.name.isdigit() else -1 for p in images]
+    name_ids = [p.parent.name for p in images]  # ASCII digits: "²" passes isdigit alone
+    ids = [int(n) if n.isascii() and n.isdigit() and len(n) < 10 else -1 for n in name_ids]
     return FileImageSet(images, ids, [-1] * len(images), height, width)

@@ -1,11 +1,15 @@
 """Index files of the RegDB and LLCM layouts: one `<relative path> <label>` line per image."""
 
 import os
+import re
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 from ddag.data.datasets.base import read_text
 from ddag.errors import DatasetError
+
+# ASCII digits only ("²" passes str.isdigit but not int()), at most 9 of them.
+LABEL = re.compile(r"-?[0-9]{1,9}")
 
 
 def read_index_file(path: Path, dataset: str, hint: str) -> List[Tuple[str, int]]:
@@ -22,7 +26,7 @@ def read_index_file(path: Path, dataset: str, hint: str) -> List[Tuple[str, int]
         if not line.strip():
             continue
         parts = line.split()
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+        if len(parts) != 2 or not LABEL.fullmatch(parts[1]):
             raise DatasetError(f"{path}:{number}: expected '<relative path> <label>', got {line!r}")
         if not is_inside(parts[0]):
             raise DatasetError(

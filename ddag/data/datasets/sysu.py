@@ -44,16 +44,26 @@ PREPARE_HINT = (
 )
 
 
+MAX_LISTED_IDS = 100_000
+
+
 def read_ids(path: Path, dataset: str = "SYSU-MM01", hint: str = PREPARE_HINT) -> List[int]:
     """Identity numbers of an exp/*_id.txt file (comma separated, possibly over several lines)."""
     if not path.is_file():
         raise DatasetError(f"{dataset} split file missing: {path}. {hint}")
     text = read_text(path)
     tokens = [t.strip() for t in text.replace("\n", ",").split(",") if t.strip()]
-    try:
-        return sorted({int(t) for t in tokens})
-    except ValueError as err:
-        raise DatasetError(f"{path}: expected comma-separated identity numbers ({err})") from err
+    bad = next((t for t in tokens if not (t.isascii() and t.isdigit() and len(t) <= 6)), None)
+    if bad is not None:
+        raise DatasetError(
+            f"{path}: expected comma-separated identity numbers (up to 6 digits), got {bad[:20]!r}"
+        )
+    if len(tokens) > MAX_LISTED_IDS:
+        raise DatasetError(
+            f"{path} lists {len(tokens)} identities; the datasets have a few hundred to a "
+            f"thousand (at most {MAX_LISTED_IDS} accepted). Restore the file from the archive"
+        )
+    return sorted({int(t) for t in tokens})
 
 
 def list_images(root: Path, identities: List[int], cameras: Tuple[int, ...]):
