@@ -163,7 +163,12 @@ def test_feature_cells_must_be_real_floating_matrices(tmp_path, cell, message):
 
 @pytest.mark.parametrize(
     "key, value",
-    [("ids", np.array(3)), ("ids", np.array(["1", "2"])), ("names", np.array([1, 2]))],
+    [
+        ("ids", np.array(3)),
+        ("ids", np.array(["1", "2"])),
+        ("names", np.array([1, 2])),
+        ("modality", np.array([["visible"], ["thermal"]])),
+    ],
 )
 def test_npz_columns_are_checked_with_the_key_named(tmp_path, key, value):
     from ddag.data.feature_files import read_features
@@ -178,5 +183,25 @@ def test_npz_columns_are_checked_with_the_key_named(tmp_path, key, value):
     }
     arrays[key] = value
     np.savez(tmp_path / "f.npz", **arrays)
-    with pytest.raises(DatasetError, match=f"'{key}' must be a 1-D array"):
+    with pytest.raises(DatasetError, match=f"'{key}' must be (one string or )?a 1-D array"):
         read_features(str(tmp_path / "f.npz"))
+
+
+def test_npz_files_of_one_modality_must_share_their_feature_widths(tmp_path):
+    from ddag.data.feature_files import read_features
+    from ddag.errors import DatasetError
+
+    def write(name, width, modality):
+        arrays = {
+            "fc": np.ones((2, width), np.float32),
+            "names": np.array([f"{name}a", f"{name}b"]),
+            "ids": np.array([1, 2]),
+            "cams": np.array([1, 3]),
+            "modality": np.array(modality),
+        }
+        np.savez(tmp_path / f"{name}.npz", **arrays)
+        return str(tmp_path / f"{name}.npz")
+
+    paths = [write("v1", 4, "visible"), write("v2", 5, "visible"), write("t", 4, "thermal")]
+    with pytest.raises(DatasetError, match=r"visible files' FC features have different widths"):
+        read_features(paths)

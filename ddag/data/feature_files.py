@@ -162,6 +162,13 @@ def read_npz_features(paths: List[Path]) -> Tuple[Features, Split]:
         names = [list(chunk["features"]) for chunk in chunks]
         if any(n != names[0] for n in names):
             raise DatasetError(f"the {modality} files hold different feature arrays: {names}")
+        for key in names[0]:
+            dims = sorted({chunk["features"][key].shape[1] for chunk in chunks})
+            if len(dims) > 1:
+                raise DatasetError(
+                    f"the {modality} files' {key} features have different widths {dims}: every "
+                    "file must come from one model"
+                )
         features[modality] = {
             key: np.concatenate([chunk["features"][key] for chunk in chunks]) for key in names[0]
         }
@@ -258,9 +265,15 @@ def _npz_parts(path: Path):
         if not np.all(np.isfinite(values)):
             bad = int(np.flatnonzero(~np.all(np.isfinite(values), axis=1))[0])
             raise DatasetError(f"{path}: {key} of image {arrays['names'][bad]} is NaN or inf")
-    modality = np.asarray(arrays["modality"]).astype(str)
+    modality = np.asarray(arrays["modality"])
+    if modality.ndim > 1 or modality.dtype.kind not in "US":
+        raise DatasetError(
+            f"{path}: 'modality' must be one string or a 1-D array of strings, one per image; "
+            f"it is a {modality.ndim}-D {modality.dtype} array"
+        )
+    modality = modality.astype(str)
     modality = np.full(count, modality.item()) if modality.ndim == 0 else modality
-    unknown = sorted(set(modality) - set(MODALITIES))
+    unknown = sorted(set(modality.tolist()) - set(MODALITIES))
     if len(modality) != count or unknown:
         raise DatasetError(f"{path}: modality must be {MODALITIES} (one value or one per row)")
     for name in MODALITIES:
