@@ -239,3 +239,39 @@ def test_a_run_folder_stands_for_its_selected_model(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     shutil.copy(DATA / "format_v2" / "last.ckpt", tmp_path / "checkpoints" / "best.ckpt")
     assert Checkpointer().load_network(tmp_path).report.ok
+
+
+@pytest.mark.parametrize(
+    "edit, problem",
+    [
+        ({"epoch": -5}, "cannot be negative"),
+        ({"step": 10_000}, "past its 1 epoch"),
+        ({"step": 1}, "the optimiser counted 2 steps, the loop 1"),
+        ({"epoch": "one"}, "its loop state is unreadable"),
+    ],
+)
+def test_a_resumed_loop_state_that_cannot_be_is_refused(tmp_path, edit, problem):
+    """A checkpoint whose epoch or step was edited ended in numpy or MindSpore errors ("Gather
+    index out of range"): it is refused as damaged, naming the file."""
+    from mindspore import Parameter, Tensor
+
+    from ddag.checkpoints.format import read_checkpoint_file, write_checkpoint_file
+    from ddag.errors import CheckpointError
+
+    eager = ["runtime.mode=pynative", "runtime.jit_step=false", "task.selection=last"]
+    config = run_config(compose_config(TINY + ["+debug=fast", *eager], output_dir=tmp_path))
+    train.run(config)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    params, meta = read_checkpoint_file(last)
+    meta["state"].update(edit)
+
+    class Holder:
+        def get_parameters(self):
+            return [Parameter(Tensor(p.asnumpy()), name=name) for name, p in params.items()]
+
+    write_checkpoint_file(last, Holder(), None, meta)
+    resumed = compose_config(
+        TINY + ["+debug=fast", *eager, "task.resume=auto", "task.epochs=2"], output_dir=tmp_path
+    )
+    with pytest.raises(CheckpointError, match=problem):
+        train.run(run_config(resumed))

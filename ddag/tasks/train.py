@@ -16,7 +16,7 @@ from ddag.config.stored import check_stored_config
 from ddag.engine.callbacks import CheckpointSaver, PeriodicEvaluation, ProgressLogger
 from ddag.engine.schedules import schedule_rates
 from ddag.engine.trainer import StopRequested, Trainer, TrainState
-from ddag.errors import ConfigError, Interrupted
+from ddag.errors import CheckpointError, ConfigError, Interrupted
 from ddag.evaluation.evaluator import evaluate
 from ddag.evaluation.features import FeatureExtractor
 from ddag.losses.objective import Objective
@@ -207,6 +207,8 @@ def build_run(
         steps = min(steps, config.task.max_steps_per_epoch)
     step_fn, optimizer, lr_per_step = _train_step(config, ranks, objective, steps)
     state = _restore(point, network, optimizer)
+    if point is not None:
+        _check_resumed(state, point, optimizer, sampler.batches_per_epoch)
     extractor = feature_extractor(config, network)
     callbacks, tensorboard, selection, saver = _callbacks(
         config, out_dir, dataset, protocols, network, optimizer, extractor, ranks.is_main
@@ -297,10 +299,37 @@ def _restore(point: Optional[ResumePoint], network, optimizer) -> TrainState:
     """The loop state of `point` with its optimiser state loaded (or a new one)."""
     if point is None:
         return TrainState()
-    state = TrainState.from_meta(Checkpointer().restore(point, network, optimizer))
+    meta = Checkpointer().restore(point, network, optimizer)
+    try:
+        state = TrainState.from_meta(meta)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise CheckpointError(
+            f"{point.path} is damaged or crafted: its loop state is unreadable ({err!r}). Resume "
+            "from another checkpoint of the run, or start again"
+        ) from None
     state.last_checkpoint = str(point.path)
     log.info("resumed from %s at epoch %d, step %d", point.path, state.epoch, state.step)
     return state
+
+
+def _check_resumed(state: TrainState, point: ResumePoint, optimizer, batches: int) -> None:
+    """CheckpointError when a checkpoint's loop state cannot be where training stopped: a
+    negative epoch or step, more steps than its epochs hold, or an optimiser whose step count
+    differs (its learning-rate table is indexed by that count)."""
+    counter = getattr(optimizer, "global_step", None)
+    optimizer_step = int(counter.asnumpy().reshape(-1)[0]) if counter is not None else state.step
+    problem = None
+    if state.epoch < 0 or state.step < 0:
+        problem = f"epoch {state.epoch} and step {state.step} cannot be negative"
+    elif state.step > state.epoch * batches:
+        problem = f"step {state.step} is past its {state.epoch} epoch(s) of {batches} steps"
+    elif optimizer_step != state.step:
+        problem = f"the optimiser counted {optimizer_step} steps, the loop {state.step}"
+    if problem:
+        raise CheckpointError(
+            f"{point.path} is damaged or crafted: {problem}. Resume from another checkpoint "
+            "of the run, or start again"
+        )
 
 
 def run(config: Config, context: RunContext = RunContext()) -> dict:
