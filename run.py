@@ -8,6 +8,7 @@ Errors the user can fix are printed as one paragraph; set HYDRA_FULL_ERROR=1 for
 import importlib
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -84,9 +85,31 @@ def _mark_failed(err: BaseException) -> None:
     (out / FAILED_MARKER).write_text(f"{type(err).__name__}: {err}\n")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt (exit status 143)."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated("SIGTERM")
+
+
+def _stopped(err: KeyboardInterrupt, task: str) -> None:
+    """One line for a task stopped by SIGINT or SIGTERM outside training, then its exit status
+    (130, 143), as a shell reports a process the signal ended."""
+    name = "SIGTERM" if isinstance(err, Terminated) else "SIGINT"
+    log.error(
+        "stopped by %s during task=%s; its outputs are written when it finishes, so this run "
+        "folder keeps only run.log and .hydra/. Run the same command again",
+        name,
+        task,
+    )
+    sys.exit(143 if isinstance(err, Terminated) else 130)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig):
     attach_run_log()  # this job's run.log, which Hydra has just set up
+    task_name = str(cfg.get("task", {}).get("name", "?"))
     try:
         config = run_config(cfg)  # validated and typed: what every task receives
         mismatch = level_mismatch(config.runtime.log_level)
@@ -102,6 +125,10 @@ def main(cfg: DictConfig):
             _mark_failed(err)
             return None
         sys.exit(130 if isinstance(err, Interrupted) else 1)
+    except KeyboardInterrupt as err:  # training turns these into Interrupted itself
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        _stopped(err, task_name)
     except Exception as err:  # a bug: in a sweep keep the other jobs going, with the traceback
         if not _in_multirun():
             raise
@@ -130,6 +157,7 @@ def _check_command_line(argv: list) -> None:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _raise_terminated)
     _check_command_line(sys.argv[1:])
     sys.argv += _rank_overrides()
     main()

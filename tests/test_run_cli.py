@@ -189,3 +189,32 @@ def test_ctrl_c_ends_training_cleanly_and_a_live_folder_is_not_shared(tmp_path):
     assert "task.epochs: 100 -> 7" in message and "task.resume_changes=true" in message
     recorded = (run_dir / ".hydra" / "config.yaml").read_text()
     assert "epochs: 100" in recorded and "max_steps_per_epoch: 3" in recorded
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("number, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_outside_training_ends_any_task_in_one_line(tmp_path, number, status):
+    """Ctrl-C or SIGTERM during a task other than training (here a long benchmark): one line
+    naming the signal and what is kept, the shell's exit status, no traceback."""
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    args = ["task=bench", "task.parts=[metrics]", "task.repeats=10000", "task.warmup=0"]
+    process = subprocess.Popen(
+        [sys.executable, "run.py", *args, f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    try:
+        _wait_for(process, "benchmark parts metrics", lines)
+        process.send_signal(number)
+        rest, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = "".join(lines) + rest
+    assert process.returncode == status, output[-3000:]
+    name = "SIGINT" if number == signal.SIGINT else "SIGTERM"
+    assert f"stopped by {name} during task=bench" in output and "Traceback" not in output
