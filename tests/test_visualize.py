@@ -225,3 +225,36 @@ def test_features_task_extract_wrote_draw_the_same_distances(pictures, tmp_path)
         visualize.run(run_config(compose_config(base + both, tmp_path / "w")))
     with pytest.raises(ConfigError, match="needs task.checkpoint=PATH or task.features"):
         visualize.run(run_config(compose_config(base, tmp_path / "w")))
+
+
+def test_features_with_one_array_as_task_score_accepts_them_draw_it(tmp_path, caplog):
+    """An .npz with a single `features` array (what task=score accepts) draws that array; one
+    identity says there are no negative pairs instead of an empty overlap."""
+    rng = np.random.default_rng(0)
+
+    def write(folder, ids):
+        folder.mkdir()
+        return [write_one(folder, modality, cams, ids) for modality, cams in CAMS]
+
+    def write_one(folder, modality, cams, ids):
+        np.savez(
+            folder / f"{modality}.npz",
+            features=rng.normal(size=(8, 6)).astype(np.float32),
+            ids=ids,
+            cams=np.tile(np.array(cams), 4),
+            names=np.array([f"{modality}{i}" for i in range(8)]),
+            modality=np.array(modality),
+        )
+        return str(folder / f"{modality}.npz")
+
+    CAMS = (("visible", (1, 2)), ("thermal", (3, 6)))
+    base = TINY + ["task=visualize", "task.kinds=[distances]", "task.max_ids=4"]
+    files = write(tmp_path / "four", np.repeat(np.arange(4), 2))
+    listed = f"task.features=[{','.join(files)}]"
+    drawn = visualize.run(run_config(compose_config(base + [listed], tmp_path / "a")))
+    assert drawn["distances"]["pairs"]["cross-modality positive"] == 16
+    files = write(tmp_path / "one", np.zeros(8, np.int64))
+    listed = f"task.features=[{','.join(files)}]"
+    with caplog.at_level("INFO"):
+        one = visualize.run(run_config(compose_config(base + [listed], tmp_path / "b")))
+    assert one["distances"]["overlap"] == {} and "no overlap to report" in caplog.text

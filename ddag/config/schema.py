@@ -236,7 +236,8 @@ class VisualizeTask:
         kinds: any of tsne (FC/FC_att features by identity and modality), distances (pair
             distance distributions), attention (IWPA part weights, CGSA attention in a batch),
             actmap (activation maps of queries and their top matches).
-        feature: FC or FC_att, for tsne, distances and the matches of actmap.
+        feature: FC, FC_att or feature (an .npz's single `features` array), for tsne,
+            distances and the matches of actmap; features holding one array draw that one.
         max_ids: identities sampled (seeded) for tsne and distances.
         batch_ids: identities of the batch whose attention is drawn (2 images per modality).
         num_queries: thermal queries of the activation maps.
@@ -248,7 +249,7 @@ class VisualizeTask:
     features: Any = None
     split: str = choice("test", SPLITS)
     kinds: List[str] = field(default_factory=lambda: list(VISUAL_KINDS))
-    feature: str = choice("FC_att", ("FC", "FC_att"))
+    feature: str = choice("FC_att", ("FC", "FC_att", "feature"))
     max_ids: int = bounded(20, 2, 1000)
     batch_ids: int = bounded(4, 1, 32)
     num_queries: int = bounded(3, 1, 32)

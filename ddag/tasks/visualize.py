@@ -58,9 +58,20 @@ def _rows(features: dict, split, feature: str):
     array}} features of a split (as `FeatureExtractor.split_features` and `read_features`
     give them)."""
     missing = [m for m in MODALITY_CODES if feature not in features[m]]
+    first, second = list(MODALITY_CODES)
+    common = [name for name in features[first] if name in features[second]]
+    if missing and len(common) == 1:
+        log.info(
+            "task.feature=%s is not in the features; drawing their one feature array, %s",
+            feature,
+            common[0],
+        )
+        feature, missing = common[0], []
     if missing:
         raise ConfigError(
-            f"task.feature={feature}: the {missing} features hold only {list(features[missing[0]])}"
+            f"task.feature={feature}: the {missing} features hold only "
+            f"{list(features[missing[0]])}; choose one of {common} with task.feature=NAME "
+            "(.npz keys fc, fc_att and features are FC, FC_att and feature)"
         )
     rows = np.concatenate([features[m][feature] for m in MODALITY_CODES])
     ids = np.concatenate([split.modality(m).ids for m in MODALITY_CODES])
@@ -106,7 +117,14 @@ def draw_distances(features, ids, modality, chosen, config, out) -> dict:
             overlaps[scope] = stats.overlap(positive, negative, histogram["edges"])
     picture = figures.distance_figure(histogram, overlaps, config.eval.distance)
     figures.save_png(picture, out / "distances.png")
-    log.info("pair-distance overlap of positives and negatives: %s", overlaps)
+    if overlaps:
+        log.info("pair-distance overlap of positives and negatives: %s", overlaps)
+    else:
+        log.info(
+            "no overlap to report: the chosen images give no pair of a kind (%s); choose more "
+            "identities with task.max_ids",
+            ", ".join(f"{k}: {len(v)}" for k, v in pairs.items()),
+        )
     return {
         "file": "distances.png",
         "overlap": overlaps,
