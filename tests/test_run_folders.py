@@ -87,6 +87,21 @@ def test_the_filesystem_root_and_home_are_refused_as_run_folders(tmp_path):
     assert place_refusal(tmp_path / "new-run", "hydra.run.dir") is None
 
 
+def test_a_folder_of_files_no_run_wrote_is_refused_and_a_run_folder_is_not(tmp_path):
+    from ddag.config.callbacks import LOCK_NAME, place_refusal
+
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "thesis.tex").write_text("x")
+    refusal = place_refusal(tmp_path / "notes", "hydra.run.dir")
+    assert refusal and "thesis.tex" in refusal and "no ddag run wrote" in refusal
+    (tmp_path / "empty").mkdir()
+    assert place_refusal(tmp_path / "empty", "hydra.run.dir") is None
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / LOCK_NAME).write_text("pid 1")
+    (tmp_path / "run" / "extra.txt").write_text("x")
+    assert place_refusal(tmp_path / "run", "hydra.run.dir") is None
+
+
 @pytest.mark.parametrize("record", ["features.npz", "visualize.json", "ranking.json", "ddag.onnx"])
 def test_every_task_output_counts_as_a_finished_run(tmp_path, record):
     from ddag.config.callbacks import finished_run_refusal

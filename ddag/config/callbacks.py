@@ -50,7 +50,23 @@ def place_refusal(folder: Path, key: str):
             f"{key}={folder} is a dataset root; results and checkpoints would be written into "
             f"your data. Choose another folder: {key}=<new folder>"
         )
+    if folder.is_dir() and not is_run_folder(folder) and any(folder.iterdir()):
+        shown = ", ".join(sorted(p.name for p in folder.iterdir())[:5])
+        return (
+            f"{key}={folder} holds files that no ddag run wrote ({shown}, ...); a run would mix "
+            f"its records and checkpoints into them. Choose an empty or new folder: "
+            f"{key}=<new folder>"
+        )
     return None
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether `folder` was written by a ddag run or sweep (its lock, Hydra's record, a log or
+    one of a task's records)."""
+    marks = (LOCK_NAME, ".hydra", "run.log", "multirun.yaml")
+    return any((folder / name).exists() for name in marks) or any(
+        any(folder.glob(name)) for name in RUN_RECORDS
+    )
 
 
 def finished_run_refusal(folder: Path, key: str, resuming: bool, overwrite: bool):
