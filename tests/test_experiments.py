@@ -82,17 +82,23 @@ def test_table_means_stds_differences_and_missing_runs():
     table = build_table(manifest, records)
     a, b = table["rows"]
     assert (a["runs"], a["expected"], a["missing"]) == (2, 3, ["seed 0, trial 3"])
-    assert a["mean"]["rank1"] == pytest.approx(50.0) and a["std"]["rank1"] == pytest.approx(10.0)
+    assert a["mean"]["rank1"] == pytest.approx(50.0) and a["std"]["rank1"] == pytest.approx(
+        14.1421356
+    )
     assert a["mean"]["mAP"] == pytest.approx(40.0) and a["diff"] == {"rank1": pytest.approx(0.0)}
     assert (b["runs"], b["missing"]) == (1, ["seed 0"])
     assert b["mean"]["rank1"] == pytest.approx(20.0) and b["std"]["rank1"] == 0.0
     markdown = table_markdown(table)
-    assert "50.00 ± 10.00 (50.00, +0.00)" in markdown and "Missing runs:" in markdown
+    assert "50.00 ± 14.14 (50.00, +0.00)" in markdown and "Missing runs:" in markdown
     assert "- a: seed 0, trial 3" in markdown
     assert "Failed jobs" not in markdown
     table["failed_jobs"] = ["sweep/1"]
     assert "Failed jobs (see their logs): sweep/1" in table_markdown(table)
-    assert table_csv(table).splitlines()[1].startswith("a,v2t,FC_att,2,3,50.0,10.0,50.0,0.0")
+    assert (
+        table_csv(table)
+        .splitlines()[1]
+        .startswith("a,v2t,FC_att,2,3,50.0,14.142135623730951,50.0,0.0")
+    )
 
 
 def test_collect_runs_reads_results_and_failed_jobs(tmp_path):
@@ -161,6 +167,10 @@ def test_a_failing_job_does_not_stop_a_parallel_sweep(tmp_path):
     assert "RegDB root not found" in (sweep / "0" / "FAILED").read_text()
     assert (sweep / "1" / "results.json").is_file()
     assert Path(sweep / "multirun.yaml").is_file()
+    # The finished job is summarised and the failed one listed beside it, before the exit.
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert len(summary["groups"]) == 1 and summary["groups"][0]["jobs"] == [str(sweep / "1")]
+    assert len(summary["failed"]) == 1 and "RegDB root not found" in summary["failed"][0]
 
 
 def test_slurm_launcher_config_composes():

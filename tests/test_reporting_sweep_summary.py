@@ -38,8 +38,13 @@ def test_jobs_that_differ_in_seed_and_trial_are_one_setting(tmp_path):
     assert single["runs"] == 1 and single["std"]["rank1"] == 0.0
     text = summary_markdown(summary)
     assert "| v2t | FC_att | 2 | 60.00 ± 14.14 |" in text
-    paths = write_summary(summary, tmp_path)
-    assert json.loads(paths[0].read_text()) == summary and paths[1].read_text() == text
+    paths = write_summary(summary, tmp_path, ["sweep/3: ConfigError: optimizer.lr=-1"])
+    document = json.loads(paths[0].read_text())
+    assert document["groups"] == summary and document["std"] == "sample, ddof=1"
+    assert document["failed"] == ["sweep/3: ConfigError: optimizer.lr=-1"]
+    written = paths[1].read_text()
+    assert written.startswith(text.rstrip("\n")) and "Failed jobs (1)" in written
+    assert "sweep/3: ConfigError" in written and "sample std (ddof=1)" in text
 
 
 def test_the_setting_leaves_out_only_the_repetition_keys():

@@ -120,7 +120,7 @@ def test_multirun_over_seeds(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for job in ("0", "1"):
         assert (tmp_path / job / "results.json").is_file()
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary = json.loads((tmp_path / "summary.json").read_text())["groups"]
     assert [g["setting"] for g in summary] == ["+debug=smoke"]
     assert {row["runs"] for row in summary[0]["rows"]} == {2}
     assert "sweep summary over 2 job(s)" in result.stdout + result.stderr

@@ -168,16 +168,23 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         jobs = finished_jobs(sweep_dir) if sweep_dir.is_dir() else []
-        if not jobs:
+        failed = failed_jobs(sweep_dir) if sweep_dir.is_dir() else []
+        if not jobs and not failed:
             return
         summary = summarize(jobs)
-        paths = write_summary(summary, sweep_dir)
+        paths = write_summary(summary, sweep_dir, failed)
         log.info(
-            "sweep summary over %d job(s), written to %s:\n%s",
+            "sweep summary over %d job(s) (%d failed), written to %s:\n%s",
             len(jobs),
+            len(failed),
             paths[1],
-            summary_markdown(summary),
+            summary_markdown(summary, failed),
         )
+
+
+def failed_jobs(sweep_dir: Path) -> list:
+    """ "<job folder>: <error>" of every job of a sweep that left a FAILED file."""
+    return [f"{m.parent}: {m.read_text().strip()}" for m in sorted(sweep_dir.rglob(FAILED_MARKER))]
 
 
 class FailedJobsReport(Callback):
@@ -186,12 +193,12 @@ class FailedJobsReport(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        failed = sorted(sweep_dir.rglob(FAILED_MARKER))
+        failed = failed_jobs(sweep_dir)
         if failed:
-            lines = [f"  {m.parent}: {m.read_text().strip()}" for m in failed]
             log.error(
-                "%d job(s) of the sweep failed; the others' results are kept:\n%s",
+                "%d job(s) of the sweep failed; the others' results are kept and summarised "
+                "in summary.md:\n%s",
                 len(failed),
-                "\n".join(lines),
+                "\n".join(f"  {line}" for line in failed),
             )
             sys.exit(1)

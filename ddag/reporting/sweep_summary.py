@@ -23,6 +23,13 @@ def setting_of(overrides: Sequence[str]) -> str:
     return " ".join(sorted(kept)) or "(defaults)"
 
 
+def sample_std(values) -> float:
+    """The sample standard deviation (ddof=1) of repeated runs, 0 for a single run: the one
+    convention of the sweep summary and `task=table`."""
+    values = np.asarray(values, np.float64)
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
 def summarize(jobs: List[Tuple[str, str, list]]) -> List[dict]:
     """Groups of `(job folder, setting, result records)`: per (protocol, feature) the mean and
     std over the group's jobs of every metric (fractions), in first-seen order."""
@@ -44,18 +51,17 @@ def summarize(jobs: List[Tuple[str, str, list]]) -> List[dict]:
                     "feature": feature,
                     "runs": len(means),
                     "mean": {m: float(v.mean()) for m, v in values.items()},
-                    "std": {
-                        m: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for m, v in values.items()
-                    },
+                    "std": {m: sample_std(v) for m, v in values.items()},
                 }
             )
         summary.append({"setting": setting, "jobs": folders[setting], "rows": table})
     return summary
 
 
-def summary_markdown(summary: List[dict]) -> str:
-    """One table per setting: mean ± std over its runs, in percent."""
-    blocks = []
+def summary_markdown(summary: List[dict], failed: Sequence[str] = ()) -> str:
+    """One table per setting: mean ± sample std over its runs, in percent; then the jobs that
+    failed."""
+    blocks = ["Mean ± sample std (ddof=1) over the runs of each setting, in %."]
     for group in summary:
         lines = [
             f"### {group['setting']} ({len(group['jobs'])} job(s))",
@@ -71,12 +77,20 @@ def summary_markdown(summary: List[dict]) -> str:
                 + " |"
             )
         blocks.append("\n".join(lines))
+    if failed:
+        blocks.append(
+            f"### Failed jobs ({len(failed)}), not in the tables above\n\n"
+            + "\n".join(f"- {line}" for line in failed)
+        )
     return "\n\n".join(blocks) + "\n"
 
 
-def write_summary(summary: List[dict], folder) -> List[Path]:
+def write_summary(summary: List[dict], folder, failed: Sequence[str] = ()) -> List[Path]:
+    """summary.json ({"groups": [...], "failed": [...], "std": "sample, ddof=1"}) and
+    summary.md in `folder`; `failed` lists the failed jobs as "<folder>: <error>" lines."""
     folder = Path(folder)
     json_path, md_path = (folder / name for name in SUMMARY_FILES)
-    json_path.write_text(json.dumps(summary, indent=2))
-    md_path.write_text(summary_markdown(summary))
+    document = {"std": "sample, ddof=1", "groups": summary, "failed": list(failed)}
+    json_path.write_text(json.dumps(document, indent=2))
+    md_path.write_text(summary_markdown(summary, failed))
     return [json_path, md_path]

@@ -16,6 +16,7 @@ import numpy as np
 
 from ddag.errors import FAILED_MARKER
 from ddag.evaluation.results import read_records
+from ddag.reporting.sweep_summary import sample_std
 from ddag.utils.logging import get_logger
 from ddag.utils.paths import file_in
 
@@ -69,7 +70,7 @@ def build_table(manifest: dict, records: list) -> dict:
             "expected": len(wanted),
             "missing": [_cell_key(s, t) for (s, t), m in wanted.items() if m is None],
             "mean": {m: float(np.mean(v)) for m, v in ours.items() if v},
-            "std": {m: float(np.std(v)) for m, v in ours.items() if v},
+            "std": {m: sample_std(v) for m, v in ours.items() if v},
             "paper": paper,
             "source": spec.get("source"),
         }
@@ -105,7 +106,8 @@ def table_markdown(table: dict) -> str:
     lines = [
         f"### {table['title']}",
         "",
-        "Ours: mean ± std over runs, in %; in brackets: the paper's value and our difference.",
+        "Ours: mean ± sample std (ddof=1) over runs, in %; in brackets: the paper's value and "
+        "our difference.",
         "",
         "| preset | protocol | feature | runs | " + " | ".join(metrics) + " |",
         "|" + "---|" * (4 + len(metrics)),
