@@ -129,7 +129,7 @@ def test_smoke_variants_of_all_presets_run_in_one_multirun_and_make_a_table(tmp_
     assert names == set(PRESETS)
     manifest = tmp_path / "smoke.yaml"
     manifest.write_text(
-        "name: smoke\nmetrics: [rank1, mAP]\nrows:\n"
+        "name: smoke\nsmoke: true\nmetrics: [rank1, mAP]\nrows:\n"
         + "".join(f"  - {{preset: {p}, protocol: v2t, seeds: [0]}}\n" for p in PRESETS)
     )
     out = tmp_path / "table"
@@ -267,3 +267,37 @@ def test_a_missing_run_folder_is_an_error_and_a_table_file_is_found_from_anywher
         table.load_manifest("nowhere/none.yaml")
     with pytest.raises(ConfigError, match="unknown table 'ddag_regbd'"):
         table.load_manifest("ddag_regbd")
+
+
+def test_a_table_leaves_out_runs_that_are_not_their_preset_and_names_the_keys(tmp_path):
+    """Runs of experiment=ddag_regdb_v2t with another backbone and a 2-step epoch are listed
+    with what differs and left out of the row; task.allow_modified counts them, marked."""
+    manifest = {
+        "name": "t",
+        "metrics": ["rank1"],
+        "rows": [
+            {"preset": "ddag_regdb_v2t", "protocol": "v2t", "seeds": [0], "trials": [1, 2]},
+        ],
+    }
+    records = []
+    for trial, extra in ((1, []), (2, ["model/backbone=tiny", "+debug=fast"])):
+        folder = tmp_path / f"run{trial}"
+        (folder / ".hydra").mkdir(parents=True)
+        composed = compose_config(
+            ["experiment=ddag_regdb_v2t", f"dataset.trial={trial}", *extra], output_dir=folder
+        )
+        (folder / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(composed))
+        record = _record("ddag_regdb_v2t", "v2t", 0.5 + trial / 10, 0.4, trial=trial)
+        records.append((record, str(folder)))
+    table = build_table(manifest, records, table_task.PresetCheck())
+    (row,) = table["rows"]
+    assert row["runs"] == 1 and row["missing"] == ["seed 0, trial 2"]
+    (changed,) = row["modified"]
+    assert changed["run"] == str(tmp_path / "run2")
+    text = " ".join(changed["differences"])
+    assert "task.max_steps_per_epoch: None -> 2" in text and "model.backbone.layers" in text
+    markdown = table_markdown(table)
+    assert "differ from their preset (left out; task.allow_modified=true" in markdown
+    allowed = build_table(manifest, records, table_task.PresetCheck(), allow_modified=True)
+    assert allowed["rows"][0]["runs"] == 2 and allowed["rows"][0]["includes_modified"]
+    assert "ddag_regdb_v2t (modified runs)" in table_markdown(allowed)

@@ -127,12 +127,15 @@ class TableTask:
         table: manifest name in experiments/ (or a path to one).
         runs: run or sweep directories to read; none: the paper numbers, every run missing.
         results_dir: where to write the table (null: the run directory).
+        allow_modified: count runs whose settings differ from their preset (the row is
+            marked); by default they are left out and listed with the keys that differ.
     """
 
     name: str = "table"
     table: str = MISSING
     runs: List[str] = field(default_factory=list)
     results_dir: Optional[str] = None
+    allow_modified: bool = False
 
 
 @dataclass

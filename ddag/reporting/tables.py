@@ -41,15 +41,22 @@ def _cell_key(seed, trial):
     return f"seed {seed}" + (f", trial {trial}" if trial is not None else "")
 
 
-def build_table(manifest: dict, records: list) -> dict:
-    """Rows with our mean/std over the row's runs, the paper's numbers and the differences."""
+def build_table(
+    manifest: dict, records: list, modified_by=None, allow_modified: bool = False
+) -> dict:
+    """Rows with our mean/std over the row's runs, the paper's numbers and the differences.
+
+    `modified_by(preset, seed, trial, run_dir)` lists how a run's settings differ from its
+    preset's; such a run is left out of its row (listed under `modified`) unless
+    `allow_modified` (then the row is marked `includes_modified`)."""
     metrics = list(manifest.get("metrics", ["rank1", "mAP", "mINP"]))
     rows = []
     for spec in manifest["rows"]:
         feature = spec.get("feature", manifest.get("feature", "FC_att"))
         trials = spec.get("trials") or [None]
         wanted = {(int(s), t): None for s, t in itertools.product(spec.get("seeds", [0]), trials)}
-        for record, _run_dir in records:
+        modified, included_modified = {}, False
+        for record, run_dir in records:
             ident = record.identity
             key = (int(ident.get("seed", 0)), ident.get("trial") if trials != [None] else None)
             if (
@@ -58,6 +65,12 @@ def build_table(manifest: dict, records: list) -> dict:
                 and record.feature == feature
                 and key in wanted
             ):
+                changes = modified_by(spec["preset"], *key, run_dir) if modified_by else []
+                if changes:
+                    modified[run_dir] = changes
+                    if not allow_modified:
+                        continue
+                    included_modified = True
                 wanted[key] = record.mean
         done = [m for m in wanted.values() if m is not None]
         ours = {m: [100 * d[m] for d in done if m in d] for m in metrics}
@@ -73,6 +86,8 @@ def build_table(manifest: dict, records: list) -> dict:
             "std": {m: sample_std(v) for m, v in ours.items() if v},
             "paper": paper,
             "source": spec.get("source"),
+            "modified": [{"run": run, "differences": d} for run, d in modified.items()],
+            "includes_modified": included_modified,
         }
         row["diff"] = {
             m: row["mean"][m] - paper[m]
@@ -114,13 +129,28 @@ def table_markdown(table: dict) -> str:
     ]
     for row in table["rows"]:
         cells = " | ".join(_cell(row, m) for m in metrics)
+        preset = row["preset"] + (" (modified runs)" if row.get("includes_modified") else "")
         lines.append(
-            f"| {row['preset']} | {row['protocol']} | {row['feature']} | "
+            f"| {preset} | {row['protocol']} | {row['feature']} | "
             f"{row['runs']}/{row['expected']} | {cells} |"
         )
     missing = [(r["preset"], r["missing"]) for r in table["rows"] if r["missing"]]
     if missing:
         lines += ["", "Missing runs:"] + [f"- {p}: {', '.join(m)}" for p, m in missing]
+    changed = [(r, m) for r in table["rows"] for m in r.get("modified", [])]
+    if changed:
+        left_out = not any(r.get("includes_modified") for r, _ in changed)
+        lines += [
+            "",
+            "Runs whose settings differ from their preset"
+            + (" (left out; task.allow_modified=true includes them):" if left_out else ":"),
+        ]
+        for row, item in changed:
+            extra = len(item["differences"]) - 6
+            shown = "; ".join(item["differences"][:6]) + (
+                f"; ... {extra} more" if extra > 0 else ""
+            )
+            lines.append(f"- {row['preset']}, {item['run']}: {shown}")
     sources = sorted({r["source"] for r in table["rows"] if r["source"]})
     if sources:
         lines += ["", "Paper numbers: " + "; ".join(sources) + "."]

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from ddag.config.context import RunContext
+from ddag.config.presets import differences, preset_settings, run_settings
 from ddag.config.schema import Config
 from ddag.errors import ConfigError
 from ddag.reporting.manifests import load_manifest_file
@@ -30,6 +31,31 @@ def load_manifest(name: str) -> dict:
     return load_manifest_file(path)
 
 
+class PresetCheck:
+    """`modified_by` of build_table: a run's recorded settings against its preset's, each
+    composed once."""
+
+    def __init__(self):
+        self._presets, self._runs = {}, {}
+
+    def __call__(self, preset: str, seed: int, trial, run_dir: str) -> list:
+        if run_dir not in self._runs:
+            self._runs[run_dir] = run_settings(run_dir)
+        ran = self._runs[run_dir]
+        if ran is None:
+            log.warning("%s records no .hydra/config.yaml: its settings are not checked", run_dir)
+            return []
+        key = (preset, seed, trial)
+        if key not in self._presets:
+            try:
+                self._presets[key] = preset_settings(preset, seed, trial)
+            except Exception as err:  # a preset renamed or removed since the run
+                log.warning("preset %s does not compose (%s): runs not checked", preset, err)
+                self._presets[key] = None
+        wanted = self._presets[key]
+        return [] if wanted is None else differences(ran, wanted)
+
+
 def run(config: Config, context: RunContext = RunContext()) -> dict:
     task = config.task
     if not task.table:
@@ -46,7 +72,8 @@ def run(config: Config, context: RunContext = RunContext()) -> dict:
             "finished runs or sweeps (outputs/<date>/<time>, multirun/<date>/<time>)"
         )
     found = collect_runs([str(p) for p in task.runs])
-    table = build_table(manifest, found["records"])
+    allow = bool(task.allow_modified or manifest.get("smoke"))
+    table = build_table(manifest, found["records"], PresetCheck(), allow)
     table["failed_jobs"] = found["failed"]
     folder = Path(task.results_dir) if task.results_dir else output_dir(config)
     paths = write_table(table, folder)
