@@ -233,3 +233,15 @@ def test_rerank_setting_re_ranks_every_protocol():
         rule=RULES["regdb"],
     )
     assert reranked.trials[0] == pytest.approx(expected.as_dict())
+
+
+def test_non_finite_features_name_the_input_size_and_what_to_change():
+    from ddag.errors import EvaluationError
+
+    settings = LoaderSettings(height=32, width=16, test_batch_size=8, num_workers=1)
+    network = _network()
+    weight = network.bottleneck.gamma
+    weight.set_data(ms.Tensor(np.full(weight.shape, np.nan, np.float32)))
+    extractor = FeatureExtractor(network, settings)
+    with pytest.raises(EvaluationError, match=r"20 of 20 visible images at the 32x16 input"):
+        extractor(_image_split().visible, "visible")

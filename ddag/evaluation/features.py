@@ -7,6 +7,7 @@ import numpy as np
 
 from ddag.data.datasets.base import ImageSet
 from ddag.data.loader import LoaderSettings, source_errors, test_pipeline
+from ddag.errors import EvaluationError
 from ddag.models.ddag import THERMAL, VISIBLE, EmbeddingNet
 from ddag.utils.logging import get_logger
 
@@ -45,7 +46,19 @@ class FeatureExtractor:
         pipeline = test_pipeline(images, self.settings)
         with source_errors(pipeline):
             batches = list(self._batches(pipeline, net, self.settings.test_batch_size))
-        return tuple(np.concatenate([b[i] for b in batches]) for i in (0, 1))
+        features = tuple(np.concatenate([b[i] for b in batches]) for i in (0, 1))
+        bad = int(np.count_nonzero(~np.all(np.isfinite(features[0]), axis=1)))
+        if bad:
+            size = f"{self.settings.height}x{self.settings.width}"
+            raise EvaluationError(
+                f"the network gave NaN or infinite features for {bad} of {len(images)} "
+                f"{modality} images at the {size} input (loader.height x loader.width). An input "
+                "far smaller than the backbone is meant for (ResNet-50: 288x144 as in the "
+                "paper; +debug=fast uses 32x16) or BatchNorm statistics that have seen only a "
+                "few steps give them: use a larger input (+debug=smoke for a short run), train "
+                "longer, or check the checkpoint"
+            )
+        return features
 
     def _batches(self, pipeline, net, batch):
         """(FC, FC_att) per batch, the last one padded to `batch` and cut back."""
