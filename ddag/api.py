@@ -19,6 +19,7 @@ from ddag.engine.runtime import RuntimeSettings, setup_runtime
 from ddag.errors import ConfigError
 from ddag.evaluation.features import MODALITY_CODES, FeatureExtractor
 from ddag.evaluation.metrics import nearest, pairwise_distance
+from ddag.evaluation.onnx_engine import BACKENDS, onnx_engine
 
 Images = Union[str, List[str], np.ndarray, ImageSet]
 FEATURES = ("FC", "FC_att")
@@ -89,15 +90,23 @@ class ReIDModel:
         width: input width the network was trained with.
         batch_size: images per inference batch.
         flip: average each image's features with its mirror's.
+        engine: another runtime computing the features (`onnx_engine.OnnxEngine`); None:
+            MindSpore.
     """
 
     def __init__(
-        self, network, height: int = 288, width: int = 144, batch_size: int = 64, flip: bool = False
+        self,
+        network,
+        height: int = 288,
+        width: int = 144,
+        batch_size: int = 64,
+        flip: bool = False,
+        engine=None,
     ):
         self.network = network
         self.height, self.width = height, width
         settings = LoaderSettings(height=height, width=width, test_batch_size=batch_size)
-        self.extractor = FeatureExtractor(network, settings, flip=flip)
+        self.extractor = FeatureExtractor(network, settings, flip=flip, engine=engine)
 
     def images(self, images: Images) -> ImageSet:
         """An ImageSet from a folder, a list of files, an array (see `pixel_array`) or a set."""
@@ -157,20 +166,26 @@ def load_model(
     flip: bool = False,
     device: str = "CPU",
     mode: str = "graph",
+    backend: str = "mindspore",
+    threads: int = None,
 ) -> ReIDModel:
     """Load a ddag or MindSpore model-zoo DDAG checkpoint for inference.
 
     The input size defaults to the one stored in the checkpoint (288x144 for model-zoo files).
-    This sets MindSpore's device and execution mode for the process.
+    This sets MindSpore's device and execution mode for the process. `backend="onnxruntime"`
+    computes features with ONNX Runtime on the checkpoint's exported graph (`threads`: its
+    intra-op threads; the extra `.[onnx]`).
     """
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend={backend!r}; choose one of {list(BACKENDS)}")
     settings = RuntimeSettings(device_target=device, mode=mode, host_blocking=device == "CPU")
     setup_runtime(settings, seed=0)
     loaded = Checkpointer().load_network(checkpoint)
     stored = loaded.input
-    return ReIDModel(
-        loaded.network,
-        height or (stored.height if stored else 288),
-        width or (stored.width if stored else 144),
-        batch_size,
-        flip,
-    )
+    height = height or (stored.height if stored else 288)
+    width = width or (stored.width if stored else 144)
+    engine = None
+    if backend == "onnxruntime":
+        loaded.network.set_train(False)
+        engine = onnx_engine(loaded.network, height, width, threads)
+    return ReIDModel(loaded.network, height, width, batch_size, flip, engine=engine)

@@ -131,7 +131,12 @@ def test_features_are_extracted_once_for_all_protocols_and_trials():
         ("t2v", "FC", 1),
         ("t2v", "FC_att", 1),
     ]
-    assert records[0].flags == {"flip": False, "rerank": False, "distance": "cosine"}
+    assert records[0].flags == {
+        "flip": False,
+        "backend": "mindspore",
+        "rerank": False,
+        "distance": "cosine",
+    }
 
 
 def test_flip_averages_an_image_and_its_mirror():

@@ -293,10 +293,14 @@ class EvalConfig:
             on L2-normalised features), "euclidean" (the SYSU-MM01 authors' MATLAB
             evaluation, on the raw features) or "inner" (DEEN's test.py: the negative inner
             product, flipped-image features summed without normalising again).
+        backend: what computes test features in eval, extract, search and visualize:
+            "mindspore", or "onnxruntime" (the network's exported graph in ONNX Runtime, with
+            runtime.num_threads intra-op threads; the extra `.[onnx]`). Recorded in results.
     """
 
     protocol: Dict[str, Any] = field(default_factory=dict)
     distance: str = choice("cosine", DISTANCES)
+    backend: str = choice("mindspore", ("mindspore", "onnxruntime"))
     flip: bool = False
     rerank: bool = False
     rerank_k1: int = bounded(20, 1, 1000)

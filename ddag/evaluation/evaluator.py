@@ -96,7 +96,7 @@ def evaluate(
         features,
         split,
         protocols,
-        {**(flags or {}), "flip": extractor.flip},
+        {**(flags or {}), **extractor.flags()},
         identity,
         rerank,
         distance,

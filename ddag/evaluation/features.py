@@ -1,5 +1,6 @@
 """Test-time feature extraction: every image of a set once, in fixed-size batches."""
 
+import functools
 from typing import Dict, Tuple
 
 import mindspore as ms
@@ -28,21 +29,37 @@ class FeatureExtractor:
         flip: sum the features of each image and its horizontal mirror, L2-normalised again
             unless `raw_flip_sums` (DEEN's test.py ranks the plain sums by inner product;
             `eval.distance=inner` asks for that).
+        engine: `engine(images, modality code) -> (FC, FC_att)` numpy arrays computing the
+            network's features in another runtime (`onnx_engine.OnnxEngine`); None: MindSpore.
     """
 
     def __init__(
-        self, network, settings: LoaderSettings, flip: bool = False, raw_flip_sums: bool = False
+        self,
+        network,
+        settings: LoaderSettings,
+        flip: bool = False,
+        raw_flip_sums: bool = False,
+        engine=None,
     ):
         self.settings = settings
         self.flip = flip
         self.raw_flip_sums = raw_flip_sums
         self.forward_passes = 0
+        self.engine = engine
+        self.backend = getattr(engine, "name", "mindspore") if engine is not None else "mindspore"
         self._nets = {name: EmbeddingNet(network, code) for name, code in MODALITY_CODES.items()}
+
+    def flags(self) -> Dict[str, object]:
+        """What the extractor did that results record: flip averaging and the backend."""
+        return {"flip": self.flip, "backend": self.backend}
 
     def __call__(self, images: ImageSet, modality: str) -> Tuple[np.ndarray, np.ndarray]:
         """(FC, FC_att), each (N, C) float32 and L2-normalised, for every image of the set."""
-        net = self._nets[modality]
-        net.set_train(False)
+        if self.engine is not None:
+            net = functools.partial(self.engine, modality_code=MODALITY_CODES[modality])
+        else:
+            net = self._nets[modality]
+            net.set_train(False)
         pipeline = test_pipeline(images, self.settings)
         with source_errors(pipeline):
             batches = list(self._batches(pipeline, net, self.settings.test_batch_size))
@@ -75,14 +92,16 @@ class FeatureExtractor:
             a, b = self._embed(net, images_batch)
             yield a[:count], b[:count]
 
-    def _embed(self, net, images_batch):
+    def _run(self, net, images_batch: np.ndarray):
         self.forward_passes += 1
-        a, b = (t.asnumpy() for t in net(ms.Tensor(images_batch)))
+        if self.engine is not None:
+            return net(images_batch)
+        return tuple(t.asnumpy() for t in net(ms.Tensor(images_batch)))
+
+    def _embed(self, net, images_batch):
+        a, b = self._run(net, images_batch)
         if self.flip:
-            self.forward_passes += 1
-            fa, fb = (
-                t.asnumpy() for t in net(ms.Tensor(np.ascontiguousarray(images_batch[..., ::-1])))
-            )
+            fa, fb = self._run(net, np.ascontiguousarray(images_batch[..., ::-1]))
             a, b = (
                 (a + fa, b + fb) if self.raw_flip_sums else (_normalise(a + fa), _normalise(b + fb))
             )

@@ -209,7 +209,7 @@ def build_run(
     state = _restore(point, network, optimizer)
     if point is not None:
         _check_resumed(state, point, optimizer, sampler.batches_per_epoch)
-    extractor = feature_extractor(config, network)
+    extractor = feature_extractor(config, network, during_training=True)
     callbacks, tensorboard, selection, saver = _callbacks(
         config, out_dir, dataset, protocols, network, optimizer, extractor, ranks.is_main
     )

@@ -10,6 +10,7 @@ from ddag.config.instantiate import build
 from ddag.config.schema import Config
 from ddag.engine.phases import split_window
 from ddag.evaluation.features import FeatureExtractor
+from ddag.evaluation.onnx_engine import onnx_engine
 from ddag.losses.objective import Objective
 from ddag.models.architecture import check_spec, network_spec
 from ddag.utils.logging import get_logger
@@ -120,12 +121,32 @@ def with_input_size(config: Config, size: dict) -> Config:
     )
 
 
-def feature_extractor(config: Config, network) -> FeatureExtractor:
+def feature_extractor(config: Config, network, during_training: bool = False) -> FeatureExtractor:
     """The test-feature extractor of `network` at the config's input size and `eval` options:
-    flipped-image sums stay unnormalised for `eval.distance=inner` (DEEN's test.py)."""
+    flipped-image sums stay unnormalised for `eval.distance=inner` (DEEN's test.py);
+    `eval.backend=onnxruntime` runs the network's exported graph in ONNX Runtime, except
+    during training (the weights change between evaluations)."""
     return FeatureExtractor(
-        network, config.loader, flip=config.eval.flip, raw_flip_sums=config.eval.distance == "inner"
+        network,
+        config.loader,
+        flip=config.eval.flip,
+        raw_flip_sums=config.eval.distance == "inner",
+        engine=inference_engine(config, network, during_training),
     )
+
+
+def inference_engine(config: Config, network, during_training: bool = False):
+    """The OnnxEngine `eval.backend` asks for (None: MindSpore)."""
+    if config.eval.backend != "onnxruntime":
+        return None
+    if during_training:
+        log.info(
+            "eval.backend=onnxruntime: evaluations during training stay on MindSpore (the "
+            "weights change every epoch); task=eval, extract, search and visualize use it"
+        )
+        return None
+    settings = config.loader
+    return onnx_engine(network, settings.height, settings.width, config.runtime.num_threads)
 
 
 def inference_model(config: Config, context: RunContext) -> Tuple[ReIDModel, Config]:
@@ -133,6 +154,11 @@ def inference_model(config: Config, context: RunContext) -> Tuple[ReIDModel, Con
     network, _, config = network_from_checkpoint(config, context)
     settings = config.loader
     model = ReIDModel(
-        network, settings.height, settings.width, settings.test_batch_size, config.eval.flip
+        network,
+        settings.height,
+        settings.width,
+        settings.test_batch_size,
+        config.eval.flip,
+        engine=inference_engine(config, network),
     )
     return model, config

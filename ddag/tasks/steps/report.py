@@ -115,7 +115,7 @@ def test_and_report(
         features,
         split,
         protocols,
-        {**flags, "flip": extractor.flip},
+        {**flags, **extractor.flags()},
         identity,
         rerank_settings(config),
         config.eval.distance,
