@@ -57,6 +57,9 @@ class OnnxEngine:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
+        # MindSpore's exporter declares the outputs with the traced batch (only inputs take
+        # dynamic axes): ONNX Runtime would warn "VerifyOutputSizes" on every other batch size.
+        options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = int(threads)
         self.path = path

@@ -24,7 +24,11 @@ def run_exported(path, images: np.ndarray, modality: int):
         return [o.asnumpy() for o in graph(ms.Tensor(images), ms.Tensor(modality_input))]
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path))
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = (
+        3  # the outputs' declared batch is the traced one (see onnx_engine)
+    )
+    session = onnxruntime.InferenceSession(str(path), options)
     return session.run(OUTPUT_NAMES, dict(zip(INPUT_NAMES, (images, modality_input))))
 
 
