@@ -126,6 +126,20 @@ def test_multirun_over_seeds(tmp_path):
     assert "sweep summary over 2 job(s)" in result.stdout + result.stderr
 
 
+def _start_run(args):
+    """`python run.py *args` in the background, its output merged into one text pipe
+    (HYDRA_FULL_ERROR unset: the user's view)."""
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return subprocess.Popen(
+        [sys.executable, "run.py", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 def _wait_for(process, text: str, lines: list, timeout: float = 300) -> None:
     """Read the process's output until a line contains `text` (all lines go into `lines`)."""
     import time
@@ -146,7 +160,6 @@ def test_ctrl_c_ends_training_cleanly_and_a_live_folder_is_not_shared(tmp_path):
     """SIGINT to `python run.py` (SIGTERM is tested in-process in test_train.py)."""
     from ddag.checkpoints.format import read_checkpoint
 
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     run_dir = tmp_path / "run"
     args = [
         "+debug=smoke",  # eager: no compilation before the loop runs
@@ -155,14 +168,7 @@ def test_ctrl_c_ends_training_cleanly_and_a_live_folder_is_not_shared(tmp_path):
         "task.log_every=1",
         f"hydra.run.dir={run_dir}",
     ]
-    process = subprocess.Popen(
-        [sys.executable, "run.py", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = _start_run(args)
     lines = []
     try:
         _wait_for(process, "epoch 1 step 2/", lines)  # epoch 0 is checkpointed, the loop runs
@@ -196,16 +202,8 @@ def test_ctrl_c_ends_training_cleanly_and_a_live_folder_is_not_shared(tmp_path):
 def test_a_signal_outside_training_ends_any_task_in_one_line(tmp_path, number, status):
     """Ctrl-C or SIGTERM during a task other than training (here a long benchmark): one line
     naming the signal and what is kept, the shell's exit status, no traceback."""
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     args = ["task=bench", "task.parts=[metrics]", "task.repeats=10000", "task.warmup=0"]
-    process = subprocess.Popen(
-        [sys.executable, "run.py", *args, f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = _start_run([*args, f"hydra.run.dir={tmp_path / 'run'}"])
     lines = []
     try:
         _wait_for(process, "benchmark parts metrics", lines)

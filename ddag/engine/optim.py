@@ -31,6 +31,31 @@ def check_rates(**values: float) -> None:
             raise ValueError(f"{name}={value} must be >= 0")
 
 
+class _GroupedUpdate(nn.Cell):
+    """What the group optimisers share: the parameters of every group in one tuple, each
+    one's group and weight decay, the groups' per-step rates (`learning_rate_group_<i>`)
+    and the step counter (`global_step`)."""
+
+    def __init__(self, groups):
+        super().__init__(auto_prefix=False)
+        params, group_of, decay = [], [], []
+        for index, group in enumerate(groups):
+            params += group["params"]
+            group_of += [index] * len(group["params"])
+            decay += [float(group["weight_decay"])] * len(group["params"])
+        self.parameters = ParameterTuple(params)
+        self.learning_rates = ParameterTuple(
+            Parameter(Tensor(np.asarray(group["lr"], np.float32)), f"learning_rate_group_{i}")
+            for i, group in enumerate(groups)
+        )
+        self.global_step = Parameter(Tensor([0], ms.int32), name="global_step")
+        self.group_of, self.decay = tuple(group_of), tuple(decay)
+
+    def current_rates(self):
+        """Every group's rate at the current step."""
+        return [ops.gather(lr, self.global_step, 0).reshape(()) for lr in self.learning_rates]
+
+
 def as_rates(rates) -> RateTable:
     """A RateTable, or a per-step array of factors turned into one."""
     return rates if callable(rates) else factor_rates(rates)
@@ -65,7 +90,7 @@ def parameter_groups(
     return groups
 
 
-class GroupSGD(nn.Cell):
+class GroupSGD(_GroupedUpdate):
     """PyTorch's SGD over parameter groups, each with its own per-step learning rates.
 
     Per parameter and step (PyTorch's `torch.optim.SGD` with dampening 0): `g = grad + wd * p`;
@@ -85,31 +110,19 @@ class GroupSGD(nn.Cell):
     """
 
     def __init__(self, groups, momentum: float, nesterov: bool):
-        super().__init__(auto_prefix=False)
         if nesterov and momentum <= 0:
             raise ValueError(f"Nesterov momentum needs momentum > 0, got {momentum}")
-        params, group_of, decay = [], [], []
-        for index, group in enumerate(groups):
-            params += group["params"]
-            group_of += [index] * len(group["params"])
-            decay += [float(group["weight_decay"])] * len(group["params"])
-        self.parameters = ParameterTuple(params)
+        super().__init__(groups)
         self.accum = self.parameters.clone(prefix="accum", init="zeros")
         self.stat = self.parameters.clone(prefix="stat", init="ones")
-        self.learning_rates = ParameterTuple(
-            Parameter(Tensor(np.asarray(group["lr"], np.float32)), f"learning_rate_group_{i}")
-            for i, group in enumerate(groups)
-        )
-        self.global_step = Parameter(Tensor([0], ms.int32), name="global_step")
         self.momentum = Parameter(Tensor(momentum, ms.float32), name="momentum")
-        self.group_of = tuple(group_of)
         # The kernel adds the weight decay itself: one kernel per parameter and step (an eager
         # step dispatches each one separately).
-        kernels = {wd: ops.SGD(0.0, wd, nesterov) for wd in sorted(set(decay))}
-        self.updates = tuple(kernels[wd] for wd in decay)
+        kernels = {wd: ops.SGD(0.0, wd, nesterov) for wd in sorted(set(self.decay))}
+        self.updates = tuple(kernels[wd] for wd in self.decay)
 
     def construct(self, gradients):
-        rates = [ops.gather(lr, self.global_step, 0).reshape(()) for lr in self.learning_rates]
+        rates = self.current_rates()
         done = True
         for i in range(len(self.parameters)):
             rate = rates[self.group_of[i]]
@@ -199,7 +212,7 @@ class Adam:
         )
 
 
-class GroupAdamW(nn.Cell):
+class GroupAdamW(_GroupedUpdate):
     """PyTorch's AdamW (decoupled weight decay, bias-corrected moments, amsgrad off) over
     parameter groups, each with its own per-step learning rates.
 
@@ -216,26 +229,14 @@ class GroupAdamW(nn.Cell):
     """
 
     def __init__(self, groups, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
-        super().__init__(auto_prefix=False)
-        params, group_of, decay = [], [], []
-        for index, group in enumerate(groups):
-            params += group["params"]
-            group_of += [index] * len(group["params"])
-            decay += [float(group["weight_decay"])] * len(group["params"])
-        self.parameters = ParameterTuple(params)
+        super().__init__(groups)
         self.moment1 = self.parameters.clone(prefix="moment1", init="zeros")
         self.moment2 = self.parameters.clone(prefix="moment2", init="zeros")
-        self.learning_rates = ParameterTuple(
-            Parameter(Tensor(np.asarray(group["lr"], np.float32)), f"learning_rate_group_{i}")
-            for i, group in enumerate(groups)
-        )
-        self.global_step = Parameter(Tensor([0], ms.int32), name="global_step")
-        self.group_of, self.decay = tuple(group_of), tuple(decay)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
         self.update = ops.AdamWeightDecay()
 
     def construct(self, gradients):
-        rates = [ops.gather(lr, self.global_step, 0).reshape(()) for lr in self.learning_rates]
+        rates = self.current_rates()
         t = (self.global_step + 1).astype(ms.float32).reshape(())
         correction1 = 1.0 - ops.pow(Tensor(self.beta1, ms.float32), t)
         root2 = ops.sqrt(1.0 - ops.pow(Tensor(self.beta2, ms.float32), t))
