@@ -205,3 +205,54 @@ def test_npz_files_of_one_modality_must_share_their_feature_widths(tmp_path):
     paths = [write("v1", 4, "visible"), write("v2", 5, "visible"), write("t", 4, "thermal")]
     with pytest.raises(DatasetError, match=r"visible files' FC features have different widths"):
         read_features(paths)
+
+
+def _npz(path, **changes):
+    arrays = {
+        "fc": np.ones((2, 4), np.float32),
+        "names": np.array(["a", "b"]),
+        "ids": np.array([1, 2]),
+        "cams": np.array([1, 3]),
+        "modality": np.array(["visible", "thermal"]),
+    }
+    arrays.update(changes)
+    np.savez(path, **arrays)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"fc": np.ones((2, 0), np.float32)}, "at least one column"),
+        ({"names": np.array(["a", "a"])}, "'a' appears more than once"),
+    ],
+)
+def test_npz_features_without_columns_or_with_repeated_images_are_refused(
+    tmp_path, changes, message
+):
+    from ddag.data.feature_files import read_features
+    from ddag.errors import DatasetError
+
+    with pytest.raises(DatasetError, match=message):
+        read_features(_npz(tmp_path / "f.npz", **changes))
+
+
+def test_features_with_no_name_in_common_are_refused_not_scored_empty(tmp_path):
+    from ddag.data.feature_files import read_features
+    from ddag.errors import EvaluationError
+    from ddag.evaluation.evaluator import evaluate_features
+    from ddag.evaluation.protocols import CrossModalProtocol
+
+    visible = _npz(tmp_path / "v.npz", modality=np.array("visible"))
+    thermal_path = tmp_path / "t.npz"
+    np.savez(  # FC_att only, where the visible file has FC only
+        thermal_path,
+        fc_att=np.ones((2, 4), np.float32),
+        names=np.array(["c", "d"]),
+        ids=np.array([1, 2]),
+        cams=np.array([3, 3]),
+        modality=np.array("thermal"),
+    )
+    features, split = read_features([visible, str(thermal_path)])
+    with pytest.raises(EvaluationError, match="no name in common"):
+        evaluate_features(features, split, [CrossModalProtocol("visible", "thermal")])

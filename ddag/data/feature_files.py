@@ -253,6 +253,13 @@ def _npz_parts(path: Path):
                 f"{value.ndim}-D {value.dtype} array"
             )
     count = len(arrays["ids"])
+    unique, counts = np.unique(arrays["names"], return_counts=True)
+    if len(unique) != len(arrays["names"]):
+        repeated = str(unique[np.argmax(counts > 1)])
+        raise DatasetError(
+            f"{path}: the image {repeated!r} appears more than once in 'names'; every image "
+            "has one row"
+        )
     lengths = {k: len(arrays[k]) for k in ("cams", "names")}
     lengths.update({k: len(v) for k, v in feats.items()})
     if any(n != count for n in lengths.values()):
@@ -260,8 +267,11 @@ def _npz_parts(path: Path):
             f"{path}: {count} ids but {lengths}; every array needs one row per image"
         )
     for key, values in feats.items():
-        if values.ndim != 2 or not np.issubdtype(values.dtype, np.floating):
-            raise DatasetError(f"{path}: {key} must be a 2-D float array, got {values.shape}")
+        if values.ndim != 2 or not np.issubdtype(values.dtype, np.floating) or not values.shape[1]:
+            raise DatasetError(
+                f"{path}: {key} must be a 2-D float array with at least one column, got "
+                f"{values.dtype} {values.shape}"
+            )
         if not np.all(np.isfinite(values)):
             bad = int(np.flatnonzero(~np.all(np.isfinite(values), axis=1))[0])
             raise DatasetError(f"{path}: {key} of image {arrays['names'][bad]} is NaN or inf")

@@ -2,7 +2,7 @@
 
 from typing import Dict, List, Optional
 
-from ddag.errors import ConfigError
+from ddag.errors import ConfigError, EvaluationError
 from ddag.evaluation.features import FeatureExtractor
 from ddag.evaluation.metrics import DISTANCES, pairwise_distance, rank_metrics
 from ddag.evaluation.rerank import re_ranking
@@ -43,6 +43,12 @@ def evaluate_features(
             q_mod, q_idx, g_mod, g_idx = protocol.select(split, trial)
             q_set, g_set = split.modality(q_mod), split.modality(g_mod)
             names = [n for n in features[q_mod] if n in features[g_mod]]
+            if not names:
+                raise EvaluationError(
+                    f"the {q_mod} features ({sorted(features[q_mod])}) and the {g_mod} "
+                    f"features ({sorted(features[g_mod])}) have no name in common: nothing to "
+                    "rank; give files written by one model (task=extract writes fc and fc_att)"
+                )
             for name in names:
                 query, gallery = features[q_mod][name][q_idx], features[g_mod][name][g_idx]
                 if rerank is None:
