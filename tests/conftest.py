@@ -2,6 +2,7 @@
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,10 @@ def compose_config(overrides=(), output_dir=None):
     """The composed config as run.py would see it, with `paths.output_dir` set."""
     register_configs()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        extra = [f"paths.output_dir={output_dir}"] if output_dir else ["paths.output_dir=unused"]
+        # Configs composed only to be read still name an output folder: one outside the
+        # repository, so the suite leaves nothing in the checkout.
+        output_dir = output_dir or Path(tempfile.gettempdir()) / "ddag-tests-unused"
+        extra = [f"paths.output_dir={output_dir}"]
         return compose("config", overrides=list(overrides) + extra)
 
 

@@ -272,3 +272,10 @@ def test_benchmark_library_lives_in_ddag_bench_and_tests_mirror_the_package():
     assert not defined & {"bench_conv", "bench_metrics", "bench_data", "bench_inference"}
     tests = PACKAGE.parent / "tests"
     assert not (tests / "test_hardening.py").exists(), "a hardening case lives with its module"
+
+
+def test_configs_composed_for_reading_point_outside_the_checkout():
+    from tests.conftest import ROOT, compose_config
+
+    output = Path(compose_config(["task=table"]).paths.output_dir).resolve()
+    assert ROOT.resolve() not in output.parents and output != ROOT.resolve()

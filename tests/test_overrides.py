@@ -52,6 +52,8 @@ def test_help_lists_every_group_and_option_without_schema_entries():
     assert not any(o.endswith("_schema") for options in groups.values() for o in options)
     text = help_text(CONF)
     assert "model/backbone: " in text and "_schema" not in text
+    assert "hydra/launcher: basic" in text and "local_parallel, slurm" in text
+    assert "hydra/sweeper: basic (default, every combination), optuna" in text
 
 
 def test_mindspore_log_level_is_set_from_the_command_line_before_mindspore_loads():

@@ -161,6 +161,15 @@ def help_text(conf_dir) -> str:
     ]
     for group, options in sorted(config_groups(conf_dir).items()):
         lines.append(f"  {group}: {', '.join(options)}")
+    launchers = sorted(p.stem for p in (Path(conf_dir) / "hydra" / "launcher").glob("*.yaml"))
+    lines += [
+        "",
+        "Sweeps (with -m):",
+        f"  hydra/launcher: basic (default, one job after another), {', '.join(launchers)}, "
+        "joblib (extra .[sweep])",
+        "  hydra/sweeper: basic (default, every combination), optuna (extra .[sweep]: "
+        "Optuna's search over the swept keys)",
+    ]
     lines += [
         "",
         "Any key can be set with key=value (a new one with +key=value). The composed config:",
