@@ -252,3 +252,13 @@ def test_the_doctor_says_where_to_get_the_split_file_and_checks_it_against_the_t
         f"camera 1, identity {identity:04d}: rand_perm_cam.mat numbers {counts[1][identity] + 2} "
         f"images, the test split holds {counts[1][identity]}"
     ) in str(err.value)
+
+
+def test_fetch_splits_into_a_folder_it_cannot_write_is_a_clear_error(tmp_path):
+    from ddag.errors import ConfigError
+
+    (tmp_path / "a_file").write_text("x")
+    overrides = ["task=prepare", "task.mode=fetch_splits", "task.splits_url=https://example.org"]
+    overrides.append(f"task.split_dir={tmp_path / 'a_file' / 'exp'}")
+    with pytest.raises(ConfigError, match="cannot be written to .*a_file/exp"):
+        prepare.run(run_config(compose_config(overrides, output_dir=tmp_path / "run")))

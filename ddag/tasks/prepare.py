@@ -32,6 +32,16 @@ def _split_dir(config: Config) -> Path:
 def fetch_splits(config: Config) -> dict:
     """Download rand_perm_cam.mat and test_id.mat once into the split folder, sha256-checked."""
     folder = _split_dir(config)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".ddag-write-check"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(
+            f"the split files cannot be written to {folder} ({err.strerror or err}); give "
+            "task.split_dir=<a folder you can write>"
+        ) from None
     base = config.task.splits_url.rstrip("/") + "/"
     written = {}
     for name, digest in SPLIT_FILES.items():
