@@ -110,3 +110,18 @@ def test_every_task_output_counts_as_a_finished_run(tmp_path, record):
     refusal = finished_run_refusal(tmp_path, "hydra.run.dir", resuming=False, overwrite=False)
     assert refusal and record in refusal
     assert finished_run_refusal(tmp_path, "hydra.run.dir", resuming=False, overwrite=True) is None
+
+
+def test_paths_output_dir_at_a_finished_run_is_refused_as_hydra_run_dir_is(tmp_path):
+    from tests.test_run_cli import run_cli
+
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    (finished / "results.json").write_text("[]")
+    result = run_cli(
+        "+debug=fast", f"paths.output_dir={finished}", f"hydra.run.dir={tmp_path / 'new'}"
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-2000:]
+    assert f"paths.output_dir={finished} already holds a run (results.json)" in output
+    assert (finished / "results.json").read_text() == "[]"

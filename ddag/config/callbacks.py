@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ddag.errors import FAILED_MARKER
 from ddag.reporting.sweep_summary import setting_of, summarize, summary_markdown, write_summary
@@ -100,11 +100,17 @@ class OutputFolderLock(Callback):
     """
 
     def __init__(self):
-        self._handle = None
+        self._handles = []
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         folder = Path(str(config.hydra.run.dir))
         self._lock(folder, "hydra.run.dir", config, [folder])
+        # paths.output_dir set to another folder receives the checkpoints and results: the
+        # same refusals and lock apply there.
+        chosen = OmegaConf.select(config, "paths.output_dir", throw_on_resolution_failure=False)
+        raw = OmegaConf.to_container(config.paths, resolve=False).get("output_dir")
+        if chosen and "${" not in str(raw) and Path(chosen).resolve() != folder.resolve():
+            self._lock(Path(chosen), "paths.output_dir", config, [Path(chosen)])
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         folder = Path(str(config.hydra.sweep.dir))
@@ -143,7 +149,7 @@ class OutputFolderLock(Callback):
                 handle.close()
                 log.error("ConfigError: %s", refusal)
                 sys.exit(1)
-        self._handle = handle
+        self._handles.append(handle)
 
 
 def finished_jobs(sweep_dir: Path) -> list:
