@@ -161,6 +161,19 @@ def test_feature_cells_must_be_real_floating_matrices(tmp_path, cell, message):
         read_features(str(tmp_path / "feat"))
 
 
+def _npz(path, **changes):
+    arrays = {
+        "fc": np.ones((2, 4), np.float32),
+        "names": np.array(["a", "b"]),
+        "ids": np.array([1, 2]),
+        "cams": np.array([1, 3]),
+        "modality": np.array(["visible", "thermal"]),
+    }
+    arrays.update(changes)
+    np.savez(path, **arrays)
+    return str(path)
+
+
 @pytest.mark.parametrize(
     "key, value",
     [
@@ -174,17 +187,8 @@ def test_npz_columns_are_checked_with_the_key_named(tmp_path, key, value):
     from ddag.data.feature_files import read_features
     from ddag.errors import DatasetError
 
-    arrays = {
-        "fc": np.ones((2, 4), np.float32),
-        "names": np.array(["a", "b"]),
-        "ids": np.array([1, 2]),
-        "cams": np.array([1, 3]),
-        "modality": np.array(["visible", "thermal"]),
-    }
-    arrays[key] = value
-    np.savez(tmp_path / "f.npz", **arrays)
     with pytest.raises(DatasetError, match=f"'{key}' must be (one string or )?a 1-D array"):
-        read_features(str(tmp_path / "f.npz"))
+        read_features(_npz(tmp_path / "f.npz", **{key: value}))
 
 
 def test_npz_files_of_one_modality_must_share_their_feature_widths(tmp_path):
@@ -192,32 +196,16 @@ def test_npz_files_of_one_modality_must_share_their_feature_widths(tmp_path):
     from ddag.errors import DatasetError
 
     def write(name, width, modality):
-        arrays = {
-            "fc": np.ones((2, width), np.float32),
-            "names": np.array([f"{name}a", f"{name}b"]),
-            "ids": np.array([1, 2]),
-            "cams": np.array([1, 3]),
-            "modality": np.array(modality),
-        }
-        np.savez(tmp_path / f"{name}.npz", **arrays)
-        return str(tmp_path / f"{name}.npz")
+        return _npz(
+            tmp_path / f"{name}.npz",
+            fc=np.ones((2, width), np.float32),
+            names=np.array([f"{name}a", f"{name}b"]),
+            modality=np.array(modality),
+        )
 
     paths = [write("v1", 4, "visible"), write("v2", 5, "visible"), write("t", 4, "thermal")]
     with pytest.raises(DatasetError, match=r"visible files' FC features have different widths"):
         read_features(paths)
-
-
-def _npz(path, **changes):
-    arrays = {
-        "fc": np.ones((2, 4), np.float32),
-        "names": np.array(["a", "b"]),
-        "ids": np.array([1, 2]),
-        "cams": np.array([1, 3]),
-        "modality": np.array(["visible", "thermal"]),
-    }
-    arrays.update(changes)
-    np.savez(path, **arrays)
-    return str(path)
 
 
 @pytest.mark.parametrize(
