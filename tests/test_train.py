@@ -270,8 +270,19 @@ def test_a_resumed_loop_state_that_cannot_be_is_refused(tmp_path, edit, problem)
             return [Parameter(Tensor(p.asnumpy()), name=name) for name, p in params.items()]
 
     write_checkpoint_file(last, Holder(), None, meta)
+    (tmp_path / "results.json").unlink()  # not a finished, tested run: resuming goes on
     resumed = compose_config(
         TINY + ["+debug=fast", *eager, "task.resume=auto", "task.epochs=2"], output_dir=tmp_path
     )
     with pytest.raises(CheckpointError, match=problem):
         train.run(run_config(resumed))
+
+
+def test_resuming_a_finished_and_tested_run_says_so_and_does_nothing(tmp_path, caplog):
+    eager = ["runtime.mode=pynative", "runtime.jit_step=false", "task.selection=last"]
+    first = train.run(run_config(compose_config(TINY + ["+debug=fast", *eager], tmp_path)))
+    results = (tmp_path / "results.json").stat().st_mtime_ns
+    with caplog.at_level("INFO"):
+        again = train.run(run_config(compose_config(["task.resume=auto"], output_dir=tmp_path)))
+    assert again == first and (tmp_path / "results.json").stat().st_mtime_ns == results
+    assert "is finished (epoch 1 of 1) and tested (results.json): nothing to do" in caplog.text

@@ -19,6 +19,7 @@ from ddag.engine.trainer import StopRequested, Trainer, TrainState
 from ddag.errors import CheckpointError, ConfigError, Interrupted
 from ddag.evaluation.evaluator import evaluate
 from ddag.evaluation.features import FeatureExtractor
+from ddag.evaluation.results import read_records
 from ddag.losses.objective import Objective
 from ddag.tasks.steps.data import build_dataset, build_protocols, check_protocols, training_data
 from ddag.tasks.steps.networks import build_network, build_objective, feature_extractor
@@ -332,10 +333,31 @@ def _check_resumed(state: TrainState, point: ResumePoint, optimizer, batches: in
         )
 
 
+def _finished(config: Config, point: ResumePoint) -> Optional[dict]:
+    """The test means of a resumed run that already finished and was tested (None if not)."""
+    results = output_dir(config) / "results.json"
+    epoch = (point.meta.state or {}).get("epoch")
+    done = isinstance(epoch, int) and epoch >= config.task.epochs  # else _check_resumed says
+    if not (done and results.is_file()):
+        return None
+    records = read_records(results)
+    log.info(
+        "the run in %s is finished (epoch %d of %d) and tested (results.json): nothing to do. "
+        "Train longer with task.epochs=<more> task.resume_changes=true, or start a new run",
+        output_dir(config),
+        config.task.epochs,
+        config.task.epochs,
+    )
+    return {f"{r.protocol}/{r.feature}/{m}": v for r in records for m, v in r.mean.items()}
+
+
 def run(config: Config, context: RunContext = RunContext()) -> dict:
     point = _resume_point(config, output_dir(config))
     if point is not None:
         config = _resumed_config(config, point, context)
+        finished = _finished(config, point)
+        if finished is not None:
+            return finished
     training = build_run(config, point, context)
     state = fit(training, context)
     return report(training, state, context) if training.is_main else {}
