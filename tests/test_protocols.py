@@ -209,6 +209,26 @@ def test_re_ranking_matches_the_plain_algorithm_and_helps_on_clusters():
     assert better.mAP > plain.mAP
 
 
+def test_re_ranking_a_set_larger_than_memory_is_refused_before_allocating(tmp_path):
+    from tests.bounded import refused, run_bounded
+
+    output, seconds = run_bounded(
+        """
+        import numpy as np
+        from ddag.errors import EvaluationError
+        from ddag.evaluation.rerank import re_ranking
+        features = np.ones((20_000, 4), np.float32) / 2  # 20,000^2 pairs: about 15 GiB
+        limit_memory(400)
+        try:
+            re_ranking(features[:5_000], features[5_000:])
+        except EvaluationError as err:
+            print("REFUSED EvaluationError", err)
+        """
+    )
+    refused(output, seconds, "EvaluationError", limit=30)
+    assert "re-ranking 5000 queries against 15000 gallery images needs about 14.9 GiB" in output
+
+
 def test_rerank_setting_re_ranks_every_protocol():
     from ddag.evaluation.evaluator import evaluate_features
     from ddag.evaluation.gallery_rules import RULES

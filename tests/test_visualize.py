@@ -17,6 +17,7 @@ from ddag.reporting import visual_stats as stats
 from ddag.reporting.figures import cmc_figure
 from ddag.tasks import train, visualize
 from ddag.tasks.steps.data import build_dataset
+from tests.bounded import run_bounded
 from tests.conftest import TINY, compose_config
 
 EAGER = ["runtime.mode=pynative", "runtime.jit_step=false"]
@@ -142,8 +143,12 @@ def test_activation_map_is_the_scaled_channel_norm():
 def test_overlap_and_identity_sampling_on_known_cases():
     edges = np.linspace(0, 2, 21)
     same = np.array([0.1, 0.5, 0.9, 1.3])
-    assert stats.overlap(same, same, edges) == pytest.approx(1.0)
-    assert stats.overlap(np.array([0.1, 0.2]), np.array([1.5, 1.8]), edges) == 0.0
+
+    def density(values):
+        return np.histogram(values, edges, density=True)[0]
+
+    assert stats.overlap(density(same), density(same), edges) == pytest.approx(1.0)
+    assert stats.overlap(density([0.1, 0.2]), density([1.5, 1.8]), edges) == 0.0
     ids = np.repeat(np.arange(50), 2)
     chosen = stats.sample_identities(ids, 10, seed=1)
     assert len(chosen) == 10 and list(chosen) == sorted(chosen)
@@ -258,3 +263,26 @@ def test_features_with_one_array_as_task_score_accepts_them_draw_it(tmp_path, ca
     with caplog.at_level("INFO"):
         one = visualize.run(run_config(compose_config(base + [listed], tmp_path / "b")))
     assert one["distances"]["overlap"] == {} and "no overlap to report" in caplog.text
+
+
+def test_pair_statistics_of_twelve_thousand_samples_stay_within_a_few_hundred_mb():
+    # Every pair at once is a 1.1 GB distance matrix and as many booleans per mask.
+    output, _ = run_bounded(
+        """
+        import numpy as np
+        from ddag.reporting.visual_stats import pair_statistics
+        count = 12_000
+        ids, modality = np.arange(count) // 4, np.array(["visible", "thermal"] * (count // 2))
+        features = np.random.default_rng(0).normal(size=(count, 8)).astype(np.float32)
+        limit_memory(300)
+        summary = pair_statistics(features, ids, modality)
+        print("PAIRS", *summary["pairs"].values())
+        """,
+        timeout=300,
+    )
+    assert "PAIRS" in output, output[-3000:]
+    cross_pos, cross_neg, same_pos, same_neg = map(int, output.split("PAIRS")[1].split()[:4])
+    count = 12_000  # identities of four images, two per modality
+    assert (cross_pos, same_pos) == (count // 4 * 4, count // 4 * 2)
+    assert cross_pos + cross_neg == (count // 2) ** 2
+    assert same_pos + same_neg == 2 * (count // 2) * (count // 2 - 1) // 2

@@ -18,8 +18,9 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 from ddag.data.datasets.base import MODALITIES, ImageSet, Split
-from ddag.data.matfile import MatFileProblem, read_mat_variable, readable_bytes
+from ddag.data.matfile import MatFileProblem, read_mat_variable
 from ddag.errors import DatasetError
+from ddag.utils.memory import readable_bytes
 
 SYSU_CAMERAS = {"visible": (1, 2, 4, 5), "thermal": (3, 6)}
 # A feature file is data the user made; these bound what one may make us allocate.

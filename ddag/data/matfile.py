@@ -16,11 +16,12 @@ scipy will read it, streaming through compressed elements without keeping them:
 - the variable asked for must be of the expected kind (a cell array, or numeric).
 """
 
-import os
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from ddag.utils.memory import readable_bytes
 
 MAX_DEPTH = 4
 MAX_CELLS = 5_000_000
@@ -115,33 +116,6 @@ class _Budget:
                 f"{min(self.max_inflated, self.memory)} that may be read here (half the free "
                 "memory, or the bound for this kind of file)"
             )
-
-
-def readable_bytes() -> int:
-    """What one untrusted file may make this process allocate: half of what it may still
-    allocate (`allocatable_bytes`)."""
-    return allocatable_bytes() // 2
-
-
-def allocatable_bytes() -> int:
-    """Bytes this process may still allocate: the machine's available memory, and what an
-    address-space limit (RLIMIT_AS) leaves above the process's current size."""
-    import resource
-
-    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    try:
-        with open("/proc/meminfo") as info:
-            for line in info:
-                if line.startswith("MemAvailable:"):
-                    available = int(line.split()[1]) * 1024
-        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
-        if limit != resource.RLIM_INFINITY:
-            with open("/proc/self/status") as status:
-                used = next(int(x.split()[1]) * 1024 for x in status if x.startswith("VmSize"))
-            available = min(available, max(0, limit - used))
-    except (OSError, StopIteration, ValueError):
-        pass
-    return available
 
 
 def _inflated_pieces(stream: bytes, budget: _Budget):

@@ -4,7 +4,7 @@ from typing import Dict, List, Optional
 
 from ddag.errors import ConfigError, EvaluationError
 from ddag.evaluation.features import FeatureExtractor
-from ddag.evaluation.metrics import DISTANCES, pairwise_distance, rank_metrics
+from ddag.evaluation.metrics import DISTANCES, DistanceBlocks, rank_metrics
 from ddag.evaluation.rerank import re_ranking
 from ddag.evaluation.results import ResultRecord
 
@@ -51,8 +51,8 @@ def evaluate_features(
                 )
             for name in names:
                 query, gallery = features[q_mod][name][q_idx], features[g_mod][name][g_idx]
-                if rerank is None:
-                    distmat = pairwise_distance(query, gallery, distance)
+                if rerank is None:  # computed a block of queries at a time while ranking
+                    distmat = DistanceBlocks(query, gallery, distance)
                 else:
                     distmat = re_ranking(query, gallery, **rerank)
                 result = rank_metrics(

@@ -20,7 +20,7 @@ uses numpy's default (unstable) quicksort; on tie-free input both agree.
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Union
 
 import numpy as np
 
@@ -60,7 +60,7 @@ class RankResult:
 def _check_inputs(distmat, query_ids, gallery_ids, query_cams, gallery_cams, rule):
     if not isinstance(rule, GalleryRule):
         raise EvaluationError(f"rule={rule!r} is not a GalleryRule (ddag.evaluation.gallery_rules)")
-    if distmat.ndim != 2:
+    if len(distmat.shape) != 2:
         raise EvaluationError(
             f"distance matrix must be 2-D (queries x gallery), got {distmat.shape}"
         )
@@ -71,8 +71,6 @@ def _check_inputs(distmat, query_ids, gallery_ids, query_cams, gallery_cams, rul
         raise EvaluationError(f"{len(query_ids)} query ids for {num_q} distance-matrix rows")
     if len(gallery_ids) != num_g:
         raise EvaluationError(f"{len(gallery_ids)} gallery ids for {num_g} distance-matrix columns")
-    if not np.all(np.isfinite(distmat)):
-        raise EvaluationError("distance matrix contains NaN or inf (check the features)")
     if rule.needs_cameras:
         if query_cams is None or gallery_cams is None:
             raise EvaluationError(f"the {rule.name} rule needs query_cams and gallery_cams")
@@ -84,7 +82,7 @@ def _check_inputs(distmat, query_ids, gallery_ids, query_cams, gallery_cams, rul
 
 
 def rank_metrics(
-    distmat: np.ndarray,
+    distmat: Union[np.ndarray, "DistanceBlocks"],
     query_ids: np.ndarray,
     gallery_ids: np.ndarray,
     query_cams: Optional[np.ndarray] = None,
@@ -95,7 +93,8 @@ def rank_metrics(
     """CMC, mAP and mINP of a query x gallery distance matrix (lower distance = closer).
 
     Args:
-        distmat: (num_query, num_gallery) distances.
+        distmat: (num_query, num_gallery) distances, or `DistanceBlocks` that compute them a
+            block of queries at a time (memory then grows with the gallery, not with Q x G).
         query_ids: (num_query,) identity labels.
         gallery_ids: (num_gallery,) identity labels.
         query_cams: (num_query,) camera ids; required by rules that read cameras.
@@ -108,7 +107,8 @@ def rank_metrics(
     """
     if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
         raise EvaluationError(f"max_rank={max_rank!r} must be a whole number >= 1")
-    distmat = np.asarray(distmat, dtype=np.float64)
+    if not isinstance(distmat, DistanceBlocks):
+        distmat = np.asarray(distmat, dtype=np.float64)
     query_ids = np.asarray(query_ids)
     gallery_ids = np.asarray(gallery_ids)
     _check_inputs(distmat, query_ids, gallery_ids, query_cams, gallery_cams, rule)
@@ -120,8 +120,11 @@ def rank_metrics(
     blocks = _row_blocks(*distmat.shape)
 
     def block_stats(rows: slice):
+        block = np.asarray(distmat[rows], dtype=np.float64)
+        if not np.all(np.isfinite(block)):
+            raise EvaluationError("distance matrix contains NaN or inf (check the features)")
         return _query_stats(
-            distmat[rows],
+            block,
             query_ids[rows],
             gallery_ids,
             None if query_cams is None else query_cams[rows],
@@ -263,44 +266,53 @@ def _distinct_identity_rank(distmat, gallery_ids, keep, first_cols):
     return 1 + np.count_nonzero(seen, axis=1)
 
 
-def cosine_distance(query_features: np.ndarray, gallery_features: np.ndarray) -> np.ndarray:
-    """Negative inner product of L2-normalised features, (num_query, num_gallery).
+class DistanceBlocks:
+    """(num_query, num_gallery) distances of one kind (`DISTANCES`, lower is closer), computed a
+    block of query rows at a time: `blocks[rows]` is the (rows, num_gallery) block and
+    `blocks.full()` the whole matrix. The features are checked and prepared once.
 
-    This is the reference's distance, in float64 as the reference computes it (its feature
-    arrays are float64 holding the network's float32 values); features are normalised here
-    so unnormalised input is safe.
+    - "cosine": the negative inner product of L2-normalised features, in float64 as the
+      reference computes it (its feature arrays are float64 holding the network's float32
+      values); features are normalised here, so unnormalised input is safe.
+    - "euclidean": the Euclidean distance of the raw features (MATLAB's pdist2, as the
+      SYSU-MM01 authors' evaluation uses it), in float64.
+    - "inner": the negative inner product of the features as they are, in float64: DEEN's
+      test.py ranks `-(query @ gallery.T)` of flipped-image sums without normalising them.
     """
-    q = _l2_normalise(_features(query_features, "query"))
-    g = _l2_normalise(_features(gallery_features, "gallery"))
-    return -(q @ g.T)
+
+    def __init__(self, query_features, gallery_features, distance: str = "cosine"):
+        if distance not in DISTANCES:
+            raise EvaluationError(f"distance={distance!r}; choose one of {list(DISTANCES)}")
+        q = _features(query_features, "query").astype(np.float64)
+        g = _features(gallery_features, "gallery").astype(np.float64)
+        if distance == "cosine":
+            q, g = _l2_normalise(q), _l2_normalise(g)
+        self.distance = distance
+        self.shape = (len(q), len(g))
+        self._query, self._gallery = q, g
+        self._gallery_squares = (g * g).sum(axis=1)[None, :] if distance == "euclidean" else None
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        q = self._query[rows]
+        products = q @ self._gallery.T
+        if self.distance != "euclidean":
+            return -products
+        squared = (q * q).sum(axis=1)[:, None] + self._gallery_squares - 2.0 * products
+        return np.sqrt(np.maximum(squared, 0.0))
+
+    def full(self) -> np.ndarray:
+        """The whole (num_query, num_gallery) matrix."""
+        return self[:]
 
 
-def inner_distance(query_features: np.ndarray, gallery_features: np.ndarray) -> np.ndarray:
-    """Negative inner product of the features as they are, (num_query, num_gallery), in float64:
-    DEEN's test.py ranks `-(query @ gallery.T)` of flipped-image sums without normalising them."""
-    q = _features(query_features, "query").astype(np.float64)
-    g = _features(gallery_features, "gallery").astype(np.float64)
-    return -(q @ g.T)
-
-
-def euclidean_distance(query_features: np.ndarray, gallery_features: np.ndarray) -> np.ndarray:
-    """Euclidean distance of the raw features (MATLAB's pdist2, as the SYSU-MM01 authors'
-    evaluation uses it), (num_query, num_gallery), computed in float64."""
-    q = _features(query_features, "query").astype(np.float64)
-    g = _features(gallery_features, "gallery").astype(np.float64)
-    squared = (q * q).sum(axis=1)[:, None] + (g * g).sum(axis=1)[None, :] - 2.0 * (q @ g.T)
-    return np.sqrt(np.maximum(squared, 0.0))
+def cosine_distance(query_features: np.ndarray, gallery_features: np.ndarray) -> np.ndarray:
+    """Cosine distances (`DistanceBlocks`, "cosine"), (num_query, num_gallery)."""
+    return DistanceBlocks(query_features, gallery_features, "cosine").full()
 
 
 def pairwise_distance(query_features, gallery_features, distance: str = "cosine") -> np.ndarray:
     """(num_query, num_gallery) distances of the named kind (`DISTANCES`); lower is closer."""
-    if distance == "cosine":
-        return cosine_distance(query_features, gallery_features)
-    if distance == "euclidean":
-        return euclidean_distance(query_features, gallery_features)
-    if distance == "inner":
-        return inner_distance(query_features, gallery_features)
-    raise EvaluationError(f"distance={distance!r}; choose one of {list(DISTANCES)}")
+    return DistanceBlocks(query_features, gallery_features, distance).full()
 
 
 def nearest(distances: np.ndarray, k: int):
@@ -322,5 +334,4 @@ def _features(x, name: str) -> np.ndarray:
 
 
 def _l2_normalise(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float64)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

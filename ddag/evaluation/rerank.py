@@ -13,6 +13,13 @@ with the original distance.
 
 import numpy as np
 
+from ddag.errors import EvaluationError
+from ddag.utils.memory import allocatable_bytes
+
+# Bytes per (N x N) entry at the peak: float32 distances and weights, int64 ranks, three boolean
+# neighbour sets and np.exp's float64 temporary (measured 37 at N = 3000).
+_BYTES_PER_PAIR = 40
+
 # Queries per block of the Jaccard step: (block, G, N) float32 temporaries stay near 100 MB.
 _BLOCK_ELEMENTS = 25_000_000
 
@@ -28,7 +35,18 @@ def _reciprocal(rank: np.ndarray, k: int) -> np.ndarray:
 def re_ranking(
     query: np.ndarray, gallery: np.ndarray, k1: int = 20, k2: int = 6, lambda_value: float = 0.3
 ) -> np.ndarray:
-    """Re-ranked (Q, G) distances from L2-normalised query (Q, D) and gallery (G, D) features."""
+    """Re-ranked (Q, G) distances from L2-normalised query (Q, D) and gallery (G, D) features.
+
+    It works on (Q + G) x (Q + G) matrices; a set whose matrices do not fit the memory left is
+    refused before any is allocated."""
+    needed, available = _BYTES_PER_PAIR * (len(query) + len(gallery)) ** 2, allocatable_bytes()
+    if needed > available:
+        raise EvaluationError(
+            f"re-ranking {len(query)} queries against {len(gallery)} gallery images needs about "
+            f"{needed / 2**30:.1f} GiB ({len(query) + len(gallery)}^2 pairs), more than the "
+            f"{available / 2**30:.1f} GiB this process may still take; leave eval.rerank out "
+            "for this set or score it on a machine with more memory"
+        )
     features = np.concatenate([query, gallery]).astype(np.float32)
     num_query, n = len(query), len(features)
     dist = np.maximum(2.0 - 2.0 * features @ features.T, 0.0)

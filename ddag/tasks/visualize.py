@@ -108,13 +108,13 @@ def draw_tsne(features, ids, modality, chosen, config, out) -> dict:
 
 def draw_distances(features, ids, modality, chosen, config, out) -> dict:
     mask = np.isin(ids, chosen)
-    pairs = stats.pair_distances(features[mask], ids[mask], modality[mask], config.eval.distance)
-    histogram = stats.histograms(pairs)
-    overlaps = {}
+    summary = stats.pair_statistics(features[mask], ids[mask], modality[mask], config.eval.distance)
+    density, overlaps = summary["density"], {}
     for scope in ("cross-modality", "same-modality"):
-        positive, negative = pairs[f"{scope} positive"], pairs[f"{scope} negative"]
-        if len(positive) and len(negative):
-            overlaps[scope] = stats.overlap(positive, negative, histogram["edges"])
+        positive, negative = f"{scope} positive", f"{scope} negative"
+        if positive in density and negative in density:
+            overlaps[scope] = stats.overlap(density[positive], density[negative], summary["edges"])
+    histogram = {"edges": summary["edges"], "density": density}
     picture = figures.distance_figure(histogram, overlaps, config.eval.distance)
     figures.save_png(picture, out / "distances.png")
     if overlaps:
@@ -123,15 +123,15 @@ def draw_distances(features, ids, modality, chosen, config, out) -> dict:
         log.info(
             "no overlap to report: the chosen images give no pair of a kind (%s); choose more "
             "identities with task.max_ids",
-            ", ".join(f"{k}: {len(v)}" for k, v in pairs.items()),
+            ", ".join(f"{k}: {n}" for k, n in summary["pairs"].items()),
         )
     return {
         "file": "distances.png",
         "overlap": overlaps,
-        "pairs": {k: int(len(v)) for k, v in pairs.items()},
-        "mean": {k: float(v.mean()) for k, v in pairs.items() if len(v)},
-        "edges": histogram["edges"].tolist(),
-        "density": {k: v.tolist() for k, v in histogram["density"].items()},
+        "pairs": summary["pairs"],
+        "mean": summary["mean"],
+        "edges": summary["edges"].tolist(),
+        "density": {k: v.tolist() for k, v in density.items()},
     }
 
 
