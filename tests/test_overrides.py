@@ -73,3 +73,18 @@ def test_mindspore_log_level_is_set_from_the_command_line_before_mindspore_loads
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert result.stdout.split() == ["3", "2", "1", "0"], result.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "argument, expected",
+    [
+        ("task.features=" + "[" * 3000 + "]" * 3000, "nests brackets 3000 levels deep"),
+        ("task.features=[" + "1," * 60_000 + "1]", "120017 characters long"),
+    ],
+    ids=["deep", "long"],
+)
+def test_a_crafted_override_is_refused_before_hydra_parses_it(argument, expected):
+    # Hydra's parser took 3.1 GB on the 3,000-level list; the refusal reads the text only.
+    with pytest.raises(ConfigError, match=expected):
+        _check("task=visualize", argument)
+    _check("task=visualize", "task.features=[[a.npz]]", "+x={a:{b:[[1,2],[3]]}}")

@@ -126,11 +126,45 @@ def _check_type(composed: DictConfig, override) -> None:
         raise ConfigError(f"{override.key_or_group}={value!r} is refused: {first}") from None
 
 
+# Hydra's override grammar parses nested lists and dicts by recursion, taking about 1 MB per
+# level: a 3,000-level `[[[...]]]` took 3.1 GB. ddag's values nest two levels (a list of
+# lists of numbers); these bounds leave room for any config while refusing a crafted line.
+MAX_OVERRIDE_DEPTH = 16
+MAX_OVERRIDE_CHARS = 100_000
+
+
+def check_override_size(argv: Sequence[str]) -> None:
+    """ConfigError for an override longer than `MAX_OVERRIDE_CHARS` or nesting brackets deeper
+    than `MAX_OVERRIDE_DEPTH`, before any parser sees it."""
+    for argument in _override_arguments(argv):
+        key = argument.split("=", 1)[0]
+        if len(argument) > MAX_OVERRIDE_CHARS:
+            raise ConfigError(
+                f"the override of {key} is {len(argument)} characters long, more than the "
+                f"{MAX_OVERRIDE_CHARS} a command-line value may have; put long values in a "
+                "config file (conf/ or a YAML given with --config-dir)"
+            )
+        depth = deepest = 0
+        for char in argument:
+            if char in "[{(":
+                depth += 1
+                deepest = max(deepest, depth)
+            elif char in "]})":
+                depth -= 1
+        if deepest > MAX_OVERRIDE_DEPTH:
+            raise ConfigError(
+                f"the override of {key} nests brackets {deepest} levels deep, more than the "
+                f"{MAX_OVERRIDE_DEPTH} any ddag value needs (lists of lists are two); check the "
+                "brackets of the value"
+            )
+
+
 def check_command_line(argv: Sequence[str], conf_dir, compose) -> None:
     """Check the overrides of `argv` against `conf_dir` before Hydra runs; `compose(overrides)`
     returns the config composed with the given group overrides (only called for key ones)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    check_override_size(argv)
     try:
         overrides = OverridesParser.create().parse_overrides(_override_arguments(argv))
     except Exception:
