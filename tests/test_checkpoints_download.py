@@ -25,6 +25,15 @@ class _Server(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         kind = self.path.strip("/").split(".")[0]
+        if kind == "slowheaders":  # one header byte every 0.2 s, each within the read timeout
+            try:
+                for byte in b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\nX-Pad: " + b"p" * 200:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:
+                return
+            return
         self.send_response(200)
         if kind == "endless":
             self.end_headers()
@@ -65,12 +74,13 @@ def bad_server():
         ("short.pth", "sent 500 bytes where it announced 1000"),
         ("long.pth", "where it announced 1000"),
         ("html.pth", "answered with an HTML page"),
+        ("slowheaders.pth", "did not send its response headers within 2 s"),
     ],
 )
 def test_a_misbehaving_download_is_stopped_and_nothing_is_kept(name, message, bad_server, tmp_path):
     from ddag.checkpoints.download import DownloadLimits, _download
 
-    limits = DownloadLimits(max_bytes=1 << 20, grace_s=1.0, min_bytes_per_s=1000)
+    limits = DownloadLimits(max_bytes=1 << 20, grace_s=1.0, min_bytes_per_s=1000, headers_s=2.0)
     target = tmp_path / name
     start = time.monotonic()
     with pytest.raises(CheckpointError, match=message):

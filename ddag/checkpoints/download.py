@@ -1,12 +1,12 @@
 """Weight files named by URL or short name: downloaded once into a cache folder, sha256-checked.
 
 A local path is used as it is (the default everywhere, and in the tests). `https://...` (or
-`http://`, `file://`) is downloaded into the cache folder (one sub-folder per URL) under the
-URL's own file name, with
-progress on the log; the file is written to a temporary name and renamed only after its
-sha256 matched, so a broken download never stands in the cache. Short names (`KNOWN_WEIGHTS`)
-stand for the published torchvision ImageNet ResNets, whose file names carry the first 8 hex
-digits of their sha256, which is checked (as torchvision itself does).
+`http://`) is downloaded into the cache folder (one sub-folder per URL) under the URL's own file
+name, with progress on the log; a `file://` URL is recognised and refused (copy the file). The
+file is written to a temporary name and renamed only after its sha256 matched, so a broken
+download never stands in the cache. Short names (`KNOWN_WEIGHTS`) stand for the published
+torchvision ImageNet ResNets, whose file names carry the first 8 hex digits of their sha256,
+which is checked (as torchvision itself does).
 """
 
 import hashlib
@@ -14,7 +14,9 @@ import http.client
 import os
 import re
 import shutil
+import socket
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -169,6 +171,78 @@ class DownloadLimits:
     min_bytes_per_s: float = 16 << 10
     grace_s: float = 30.0
     read_timeout_s: float = 60.0
+    headers_s: float = 60.0
+
+
+class _HeaderWatch:
+    """Shuts the sockets of a request whose response headers (redirects included) have not all
+    arrived within `seconds`. urlopen's timeout bounds each read, so a server sending a header
+    byte every few seconds would otherwise hold the download forever."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.expired = seconds, False
+        self._sockets, self._lock = [], threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def connection(self, base):
+        """`base` (an http.client connection class) that registers its socket here."""
+        watch = self
+
+        class Watched(base):
+            def connect(self):
+                super().connect()
+                with watch._lock:
+                    watch._sockets.append(self.sock)
+                    if watch.expired:
+                        watch._shut(self.sock)
+
+        return Watched
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                self._shut(sock)
+
+    @staticmethod
+    def _shut(sock) -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # wakes a read blocked on it
+        except OSError:
+            pass
+
+    def __enter__(self):
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._timer.cancel()
+
+
+def _open(url: str, limits: DownloadLimits):
+    """urlopen(url) whose response headers must all arrive within `limits.headers_s`."""
+    watch = _HeaderWatch(limits.headers_s)
+
+    class Http(urllib.request.HTTPHandler):
+        def do_open(self, http_class, req, **kwargs):
+            return super().do_open(watch.connection(http_class), req, **kwargs)
+
+    class Https(urllib.request.HTTPSHandler):
+        def do_open(self, http_class, req, **kwargs):
+            return super().do_open(watch.connection(http_class), req, **kwargs)
+
+    opener = urllib.request.build_opener(Http, Https)
+    try:
+        with watch:
+            return opener.open(url, timeout=limits.read_timeout_s)
+    except (OSError, http.client.HTTPException):
+        if watch.expired:
+            raise CheckpointError(
+                f"{url} did not send its response headers within {limits.headers_s:.0f} s "
+                "(a server trickling them); stopped, nothing was kept"
+            ) from None
+        raise
 
 
 def _download(
@@ -186,13 +260,9 @@ def _download(
     mismatch.
     """
     cap = min(max_bytes or limits.max_bytes, limits.max_bytes)
-    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
-    start = time.monotonic()
+    start, tmp = time.monotonic(), None
     try:
-        with (
-            os.fdopen(fd, "wb") as out,
-            urllib.request.urlopen(url, timeout=limits.read_timeout_s) as response,
-        ):
+        with _open(url, limits) as response:
             total = int(response.headers.get("Content-Length") or 0)
             if total > cap:
                 raise CheckpointError(
@@ -207,28 +277,10 @@ def _download(
                 )
             if "text/html" in (response.headers.get("Content-Type") or "").lower():
                 raise CheckpointError(_html_refusal(url))
-            done, next_report = 0, 0.0
-            log.info("downloading %s -> %s", url, target)
-            read, raw = _body_reader(response, total)
-            while True:
-                if raw is not None and done >= total:
-                    _shorten_timeout(raw)  # only a server sending more than announced answers
-                try:
-                    block = read(_CHUNK)
-                except TimeoutError:
-                    if raw is not None and done >= total:
-                        break
-                    raise
-                if not block:
-                    break
-                if done == 0 and block.lstrip()[:15].lower().startswith(HTML_STARTS):
-                    raise CheckpointError(_html_refusal(url))
-                out.write(block)
-                done += len(block)
-                _check_progress(url, done, cap, start, limits)
-                if total and done / total >= next_report:
-                    log.info("  %3.0f%% of %.1f MiB", 100 * done / total, total / 2**20)
-                    next_report += 0.25
+            # The temporary file exists only once the server has answered.
+            fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
+            with os.fdopen(fd, "wb") as out:
+                done = _receive(url, response, out, total, cap, start, target, limits)
         if total and done != total:
             raise CheckpointError(
                 f"{url} sent {done} bytes where it announced {total}; the download is "
@@ -239,8 +291,35 @@ def _download(
     except (OSError, http.client.HTTPException) as err:
         raise CheckpointError(f"cannot download {url}: {err}") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _receive(url, response, out, total, cap, start, target, limits) -> int:
+    """The body of `response` written to `out` within the limits; the bytes received."""
+    done, next_report = 0, 0.0
+    log.info("downloading %s -> %s", url, target)
+    read, raw = _body_reader(response, total)
+    while True:
+        if raw is not None and done >= total:
+            _shorten_timeout(raw)  # only a server sending more than announced answers
+        try:
+            block = read(_CHUNK)
+        except TimeoutError:
+            if raw is not None and done >= total:
+                break
+            raise
+        if not block:
+            break
+        if done == 0 and block.lstrip()[:15].lower().startswith(HTML_STARTS):
+            raise CheckpointError(_html_refusal(url))
+        out.write(block)
+        done += len(block)
+        _check_progress(url, done, cap, start, limits)
+        if total and done / total >= next_report:
+            log.info("  %3.0f%% of %.1f MiB", 100 * done / total, total / 2**20)
+            next_report += 0.25
+    return done
 
 
 def _body_reader(response, total: int):
