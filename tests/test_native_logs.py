@@ -70,3 +70,29 @@ def test_compiler_warnings_of_a_run_are_in_run_log_not_on_the_console(tmp_path):
     assert "expander_fallback" not in output and "[WARNING]" not in output
     log = (tmp_path / "run.log").read_text()
     assert "[mindspore][WARNING] - [WARNING]" in log and "expander_fallback" in log
+
+
+DYING = textwrap.dedent(
+    """
+    import os, signal, sys
+    sys.path.insert(0, {root!r})
+    from ddag.utils.native_logs import NativeLogRouter
+    NativeLogRouter().start()
+    os.write(2, b"native last words\\n")
+    sys.stderr.write("python last words\\n")
+    sys.stderr.flush()
+    {death}
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "death", ["os._exit(3)", "os.abort()", "os.kill(os.getpid(), signal.SIGKILL)"]
+)
+def test_the_last_words_of_a_process_that_dies_at_once_reach_the_console(death):
+    code = DYING.format(root=str(ROOT), death=death)
+    for _ in range(5):  # a thread in the dying process lost them in 18-20 of 20 runs
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+        assert result.returncode != 0
+        # (faulthandler writes an abort's report straight to the console, before or after them)
+        assert b"native last words\npython last words\n" in result.stderr, result.stderr

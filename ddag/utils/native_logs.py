@@ -2,10 +2,13 @@
 
 MindSpore's C++ runtime writes its log lines (glog: `[WARNING] SESSION(pid,tid,python):time
 [file:line] function] message`) straight to the process's stderr, file descriptor 2, whatever
-Python's logging says. `NativeLogRouter` puts a pipe on descriptor 2 and reads it in a thread:
-MindSpore lines go to the run's log file (the `mindspore` logger, through the file handlers
-`attach` is given), MindSpore ERROR lines and everything else (Python's warnings and tracebacks,
-other libraries) go on to the console's stderr unchanged. Lines that arrive before `attach`
+Python's logging says. `NativeLogRouter` puts a pipe on descriptor 2. A small drain process reads
+it: MindSpore ERROR lines and everything else (Python's warnings and tracebacks, other
+libraries) go on to the console's stderr unchanged, and MindSpore lines are handed back to a
+thread here that writes them to the run's log file (the `mindspore` logger, through the file
+handlers `attach` is given). The drain is a process of its own so that the last words of a
+process that dies at once (os._exit, abort, SIGKILL) still reach the console: it reads the pipe
+to its end whatever happens here. Lines that arrive before `attach`
 (while MindSpore loads, before Hydra sets up the run folder) are kept and written on attaching;
 lines never attached reach the console when the process ends, so nothing is lost.
 `runtime.log_level` still chooses which lines MindSpore emits (`ddag/utils/mindspore_logs.py`).
@@ -16,8 +19,11 @@ import faulthandler
 import logging
 import os
 import re
+import signal
+import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import List, Optional
 
 NATIVE_LINE = re.compile(rb"^\[(DEBUG|INFO|WARNING|ERROR|CRITICAL)\] [A-Z][A-Z0-9_]*\(\d+,")
@@ -43,23 +49,35 @@ class NativeLogRouter:
         self._handlers: Optional[List[logging.Handler]] = None
         self._pending: List[bytes] = []
         self._lock = threading.Lock()
+        self._drain: Optional[subprocess.Popen] = None
 
     @property
     def active(self) -> bool:
         return self._console is not None
 
     def start(self) -> "NativeLogRouter":
-        """Put the pipe on descriptor 2 (once); stopped again at exit."""
+        """Put the pipe on descriptor 2 (once) and start the drain; stopped again at exit."""
         if self.active:
             return self
         self._console = os.dup(2)
         read_end, write_end = os.pipe()
+        forward_read, forward_write = os.pipe()
+        self._drain = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _DRAIN_CODE, str(Path(__file__).parents[2])]
+            + [str(fd) for fd in (read_end, self._console, forward_write, self.console_level)],
+            pass_fds=(read_end, self._console, forward_write),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self._console,
+        )
+        os.close(read_end)
+        os.close(forward_write)
         os.dup2(write_end, 2)
         os.close(write_end)
-        # A crash's traceback (faulthandler) must not depend on the reading thread.
+        # A crash's traceback (faulthandler) must not depend on the drain.
         faulthandler.enable(file=os.fdopen(os.dup(self._console), "w"), all_threads=True)
         self._thread = threading.Thread(
-            target=self._pump, args=(read_end,), name="native-log-router", daemon=True
+            target=self._pump, args=(forward_read,), name="native-log-router", daemon=True
         )
         self._thread.start()
         atexit.register(self.stop)
@@ -85,6 +103,10 @@ class NativeLogRouter:
                 pass
         console, self._console = self._console, None
         os.dup2(console, 2)  # closes the pipe's last write end of this process
+        try:
+            self._drain.wait(timeout=5)  # it ends when every writer (children too) has closed
+        except subprocess.TimeoutExpired:
+            pass
         if self._thread is not None:
             self._thread.join(timeout=5)
         with self._lock:
@@ -94,8 +116,8 @@ class NativeLogRouter:
                 os.write(2, raw)
         os.close(console)
 
-    def _pump(self, read_end: int) -> None:
-        with os.fdopen(read_end, "rb") as pipe:
+    def _pump(self, forward_read: int) -> None:
+        with os.fdopen(forward_read, "rb") as pipe:
             for raw in iter(pipe.readline, b""):
                 self._route(raw)
 
@@ -104,17 +126,12 @@ class NativeLogRouter:
         os.write(console if console is not None else 2, raw)
 
     def _route(self, raw: bytes) -> None:
-        level = _level(raw)
-        shown = level is None or level >= self.console_level
-        if shown:
-            self._to_console(raw)
-        if level is None:
-            return
+        """One MindSpore line handed back by the drain (which has shown it if it is an error)."""
         with self._lock:
             if self._handlers is None:
                 if len(self._pending) < MAX_PENDING:
                     self._pending.append(raw)
-                elif not shown:
+                elif _level(raw) < self.console_level:
                     self._to_console(raw)
                 return
             self._deliver(raw)
@@ -131,6 +148,41 @@ class NativeLogRouter:
         for handler in self._handlers:
             if level >= handler.level:
                 handler.handle(record)
+
+
+def drain(source: int, console: int, forward: int, console_level: int) -> None:
+    """The drain process's loop: every line of `source` to `console` (MindSpore's below
+    `console_level` excepted) and MindSpore's lines to `forward`, until every writer has
+    closed `source`. Signals that stop the run do not stop the drain: it ends with the pipe."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    pending, forwarding = b"", True
+    while True:
+        chunk = os.read(source, 1 << 16)
+        lines = (pending + chunk).split(b"\n")
+        pending = lines.pop() if chunk else b""
+        for raw in [line + b"\n" for line in lines if chunk or line]:
+            level = _level(raw)
+            if level is None or level >= console_level:
+                _write_all(console, raw)
+            if level is not None and forwarding:
+                try:
+                    _write_all(forward, raw)
+                except OSError:  # the router's process has ended: the console still gets errors
+                    forwarding = False
+        if not chunk:
+            return
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+_DRAIN_CODE = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from ddag.utils.native_logs import drain; drain(*map(int, sys.argv[2:6]))"
+)
 
 
 def _level(raw: bytes) -> Optional[int]:
