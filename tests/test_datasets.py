@@ -250,6 +250,16 @@ def test_regdb_training_labels_mean_one_person_in_both_modalities(regdb_root):
     assert f"label {first_label} (visible only)" in report.text()
 
 
+def test_regdb_index_files_listing_one_image_for_both_modalities_are_refused(regdb_root):
+    visible = (regdb_root / "idx" / "train_visible_1.txt").read_text()
+    _rewrite_index(regdb_root, "train_thermal_1.txt", lambda _: visible)
+    dataset = RegDBDataset(str(regdb_root), trial=1, height=32, width=16)
+    with pytest.raises(DatasetError, match="for both modalities"):
+        dataset.train_split()
+    report = RegDBDataset(str(regdb_root), trial=1, height=32, width=16).check()
+    assert any("listed in both the visible and the thermal" in f.problem for f in report.errors)
+
+
 @pytest.mark.parametrize("bad_path", ["../../etc/hostname", "/etc/hostname", "Visible/../../x.bmp"])
 def test_regdb_index_paths_cannot_leave_the_root(regdb_root, bad_path):
     _rewrite_index(regdb_root, "test_visible_1.txt", lambda text: f"{bad_path} 3\n" + text)

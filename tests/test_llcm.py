@@ -117,6 +117,18 @@ def test_the_doctor_names_unmatched_training_identities_and_empty_test_identitie
     assert any("have no thermal image" in f.problem and "0010" in f.items for f in report.errors)
 
 
+def test_an_infrared_index_copied_from_the_visible_one_is_refused(llcm_tree):
+    index = llcm_tree / "idx"
+    (index / "train_nir.txt").write_text((index / "train_vis.txt").read_text())
+    report = LLCMDataset(str(llcm_tree)).check()
+    assert any(
+        "are listed in both idx/train_vis.txt and idx/train_nir.txt" in f.problem
+        for f in report.errors
+    ), report.text()
+    with pytest.raises(DatasetError, match=r"image\(s\) for both modalities .* a copy of the"):
+        LLCMDataset(str(llcm_tree)).train_split()
+
+
 def test_a_smoke_run_trains_on_an_llcm_tree_and_reports_both_protocols(llcm_tree, tmp_path):
     overrides = [o for o in TINY if not o.startswith("dataset.")] + [
         "+debug=fast",

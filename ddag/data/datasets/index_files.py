@@ -54,6 +54,12 @@ def unmatched_identities(visible: List[int], thermal: List[int]) -> List[str]:
     ]
 
 
+def images_in_both(visible: List[Tuple[str, int]], thermal: List[Tuple[str, int]]) -> List[str]:
+    """Image paths that both modalities' index rows list (one file cannot be both a visible and
+    an infrared image: a thermal index copied from the visible one)."""
+    return sorted({path for path, _ in visible} & {path for path, _ in thermal})
+
+
 def shared_label_mapping(
     visible: List[Tuple[str, int]], thermal: List[Tuple[str, int]], where: str, fix: str
 ) -> Dict[int, int]:
@@ -66,5 +72,12 @@ def shared_label_mapping(
             f"{where} list different identities for the two modalities ({len(unmatched)} "
             f"unmatched: {', '.join(unmatched[:5])}). A training label must mean the same "
             f"person in both; {fix}"
+        )
+    both = images_in_both(visible, thermal)
+    if both:
+        raise DatasetError(
+            f"{where} list {len(both)} image(s) for both modalities (first: {both[0]}): one file "
+            f"cannot be a visible and an infrared image (is one index file a copy of the "
+            f"other?); {fix}"
         )
     return {label: i for i, label in enumerate(sorted(set(v_ids)))}

@@ -19,6 +19,7 @@ from typing import List, Tuple
 
 from ddag.data.datasets.base import FileImageSet, Split, VIReIDDataset, is_image_file
 from ddag.data.datasets.index_files import (
+    images_in_both,
     read_index_file,
     shared_label_mapping,
     unmatched_identities,
@@ -142,6 +143,17 @@ class LLCMDataset(VIReIDDataset):
                 f"the training index files list different identities ({len(unmatched)} unmatched)",
                 "list every training identity in both files (a label is one person in both)",
                 unmatched,
+            )
+            return report
+        both = images_in_both(rows["visible"], rows["thermal"])
+        if both:
+            report.add(
+                "error",
+                f"{len(both)} training image(s) are listed in both {INDEX_FILES['visible']} and "
+                f"{INDEX_FILES['thermal']}",
+                "list visible images in the one and infrared images in the other (is one a copy "
+                "of the other?)",
+                both,
             )
             return report
         compare_count(

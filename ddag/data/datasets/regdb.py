@@ -16,6 +16,7 @@ import numpy as np
 
 from ddag.data.datasets.base import FileImageSet, Split, VIReIDDataset
 from ddag.data.datasets.index_files import (
+    images_in_both,
     read_index_file,
     shared_label_mapping,
     unmatched_identities,
@@ -133,6 +134,16 @@ class RegDBDataset(VIReIDDataset):
                         else " (a query whose identity has no gallery image cannot be scored)"
                     ),
                     unmatched,
+                )
+            both = images_in_both(*(self._rows(split, m) for m in ("visible", "thermal")))
+            if both:
+                report.add(
+                    "error",
+                    f"trial {self.trial} {split}: {len(both)} image(s) are listed in both the "
+                    "visible and the thermal index file",
+                    "list visible images in the one and thermal images in the other (is one a "
+                    "copy of the other?)",
+                    both,
                 )
         if report.errors:
             return report
