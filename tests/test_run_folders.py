@@ -42,6 +42,11 @@ def test_a_finished_run_dataset_root_or_file_is_refused_as_the_run_folder(tmp_pa
     assert "Traceback" not in refused.stdout + refused.stderr
     allowed = run_cli(*quick, f"hydra.run.dir={finished}", "overwrite=true")
     assert allowed.returncode == 0, allowed.stdout[-2000:] + allowed.stderr[-2000:]
+    # The replaced run is set aside whole: no old checkpoint stands beside the new records.
+    (aside,) = (finished / "replaced").iterdir()
+    assert (aside / "checkpoints" / "best.ckpt").read_bytes() == b"last week's model"
+    assert (aside / "results.json").is_file() and not (finished / "checkpoints").exists()
+    assert f"was moved to {aside}" in allowed.stdout + allowed.stderr
 
 
 def test_paths_output_dir_pointing_at_a_file_is_a_config_error(tmp_path):

@@ -69,9 +69,11 @@ def is_run_folder(folder: Path) -> bool:
     )
 
 
-def finished_run_refusal(folder: Path, key: str, resuming: bool, overwrite: bool):
-    """Why a new run must not write into `folder`, which holds a run's checkpoints or results
-    (unless it resumes that run with task.resume=auto, or overwrite=true says to replace it)."""
+REPLACED_FOLDER = "replaced"
+
+
+def held_records(folder: Path) -> list:
+    """The names of the run records (`RUN_RECORDS`) that `folder` holds."""
 
     def held_by(name):
         if "*" in name:
@@ -79,7 +81,29 @@ def finished_run_refusal(folder: Path, key: str, resuming: bool, overwrite: bool
         path = folder / name
         return [name] if path.is_file() or (path.is_dir() and any(path.iterdir())) else []
 
-    held = [found for name in RUN_RECORDS for found in held_by(name)]
+    return [found for name in RUN_RECORDS for found in held_by(name)]
+
+
+def set_aside_replaced_run(folder: Path) -> Path:
+    """Move everything of the run `folder` holds (but its lock and earlier replaced runs) into
+    `folder/replaced/<time>/`, so the run that replaces it (overwrite=true) writes into a clean
+    folder: its results never stand beside the old checkpoints, and nothing is deleted."""
+    import time
+
+    aside = folder / REPLACED_FOLDER / time.strftime("%Y%m%d-%H%M%S")
+    while aside.exists():
+        aside = aside.with_name(aside.name + "+")
+    aside.mkdir(parents=True)
+    for entry in folder.iterdir():
+        if entry.name not in (LOCK_NAME, REPLACED_FOLDER):
+            entry.rename(aside / entry.name)
+    return aside
+
+
+def finished_run_refusal(folder: Path, key: str, resuming: bool, overwrite: bool):
+    """Why a new run must not write into `folder`, which holds a run's checkpoints or results
+    (unless it resumes that run with task.resume=auto, or overwrite=true says to replace it)."""
+    held = held_records(folder)
     if held and not (resuming or overwrite):
         return (
             f"{key}={folder} already holds a run ({', '.join(held)}); this run would replace "
@@ -149,6 +173,9 @@ class OutputFolderLock(Callback):
                 handle.close()
                 log.error("ConfigError: %s", refusal)
                 sys.exit(1)
+        if overwrite and not resuming and any(held_records(place) for place in records):
+            aside = set_aside_replaced_run(folder)
+            log.warning("overwrite=true: the run %s held was moved to %s", folder, aside)
         self._handles.append(handle)
 
 
