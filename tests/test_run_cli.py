@@ -216,3 +216,28 @@ def test_a_signal_outside_training_ends_any_task_in_one_line(tmp_path, number, s
     assert process.returncode == status, output[-3000:]
     name = "SIGINT" if number == signal.SIGINT else "SIGTERM"
     assert f"stopped by {name} during task=bench" in output and "Traceback" not in output
+
+
+@pytest.mark.slow
+def test_the_next_run_in_a_folder_says_its_previous_process_died_by_a_signal(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["task=bench", "task.parts=[metrics]", "task.repeats=10000", "task.warmup=0"]
+    process = _start_run([*args, f"hydra.run.dir={run_dir}"])
+    lines = []
+    try:
+        _wait_for(process, "benchmark parts metrics", lines)
+        process.send_signal(signal.SIGSEGV)
+        process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -signal.SIGSEGV
+    after = run_cli("task=prepare", "task.mode=check", f"hydra.run.dir={run_dir}")
+    output = after.stdout + after.stderr
+    assert after.returncode == 0, output[-3000:]
+    assert f"the previous process in {run_dir} (pid {process.pid}, started " in output
+    assert "died without closing its run, last writing to run.log at" in output
+    log = (run_dir / "run.log").read_text()
+    assert "\n[" in log.split("died without closing its run")[0][-300:]  # on a line of its own
+    again = run_cli("task=prepare", "task.mode=check", f"hydra.run.dir={run_dir}")
+    assert "died without closing" not in again.stdout + again.stderr  # that run ended cleanly

@@ -1,9 +1,11 @@
 """Hydra callbacks: one live run per output folder, no finished run overwritten, and a sweep's
 end: the summary over seeds, then the report of failed jobs."""
 
+import atexit
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -12,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ddag.errors import FAILED_MARKER
 from ddag.reporting.sweep_summary import setting_of, summarize, summary_markdown, write_summary
-from ddag.utils.locks import UnsafeLockFile, try_lock
+from ddag.utils.locks import UnsafeLockFile, abrupt_end, mark_ended, try_lock
 from ddag.utils.logging import current_rank, get_logger
 
 log = get_logger(__name__)
@@ -125,6 +127,12 @@ class OutputFolderLock(Callback):
 
     def __init__(self):
         self._handles = []
+        self._notes = []
+
+    def on_job_start(self, config: DictConfig, **kwargs) -> None:
+        for note in self._notes:  # now that the job's run.log is open
+            log.warning(note)
+        self._notes = []
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         folder = Path(str(config.hydra.run.dir))
@@ -173,10 +181,36 @@ class OutputFolderLock(Callback):
                 handle.close()
                 log.error("ConfigError: %s", refusal)
                 sys.exit(1)
+        self._note_abrupt_end(folder, getattr(handle, "previous", ""))
+        atexit.register(mark_ended, handle)
         if overwrite and not resuming and any(held_records(place) for place in records):
             aside = set_aside_replaced_run(folder)
             log.warning("overwrite=true: the run %s held was moved to %s", folder, aside)
         self._handles.append(handle)
+
+    def _note_abrupt_end(self, folder: Path, previous: str) -> None:
+        """Say that the process that last ran in `folder` died at once, and when (its run.log,
+        which then ends mid-line, is closed with a line break first)."""
+        ended = abrupt_end(previous)
+        if ended is None:
+            return
+        pid, started = ended
+        run_log, last = folder / "run.log", "an unknown time"
+        if run_log.is_file() and not run_log.is_symlink():
+            last = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run_log.stat().st_mtime))
+            fd = os.open(run_log, os.O_RDWR | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb+") as text:
+                size = text.seek(0, os.SEEK_END)
+                if size:
+                    text.seek(size - 1)
+                    if text.read(1) != b"\n":  # the dead process's last line ended mid-way
+                        text.write(b"\n")
+        self._notes.append(
+            f"the previous process in {folder} (pid {pid}, started {started}) died without "
+            f"closing its run, last writing to run.log at {last}: it was killed by a signal "
+            "(SIGKILL, SIGSEGV, the out-of-memory killer) or the machine stopped. Its last "
+            "checkpoint is what a resume continues from"
+        )
 
 
 def finished_jobs(sweep_dir: Path) -> list:

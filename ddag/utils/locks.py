@@ -6,7 +6,9 @@ file: a link planted in a run folder cannot make the lock write into another fil
 
 import fcntl
 import os
+import re
 import stat
+import time
 from pathlib import Path
 from typing import IO, Optional, Tuple
 
@@ -30,9 +32,14 @@ def _open_lock(path: Path) -> IO:
     return os.fdopen(fd, "r+")
 
 
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
 def try_lock(path: Path) -> Tuple[Optional[IO], str]:
     """(open handle holding the lock, "") or (None, who holds it); the lock file records our
-    pid while we hold it. UnsafeLockFile when the path is a link or not a regular file."""
+    pid and start time while we hold it (and `mark_ended` the end). What it held before is on
+    `handle.previous`. UnsafeLockFile when the path is a link or not a regular file."""
     handle = _open_lock(Path(path))
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -42,7 +49,29 @@ def try_lock(path: Path) -> Tuple[Optional[IO], str]:
         handle.close()
         return None, holder
     handle.seek(0)
+    handle.previous = handle.read(200)
+    handle.seek(0)
     handle.truncate()
-    handle.write(f"pid {os.getpid()}\n")
+    handle.write(f"pid {os.getpid()} started {_now()}\n")
     handle.flush()
     return handle, ""
+
+
+def mark_ended(handle: IO) -> None:
+    """Record on a held lock that its process ended through Python (normally, by an error or by
+    a handled signal); a lock without it was left by a process that died at once."""
+    try:
+        handle.write(f"ended {_now()}\n")
+        handle.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def abrupt_end(previous: str) -> Optional[Tuple[str, str]]:
+    """(pid, start time) of the process that held a lock before, when it did not end through
+    Python: killed by a signal such as SIGKILL or SIGSEGV, out of memory, or the machine
+    stopped. None when it ended cleanly or the record predates start times."""
+    found = re.match(r"pid (\d+) started ([\d-]+ [\d:]+)\n", previous or "")
+    if not found or "ended " in previous:
+        return None
+    return found.group(1), found.group(2)
