@@ -130,3 +130,29 @@ def test_paths_output_dir_at_a_finished_run_is_refused_as_hydra_run_dir_is(tmp_p
     assert result.returncode == 1, output[-2000:]
     assert f"paths.output_dir={finished} already holds a run (results.json)" in output
     assert (finished / "results.json").read_text() == "[]"
+
+
+def test_a_single_run_and_a_live_sweep_never_share_a_job_folder(tmp_path):
+    from ddag.config.callbacks import LOCK_NAME
+    from ddag.utils.locks import try_lock
+
+    sweep = tmp_path / "sweep"
+    (sweep / "0").mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text("{}")
+    quick = ["task=prepare", "task.mode=check"]
+    held, _ = try_lock(sweep / LOCK_NAME)  # the sweep's process, running its jobs
+    try:
+        single = run_cli(*quick, f"hydra.run.dir={sweep / '0'}")
+    finally:
+        held.close()
+    output = single.stdout + single.stderr
+    assert single.returncode == 1, output[-2000:]
+    assert f"is in use by the live sweep in {sweep} (pid" in output
+    assert not (sweep / "0" / ".hydra").exists()
+    held, _ = try_lock(sweep / "0" / LOCK_NAME)  # now a single run lives in job folder 0
+    try:
+        swept = run_cli("-m", *quick, "seed=0,1", f"hydra.sweep.dir={sweep}")
+    finally:
+        held.close()
+    output = swept.stdout + swept.stderr
+    assert swept.returncode == 1 and f"{sweep / '0'} is in use by a live run (pid" in output

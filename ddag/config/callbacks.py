@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ddag.errors import FAILED_MARKER
 from ddag.reporting.sweep_summary import setting_of, summarize, summary_markdown, write_summary
-from ddag.utils.locks import UnsafeLockFile, abrupt_end, mark_ended, try_lock
+from ddag.utils.locks import UnsafeLockFile, abrupt_end, live_holder, mark_ended, try_lock
 from ddag.utils.logging import current_rank, get_logger
 
 log = get_logger(__name__)
@@ -136,6 +136,8 @@ class OutputFolderLock(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         folder = Path(str(config.hydra.run.dir))
+        if (folder.parent / "multirun.yaml").is_file():  # a job folder of a sweep
+            self._refuse_live(folder, folder.parent, "hydra.run.dir")
         self._lock(folder, "hydra.run.dir", config, [folder])
         # paths.output_dir set to another folder receives the checkpoints and results: the
         # same refusals and lock apply there.
@@ -147,7 +149,25 @@ class OutputFolderLock(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         folder = Path(str(config.hydra.sweep.dir))
         jobs = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        for job in jobs:  # a single run started in one of its job folders
+            self._refuse_live(job, job, "hydra.sweep.dir")
         self._lock(folder, "hydra.sweep.dir", config, [folder, *jobs])
+
+    @staticmethod
+    def _refuse_live(folder: Path, holder_folder: Path, key: str) -> None:
+        holder = live_holder(holder_folder / LOCK_NAME)
+        if holder is None or current_rank() != 0 or os.environ.get("MS_ROLE") == "MS_SCHED":
+            return
+        what = "a live run" if folder == holder_folder else f"the live sweep in {holder_folder}"
+        log.error(
+            "ConfigError: %s is in use by %s (%s): both would write its checkpoints and "
+            "results. Wait for it to finish, or give this one its own folder: %s=<new folder>",
+            folder,
+            what,
+            holder,
+            key,
+        )
+        sys.exit(1)
 
     def _lock(self, folder: Path, key: str, config: DictConfig, records) -> None:
         """Refuse a file or dataset root, lock the folder (or stop: a live run holds it), then

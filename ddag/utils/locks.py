@@ -57,6 +57,26 @@ def try_lock(path: Path) -> Tuple[Optional[IO], str]:
     return handle, ""
 
 
+def live_holder(path: Path) -> Optional[str]:
+    """Who holds the lock at `path` now ("pid N ..."), or None when no live process does (no
+    lock file, a link or other non-file, or a lock left by a process that has ended)."""
+    path = Path(path)
+    if not path.is_file() or path.is_symlink():
+        return None
+    try:
+        handle = _open_lock(path)
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            text = handle.read(200).strip()
+            return text.splitlines()[0] if text else "another process"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return None
+
+
 def mark_ended(handle: IO) -> None:
     """Record on a held lock that its process ended through Python (normally, by an error or by
     a handled signal); a lock without it was left by a process that died at once."""
