@@ -13,6 +13,19 @@ import sys
 import time
 from pathlib import Path
 
+
+def _stop_before_start(signum, frame) -> None:
+    """SIGINT or SIGTERM while ddag loads and checks the command line: nothing is written yet,
+    and an exception raised inside an import can abort the interpreter, so: one line, exit."""
+    name = signal.Signals(signum).name
+    os.write(2, f"stopped by {name} while starting; nothing was written\n".encode())
+    os._exit(128 + signum)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, _stop_before_start)
+    signal.signal(signal.SIGTERM, _stop_before_start)
+
 # MindSpore reads its log level (GLOG_v) once, when it is first imported: before any other import.
 from ddag.utils.mindspore_logs import apply_mindspore_log_level, level_mismatch
 from ddag.utils.native_logs import attach_run_log, route_native_logs
@@ -31,7 +44,7 @@ from ddag.config.context import RunContext
 from ddag.config.overrides import check_command_line, help_text
 from ddag.config.run_config import run_config
 from ddag.config.schema import register_configs
-from ddag.errors import FAILED_MARKER, DdagError, Interrupted
+from ddag.errors import FAILED_MARKER, NOT_FINISHED_MARKER, DdagError, Interrupted
 
 log = logging.getLogger("ddag")
 CONF_DIR = Path(__file__).resolve().parent / "conf"
@@ -97,13 +110,38 @@ def _stopped(err: KeyboardInterrupt, task: str) -> None:
     """One line for a task stopped by SIGINT or SIGTERM outside training, then its exit status
     (130, 143), as a shell reports a process the signal ended."""
     name = "SIGTERM" if isinstance(err, Terminated) else "SIGINT"
-    log.error(
-        "stopped by %s during task=%s; its outputs are written when it finishes, so this run "
-        "folder keeps only run.log and .hydra/. Run the same command again",
-        name,
-        task,
+    message = (
+        f"stopped by {name} during task={task}; its outputs are written when it finishes, so "
+        "this run folder keeps only run.log and .hydra/. Run the same command again"
+    )
+    log.error(message)
+    _mark_not_finished(message)
+    sys.exit(143 if isinstance(err, Terminated) else 130)
+
+
+def _stopped_while_starting(err: KeyboardInterrupt) -> None:
+    """SIGINT or SIGTERM while Hydra composes the config and prepares the run folder."""
+    name = "SIGTERM" if isinstance(err, Terminated) else "SIGINT"
+    message = f"stopped by {name} while the run was starting: nothing was run"
+    sys.stderr.write(
+        message + (" (the folder keeps only its config)\n" if _mark_not_finished(message) else "\n")
     )
     sys.exit(143 if isinstance(err, Terminated) else 130)
+
+
+def _mark_not_finished(message: str) -> bool:
+    """Write NOT_FINISHED, saying why, into the run folder when there is one: a folder holding
+    only run.log and .hydra/ then says itself that its run never ran to the end."""
+    if not HydraConfig.initialized():
+        return False
+    try:
+        folder = Path(HydraConfig.get().runtime.output_dir)
+        if folder.is_dir():
+            (folder / NOT_FINISHED_MARKER).write_text(message + "\n")
+            return True
+    except Exception:  # a stop while Hydra sets the folder up: there is nothing to mark
+        pass
+    return False
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -157,7 +195,14 @@ def _check_command_line(argv: list) -> None:
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _raise_terminated)
     _check_command_line(sys.argv[1:])
     sys.argv += _rank_overrides()
-    main()
+    # From here on a stop is an exception: the run folder may exist, and it is marked.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        main()
+    except KeyboardInterrupt as stop:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        _stopped_while_starting(stop)

@@ -7,6 +7,8 @@ paragraph instead of a traceback.
 # File a failed job of a sweep leaves in its run folder, holding the error (run.py writes it;
 # the sweep's end report and task=table look for it).
 FAILED_MARKER = "FAILED"
+# A run folder whose run was stopped before it wrote anything but its config and log.
+NOT_FINISHED_MARKER = "NOT_FINISHED"
 
 
 class DdagError(Exception):

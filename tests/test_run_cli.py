@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -216,6 +217,22 @@ def test_a_signal_outside_training_ends_any_task_in_one_line(tmp_path, number, s
     assert process.returncode == status, output[-3000:]
     name = "SIGINT" if number == signal.SIGINT else "SIGTERM"
     assert f"stopped by {name} during task=bench" in output and "Traceback" not in output
+    marker = (tmp_path / "run" / "NOT_FINISHED").read_text()  # the folder says it never finished
+    assert f"stopped by {name} during task=bench" in marker
+
+
+@pytest.mark.parametrize("number, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_ddag_loads_ends_in_one_line_and_writes_nothing(tmp_path, number, status):
+    """Stopped during the imports and the command-line check: a KeyboardInterrupt raised
+    inside an import printed ~30 frames, or aborted the interpreter (exit -6)."""
+    process = _start_run([f"hydra.run.dir={tmp_path / 'run'}"])
+    time.sleep(0.3)
+    process.send_signal(number)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == status, output[-3000:]
+    name = "SIGINT" if number == signal.SIGINT else "SIGTERM"
+    assert output.strip() == f"stopped by {name} while starting; nothing was written"
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow
@@ -226,6 +243,7 @@ def test_the_next_run_in_a_folder_says_its_previous_process_died_by_a_signal(tmp
     lines = []
     try:
         _wait_for(process, "benchmark parts metrics", lines)
+        time.sleep(0.5)  # the line reaches run.log just after the console
         process.send_signal(signal.SIGSEGV)
         process.communicate(timeout=120)
     finally:

@@ -12,7 +12,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from ddag.errors import FAILED_MARKER
+from ddag.errors import FAILED_MARKER, NOT_FINISHED_MARKER
 from ddag.reporting.sweep_summary import setting_of, summarize, summary_markdown, write_summary
 from ddag.utils.locks import UnsafeLockFile, abrupt_end, live_holder, mark_ended, try_lock
 from ddag.utils.logging import current_rank, get_logger
@@ -202,6 +202,7 @@ class OutputFolderLock(Callback):
                 log.error("ConfigError: %s", refusal)
                 sys.exit(1)
         self._note_abrupt_end(folder, getattr(handle, "previous", ""))
+        (folder / NOT_FINISHED_MARKER).unlink(missing_ok=True)  # this run starts it again
         atexit.register(mark_ended, handle)
         if overwrite and not resuming and any(held_records(place) for place in records):
             aside = set_aside_replaced_run(folder)
