@@ -7,7 +7,7 @@ ranking = model.search("query_folder", "gallery_folder", query_modality="thermal
 """
 
 from dataclasses import dataclass
-from typing import List, Union
+from typing import List, Optional, Union
 
 import numpy as np
 
@@ -18,7 +18,12 @@ from ddag.data.loader import LoaderSettings
 from ddag.engine.runtime import RuntimeSettings, setup_runtime
 from ddag.errors import ConfigError
 from ddag.evaluation.features import MODALITY_CODES, FeatureExtractor
-from ddag.evaluation.metrics import nearest, pairwise_distance
+from ddag.evaluation.metrics import (
+    known_average_precision,
+    nearest,
+    pairwise_distance,
+    ranking_scores,
+)
 from ddag.evaluation.onnx_engine import BACKENDS, onnx_engine
 
 Images = Union[str, List[str], np.ndarray, ImageSet]
@@ -54,31 +59,48 @@ def pixel_array(images: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Ranking:
-    """Top-k gallery matches per query: indices (Q, k) into the gallery, distances (Q, k)."""
+    """Top-k gallery matches per query: indices (Q, k) into the gallery and their distances
+    (Q, k) of the kind `distance` (lower is closer); `average_precision` (Q,) over the whole
+    gallery where the identities are known (NaN for a query whose identity it lacks)."""
 
     query: ImageSet
     gallery: ImageSet
     indices: np.ndarray
     distances: np.ndarray
+    distance: str = "cosine"
+    average_precision: Optional[np.ndarray] = None
 
     def to_dict(self) -> dict:
-        return {
-            "queries": [
+        """JSON-ready: per query its matches, each with the score the pictures show (cosine and
+        inner: "similarity", higher is closer; euclidean: "distance", lower is closer) and
+        whether it is the query's identity (null where identities are unknown)."""
+        name, scores = ranking_scores(self.distances, self.distance)
+        closer = "higher" if name == "similarity" else "lower"
+        queries = []
+        for q in range(len(self.query)):
+            query_id = int(self.query.ids[q])
+            ap = None if self.average_precision is None else self.average_precision[q]
+            matches = []
+            for g, score in zip(self.indices[q], scores[q]):
+                gallery_id = int(self.gallery.ids[g])
+                known = query_id >= 0 and gallery_id >= 0
+                matches.append(
+                    {
+                        "gallery": self.gallery.names[g],
+                        "gallery_id": gallery_id,
+                        name: float(score),
+                        "correct": (gallery_id == query_id) if known else None,
+                    }
+                )
+            queries.append(
                 {
                     "query": self.query.names[q],
-                    "query_id": int(self.query.ids[q]),
-                    "matches": [
-                        {
-                            "gallery": self.gallery.names[g],
-                            "gallery_id": int(self.gallery.ids[g]),
-                            "distance": float(d),
-                        }
-                        for g, d in zip(self.indices[q], self.distances[q])
-                    ],
+                    "query_id": query_id,
+                    "average_precision": None if ap is None or np.isnan(ap) else float(ap),
+                    "matches": matches,
                 }
-                for q in range(len(self.query))
-            ]
-        }
+            )
+        return {"score": f"{name} ({self.distance}; {closer} is closer)", "queries": queries}
 
 
 class ReIDModel:
@@ -154,8 +176,16 @@ class ReIDModel:
         pick = FEATURES.index(feature)
         q = self.extract(query_set, query_modality)[pick]
         g = self.extract(gallery_set, gallery_modality)[pick]
-        order, distances = nearest(pairwise_distance(q, g, distance), top_k)
-        return Ranking(query_set, gallery_set, order, distances)
+        all_distances = pairwise_distance(q, g, distance)
+        order, distances = nearest(all_distances, top_k)
+        return Ranking(
+            query_set,
+            gallery_set,
+            order,
+            distances,
+            distance,
+            known_average_precision(all_distances, query_set.ids, gallery_set.ids),
+        )
 
 
 def load_model(

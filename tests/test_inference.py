@@ -191,10 +191,10 @@ def test_api_feature_names_are_exact(trained, tmp_path):
         model.search(pixels, pixels, "thermal", top_k=0)
 
 
-def test_ranking_image_draws_the_asked_queries_in_numeric_identity_order():
+def test_ranking_image_draws_queries_across_identities_in_numeric_order():
     from ddag.api import Ranking
     from ddag.data.datasets.base import ArrayImageSet
-    from ddag.reporting.plots import query_order, ranking_image
+    from ddag.reporting.plots import query_order, ranking_image, shown_queries
 
     pixels = np.full((4, 96, 48, 3), 128, np.uint8)
     query = ArrayImageSet(pixels, [10, 2, 2, 33], [3] * 4, ["q0", "q2", "q1", "q3"])
@@ -202,6 +202,8 @@ def test_ranking_image_draws_the_asked_queries_in_numeric_identity_order():
     indices = np.array([[1, 0], [0, 1], [0, 1], [2, 3]])
     distances = -np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.6, 0.4]])
     assert list(query_order(query.ids, query.names)) == [2, 1, 0, 3]  # id 2 (q1, q2), 10, 33
+    assert list(shown_queries(query.ids, query.names, 3)) == [2, 0, 3]  # one per identity first
+    assert list(shown_queries(query.ids, query.names, 9)) == [2, 0, 3, 1]  # then the second
     image = ranking_image(Ranking(query, gallery, indices, distances), max_queries=3)
     one_row = ranking_image(Ranking(query, gallery, indices, distances), max_queries=1)
     assert image.shape[1] == one_row.shape[1]  # query + 2 matches per row
@@ -217,6 +219,40 @@ def test_ranking_image_draws_the_asked_queries_in_numeric_identity_order():
     # Row 1 is query q1 (id 2): its first match has id 2 (green), its second id 10 (red).
     assert colour_share(0, 1, green) > 0.02 and colour_share(0, 1, red) == 0
     assert colour_share(0, 2, red) > 0.02 and colour_share(0, 2, green) == 0
-    # Row 2 is q2 (id 2) with the same matches; row 3 is q0 (id 10): green first, red second.
-    assert colour_share(2, 1, green) > 0.02 and colour_share(2, 2, red) > 0.02
+    # Rows 2 and 3 are q0 (id 10) and q3 (id 33): each green first, red second.
+    for row in (1, 2):
+        assert colour_share(row, 1, green) > 0.02 and colour_share(row, 2, red) > 0.02
     assert colour_share(0, 0, green) == colour_share(0, 0, red) == 0  # the query: no frame
+
+
+def test_a_ranking_records_similarities_right_or_wrong_and_each_querys_ap():
+    from ddag.api import Ranking
+    from ddag.data.datasets.base import ArrayImageSet
+    from ddag.evaluation.metrics import known_average_precision, nearest, pairwise_distance
+
+    rng = np.random.default_rng(0)
+    q_ids, g_ids = np.array([1, 2, -1]), np.array([1, 2, 1, 3, 2])
+    q, g = rng.normal(size=(3, 4)), rng.normal(size=(5, 4))
+    distances = pairwise_distance(q, g, "cosine")
+    pixels = np.zeros((5, 8, 4, 3), np.uint8)
+    query = ArrayImageSet(pixels[:3], q_ids, [3] * 3, ["a", "b", "c"])
+    gallery = ArrayImageSet(pixels, g_ids, [1] * 5, list("vwxyz"))
+    order, top = nearest(distances, 2)
+    ap = known_average_precision(distances, q_ids, g_ids)
+    record = Ranking(query, gallery, order, top, "cosine", ap).to_dict()
+    assert record["score"] == "similarity (cosine; higher is closer)"
+    first = record["queries"][0]["matches"][0]
+    similarity = float(
+        q[0] @ g[order[0, 0]] / np.linalg.norm(q[0]) / np.linalg.norm(g[order[0, 0]])
+    )
+    assert first["similarity"] == pytest.approx(similarity) and "distance" not in first
+    assert first["correct"] == (g_ids[order[0, 0]] == 1)
+    assert record["queries"][2]["average_precision"] is None  # its identity is unknown
+    assert all(m["correct"] is None for m in record["queries"][2]["matches"])
+    for row, identity in enumerate(q_ids[:2]):  # AP straight from the sorted gallery
+        hits = g_ids[np.argsort(distances[row], kind="stable")] == identity
+        direct = np.mean(np.cumsum(hits)[hits] / (np.flatnonzero(hits) + 1))
+        assert record["queries"][row]["average_precision"] == pytest.approx(direct)
+    euclidean = Ranking(query, gallery, order, top, "euclidean").to_dict()
+    assert euclidean["score"] == "distance (euclidean; lower is closer)"
+    assert euclidean["queries"][0]["matches"][0]["distance"] == pytest.approx(top[0, 0])

@@ -51,6 +51,10 @@ def test_every_picture_is_written_with_a_record_of_what_it_shows(pictures):
     _picture(out / "graph.png", 500, 500)
     strips = _picture(out / "actmap.png", 500, 300)
     assert strips.shape[0] == 3 * 360  # task.num_queries strips of one row each
+    queries = drawn["actmap"]["queries"]
+    assert len({q["query_id"] for q in queries}) == 3  # across identities, not three of one
+    for query in queries:
+        assert query["correct"] == [i == query["query_id"] for i in query["ids"]]
     assert record["tsne"]["identities"] == sorted(record["tsne"]["identities"])
     assert len(record["tsne"]["identities"]) == 6  # task.max_ids of the 6 test identities
 

@@ -25,7 +25,7 @@ from typing import List, Optional, Union
 import numpy as np
 
 from ddag.errors import EvaluationError
-from ddag.evaluation.gallery_rules import SYSU, GalleryRule
+from ddag.evaluation.gallery_rules import REGDB, SYSU, GalleryRule
 
 DISTANCES = ("cosine", "euclidean", "inner")
 
@@ -313,6 +313,42 @@ def cosine_distance(query_features: np.ndarray, gallery_features: np.ndarray) ->
 def pairwise_distance(query_features, gallery_features, distance: str = "cosine") -> np.ndarray:
     """(num_query, num_gallery) distances of the named kind (`DISTANCES`); lower is closer."""
     return DistanceBlocks(query_features, gallery_features, distance).full()
+
+
+def average_precision_per_query(distmat, query_ids, gallery_ids) -> np.ndarray:
+    """(Q,) average precision of each query over the whole gallery (every entry kept, as RegDB's
+    rule), NaN where the gallery holds none of the query's identity."""
+    distmat = np.asarray(distmat, dtype=np.float64)
+    query_ids, gallery_ids = np.asarray(query_ids), np.asarray(gallery_ids)
+    parts = [
+        _query_stats(distmat[rows], query_ids[rows], gallery_ids, None, None, REGDB)[1]
+        for rows in _row_blocks(*distmat.shape)
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def known_average_precision(distmat, query_ids, gallery_ids) -> Optional[np.ndarray]:
+    """`average_precision_per_query` where the identities are known (ids >= 0): None when no
+    gallery identity is known, NaN for a query whose own identity is not."""
+    query_ids, gallery_ids = np.asarray(query_ids), np.asarray(gallery_ids)
+    if len(gallery_ids) == 0 or np.any(gallery_ids < 0):
+        return None
+    known = np.flatnonzero(query_ids >= 0)
+    average_precision = np.full(len(query_ids), np.nan)
+    if len(known):
+        average_precision[known] = average_precision_per_query(
+            np.asarray(distmat)[known], query_ids[known], gallery_ids
+        )
+    return average_precision
+
+
+def ranking_scores(distances: np.ndarray, distance: str):
+    """(name, values) a ranking shows for distances of a kind: ("similarity", -distances) for
+    cosine and inner products (higher is closer), ("distance", distances) for euclidean (lower
+    is closer)."""
+    if distance == "euclidean":
+        return "distance", np.asarray(distances)
+    return "similarity", -np.asarray(distances)
 
 
 def nearest(distances: np.ndarray, k: int):

@@ -101,13 +101,34 @@ def _image_strip(images: List[np.ndarray], titles, heading: str):
 
 
 def part_weight_figure(images: List[np.ndarray], rows: List, weights: np.ndarray, titles):
-    """Each image with its IWPA parts as horizontal bands, shaded by their weight."""
-    figure, axes = _image_strip(images, titles, "IWPA part weights")
+    """Each image with its IWPA parts drawn as the network pools them: beside the image, one
+    bar per part spanning the image rows the part averages (adaptive pooling's bins, which
+    overlap), coloured and labelled by the part's weight."""
+    figure, axes = _image_strip(images, titles, "IWPA parts: rows each part pools, its weight")
     cmap = plt.get_cmap("viridis")
-    for axis, weight in zip(axes, weights):
-        for (top, bottom), w in zip(rows, weight):
-            axis.axhspan(top - 0.5, bottom - 0.5, color=cmap(float(w)), alpha=0.35)
-            axis.text(1, (top + bottom) / 2, f"{w:.2f}", color="white", fontsize=7, va="center")
+    for axis, image, weight in zip(axes, images, weights):
+        height, width = image.shape[:2]
+        bar = max(3.0, width / 4)
+        for p, ((top, bottom), w) in enumerate(zip(rows, weight)):
+            left = width + 1 + p * (bar + 1)
+            axis.add_patch(
+                plt.Rectangle(
+                    (left, top - 0.5), bar, bottom - top, color=cmap(float(w)), clip_on=False
+                )
+            )
+            axis.text(
+                left + bar / 2,
+                (top + bottom) / 2,
+                f"{w:.2f}",
+                rotation=90,
+                color="white",
+                fontsize=6,
+                ha="center",
+                va="center",
+            )
+            axis.hlines([top - 0.5, bottom - 0.5], -0.5, left, colors="white", linewidth=0.4)
+        axis.set_xlim(-0.5, width + 1 + len(rows) * (bar + 1))
+        axis.set_ylim(height - 0.5, -0.5)
     figure.tight_layout()
     return _array(figure)
 
@@ -124,12 +145,18 @@ def graph_attention_figure(attention: np.ndarray, labels: List[str]) -> np.ndarr
     return _array(figure)
 
 
-def actmap_figure(images: List[np.ndarray], maps: List[np.ndarray], titles) -> np.ndarray:
-    """Images with their activation maps overlaid (jet colours, half transparent)."""
+def actmap_figure(
+    images: List[np.ndarray], maps: List[np.ndarray], titles, colours=None
+) -> np.ndarray:
+    """Images with their activation maps overlaid (jet colours, half transparent), each framed
+    in its colour (`match_colour`: a match right or wrong) where `colours` are given."""
     heading = "activation maps (channel-wise L2 norm of the last feature map)"
     figure, axes = _image_strip(images, titles, heading)
-    for axis, heat in zip(axes, maps):
+    for index, (axis, heat) in enumerate(zip(axes, maps)):
         axis.imshow(heat, cmap="jet", alpha=0.5, vmin=0, vmax=1)
+        if colours is not None and colours[index] is not None:
+            for spine in axis.spines.values():
+                spine.set(color=colours[index], linewidth=4)
     figure.tight_layout()
     return _array(figure)
 
@@ -137,7 +164,15 @@ def actmap_figure(images: List[np.ndarray], maps: List[np.ndarray], titles) -> n
 MATCH, MISMATCH, UNKNOWN = "#00aa00", "#dc0000", "#969696"
 
 
-def ranking_figure(rows, distance: str = "cosine", thumb=(48, 96)) -> np.ndarray:
+def match_colour(query_id: int, match_id: int) -> str:
+    """Green for a match of the query's identity, red for another, grey where either is
+    unknown (negative)."""
+    if query_id < 0 or match_id < 0:
+        return UNKNOWN
+    return MATCH if match_id == query_id else MISMATCH
+
+
+def ranking_figure(rows, distance: str = "cosine", thumb=(48, 96), notes=None) -> np.ndarray:
     """A rank list: one row per query, the query then its matches, each titled (query: its
     identity; match: rank, identity and score, cosine: similarity, higher is closer; euclidean:
     distance) and framed green when it shares the query's identity, red when it does not (both
@@ -147,21 +182,21 @@ def ranking_figure(rows, distance: str = "cosine", thumb=(48, 96)) -> np.ndarray
         rows: per query, (query image, query id, [(match image, match id, distance), ...]).
         distance: "cosine" (scores shown as similarity, the negated distance) or "euclidean".
         thumb: (width, height) of each picture in pixels, at 100 dpi.
+        notes: per query, a line added under its title (its AP), or None.
     """
     columns = 1 + max((len(matches) for _, _, matches in rows), default=0)
     width, height = thumb[0] / 100 + 0.35, thumb[1] / 100 + 0.45
     figure, axes = plt.subplots(
         len(rows), columns, figsize=(columns * width, len(rows) * height), dpi=100, squeeze=False
     )
-    score_name = "sim" if distance == "cosine" else "dist"
+    score_name = "sim" if distance != "euclidean" else "dist"
     for r, (query, query_id, matches) in enumerate(rows):
-        cells = [(query, f"query\nid {query_id}", "black", 1)]
+        note = f"\n{notes[r]}" if notes and notes[r] else ""
+        cells = [(query, f"query\nid {query_id}{note}", "black", 1)]
         for k, (image, match_id, value) in enumerate(matches):
-            colour = UNKNOWN
-            if query_id >= 0 and match_id >= 0:
-                colour = MATCH if match_id == query_id else MISMATCH
-            score = -value if distance == "cosine" else value
-            cells.append((image, f"#{k + 1} id {match_id}\n{score_name} {score:.2f}", colour, 4))
+            score = -value if distance != "euclidean" else value
+            title = f"#{k + 1} id {match_id}\n{score_name} {score:.2f}"
+            cells.append((image, title, match_colour(query_id, match_id), 4))
         for c, axis in enumerate(axes[r]):
             axis.set(xticks=[], yticks=[])
             if c >= len(cells):

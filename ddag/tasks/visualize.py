@@ -22,6 +22,7 @@ from ddag.evaluation.metrics import nearest, pairwise_distance
 from ddag.models.attention.cgsa import identity_adjacency
 from ddag.reporting import figures
 from ddag.reporting import visual_stats as stats
+from ddag.reporting.plots import shown_queries
 from ddag.tasks.steps.data import build_dataset
 from ddag.tasks.steps.networks import inference_model
 from ddag.tasks.steps.runtime import output_dir, setup
@@ -188,10 +189,13 @@ def draw_attention(network, split, chosen, config, out) -> dict:
 
 
 def draw_actmaps(network, split, features, ids, modality, config, out) -> dict:
+    """Thermal queries across identities (`shown_queries`), each with its top visible matches,
+    activation maps overlaid and every match framed right (green) or wrong (red)."""
     height, width = config.loader.height, config.loader.width
-    query_rows = np.flatnonzero(modality == "thermal")[: config.task.num_queries]
-    gallery_rows = np.flatnonzero(modality == "visible")
     offset = len(split.visible)  # features hold visible rows first, then thermal
+    picked = shown_queries(split.thermal.ids, split.thermal.names, config.task.num_queries)
+    query_rows = offset + picked
+    gallery_rows = np.flatnonzero(modality == "visible")
     distances = pairwise_distance(
         features[query_rows], features[gallery_rows], config.eval.distance
     )
@@ -209,9 +213,16 @@ def draw_actmaps(network, split, features, ids, modality, config, out) -> dict:
             for m in _feature_maps(network, matches, "visible")
         ]
         titles = [f"query id {ids[row]}"] + [f"#{k + 1} id {ids[g]}" for k, g in enumerate(top)]
-        strips.append(figures.actmap_figure([query] + matches, heat, titles))
+        colours = [None] + [figures.match_colour(int(ids[row]), int(ids[g])) for g in top]
+        strips.append(figures.actmap_figure([query] + matches, heat, titles, colours))
         record.append(
-            {"query": int(row - offset), "matches": top.tolist(), "ids": [int(ids[g]) for g in top]}
+            {
+                "query": int(row - offset),
+                "query_id": int(ids[row]),
+                "matches": top.tolist(),
+                "ids": [int(ids[g]) for g in top],
+                "correct": [bool(ids[g] == ids[row]) for g in top],
+            }
         )
     figures.save_png(np.concatenate(strips, axis=0), out / "actmap.png")
     return {"file": "actmap.png", "queries": record}

@@ -13,9 +13,9 @@ from ddag.config.schema import Config
 from ddag.data.datasets.base import ArrayImageSet
 from ddag.evaluation.evaluator import evaluate_features
 from ddag.evaluation.features import FeatureExtractor
-from ddag.evaluation.metrics import nearest, pairwise_distance
+from ddag.evaluation.metrics import known_average_precision, nearest, pairwise_distance
 from ddag.evaluation.results import markdown_table, write_records
-from ddag.reporting.plots import cmc_image, query_order, ranking_image, save_cmc_image
+from ddag.reporting.plots import cmc_image, ranking_image, save_cmc_image, shown_queries
 from ddag.reporting.visual_stats import sample_identities
 from ddag.utils.logging import get_logger
 
@@ -153,12 +153,19 @@ def log_test_pictures(tensorboard, features: dict, split, distance: str, step: i
             labels.append(f"{images.ids[index]} {modality}")
             thumbnails.append(_square_thumbnail(images.load(int(index))))
     tensorboard.log_embedding("test/FC_att", np.stack(rows), labels, np.stack(thumbnails), step)
-    queries = query_order(split.thermal.ids, split.thermal.names)[:RANKED_QUERIES]
+    queries = shown_queries(split.thermal.ids, split.thermal.names, RANKED_QUERIES)
     dist = pairwise_distance(
         features["thermal"]["FC_att"][queries], features["visible"]["FC_att"], distance
     )
     top, top_distances = nearest(dist, RANKED_MATCHES)
-    ranking = Ranking(_subset(split.thermal, queries), split.visible, top, top_distances)
+    ranking = Ranking(
+        _subset(split.thermal, queries),
+        split.visible,
+        top,
+        top_distances,
+        distance,
+        known_average_precision(dist, split.thermal.ids[queries], split.visible.ids),
+    )
     picture = ranking_image(ranking, RANKED_QUERIES, distance=distance)
     tensorboard.log_image("test/ranking", picture, step)
 
