@@ -270,3 +270,8 @@ def test_non_finite_features_name_the_input_size_and_what_to_change():
     extractor = FeatureExtractor(network, settings)
     with pytest.raises(EvaluationError, match=r"20 of 20 visible images at the 32x16 input"):
         extractor(_image_split().visible, "visible")
+    weight.set_data(ms.Tensor(np.ones(weight.shape, np.float32)))  # FC is finite again
+    gate = network.part_attention.gate
+    gate.set_data(ms.Tensor(np.full(gate.shape, np.nan, np.float32)))  # FC_att is not
+    with pytest.raises(EvaluationError, match=r"20 of 20 visible images"):
+        FeatureExtractor(network, settings)(_image_split().visible, "visible")

@@ -64,7 +64,8 @@ class FeatureExtractor:
         with source_errors(pipeline):
             batches = list(self._batches(pipeline, net, self.settings.test_batch_size))
         features = tuple(np.concatenate([b[i] for b in batches]) for i in (0, 1))
-        bad = int(np.count_nonzero(~np.all(np.isfinite(features[0]), axis=1)))
+        finite = np.all(np.isfinite(features[0]), axis=1) & np.all(np.isfinite(features[1]), axis=1)
+        bad = int(np.count_nonzero(~finite))  # either feature: FC_att can fail where FC does not
         if bad:
             size = f"{self.settings.height}x{self.settings.width}"
             raise EvaluationError(
