@@ -172,7 +172,7 @@ def test_ctrl_c_ends_training_cleanly_and_a_live_folder_is_not_shared(tmp_path):
     process = _start_run(args)
     lines = []
     try:
-        _wait_for(process, "epoch 1 step 2/", lines)  # epoch 0 is checkpointed, the loop runs
+        _wait_for(process, "epoch 2/100 step 2/", lines)  # epoch 1 is checkpointed, the loop runs
         second = run_cli("logger=none", "task.epochs=1", f"hydra.run.dir={run_dir}", timeout=300)
         assert second.returncode == 1, second.stdout[-2000:] + second.stderr[-2000:]
         assert "is in use by a live run" in second.stdout + second.stderr

@@ -108,7 +108,7 @@ def test_an_evaluated_checkpoint_fills_the_table_row_of_its_training_run(short_r
 
 
 def test_non_finite_loss_stops_with_the_step_number(tmp_path):
-    with pytest.raises(TrainingError, match=r"non-finite at epoch \d+, step \d+"):
+    with pytest.raises(TrainingError, match=r"non-finite during epoch \d+/\d+, at step \d+"):
         _train(
             tmp_path,
             "nan",

@@ -100,9 +100,10 @@ class ProgressLogger(Callback):
         if in_epoch % self.every_n_steps == 0 or in_epoch == trainer.steps_per_epoch:
             terms = " ".join(f"{k}={v:.4f}" for k, v in losses.items())
             scalars = "".join(f"  {k}={v:.3f}" for k, v in trainer.scalars().items())
-            log.info(
-                "epoch %d step %d/%d  %s  lr=%.2e%s%s%s",
-                state.epoch,
+            log.info(  # epochs are counted from 1 in every line (state.epoch: epochs finished)
+                "epoch %d/%d step %d/%d  %s  lr=%.2e%s%s%s",
+                state.epoch + 1,
+                trainer.epochs,
                 in_epoch,
                 trainer.steps_per_epoch,
                 terms,
@@ -210,7 +211,13 @@ class CheckpointSaver(Callback):
     def on_epoch_end(self, trainer, state):
         if state.epoch % self.every_n_epochs == 0 or state.epoch == trainer.epochs:
             state.last_checkpoint = str(self.save(trainer, state, "last.ckpt"))
-            log.info("saved %s (epoch %d)", state.last_checkpoint, state.epoch)
+            log.info(
+                "saved %s (after epoch %d/%d, step %d)",
+                state.last_checkpoint,
+                state.epoch,
+                trainer.epochs,
+                state.step,
+            )
 
 
 class PeriodicEvaluation(Callback):
@@ -264,9 +271,10 @@ class PeriodicEvaluation(Callback):
         metrics = self.evaluate_fn()
         self.history.append({"epoch": state.epoch, **metrics})
         log.info(
-            "%s after epoch %d: %s",
+            "%s after epoch %d/%d: %s",
             self.prefix,
             state.epoch,
+            trainer.epochs,
             "  ".join(f"{k}={100 * v:.2f}" for k, v in metrics.items()),
         )
         if self.tensorboard is not None:
@@ -276,7 +284,7 @@ class PeriodicEvaluation(Callback):
             if self.saver is not None:
                 self.saver.save(trainer, state, "best.ckpt", with_optimizer=False)
                 log.info(
-                    "new best %s %s=%.2f at epoch %d",
+                    "new best %s %s=%.2f after epoch %d",
                     self.prefix,
                     self.metric,
                     100 * self.best_metric,

@@ -274,7 +274,8 @@ class Trainer:
         terms = dict(zip(self.term_names, values.round(4).tolist()))
         what = "the loss" if not np.all(np.isfinite(values[1:])) else "the loss or its gradient"
         raise TrainingError(
-            f"{what} became non-finite at epoch {epoch}, step {state.step} (loss terms {terms}, "
+            f"{what} became non-finite during epoch {epoch + 1}/{self.epochs}, at step "
+            f"{state.step} (loss terms {terms}, "
             f"learning rate {self.lr_at(state.step):.3g}). {self._divergence_hint(state)}"
         )
 
@@ -284,7 +285,8 @@ class Trainer:
         for parameter in self.objective.get_parameters():
             if not np.all(np.isfinite(parameter.asnumpy())):
                 raise TrainingError(
-                    f"{parameter.name} became non-finite during epoch {epoch} (the losses were "
+                    f"{parameter.name} became non-finite during epoch {epoch + 1}/{self.epochs} "
+                    "(the losses were "
                     f"finite; last step {state.step}). {self._divergence_hint(state)}"
                 )
 

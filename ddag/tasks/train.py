@@ -250,7 +250,10 @@ def fit(run: TrainingRun, context: RunContext = RunContext()) -> TrainState:
         return run.trainer.fit(state)
     except (KeyboardInterrupt, StopRequested) as err:
         cause = f"{err} received" if isinstance(err, StopRequested) else "KeyboardInterrupt"
-        where = f"training stopped ({cause}) at epoch {state.epoch}, step {state.step}"
+        where = (
+            f"training stopped ({cause}) during epoch {state.epoch + 1}/{run.trainer.epochs}, "
+            f"after step {state.step}"
+        )
         if state.last_checkpoint:
             raise Interrupted(
                 f"{where}. The last complete checkpoint is {state.last_checkpoint}; continue "
@@ -309,7 +312,13 @@ def _restore(point: Optional[ResumePoint], network, optimizer) -> TrainState:
             "from another checkpoint of the run, or start again"
         ) from None
     state.last_checkpoint = str(point.path)
-    log.info("resumed from %s at epoch %d, step %d", point.path, state.epoch, state.step)
+    log.info(
+        "resumed from %s, saved after epoch %d (step %d): training goes on with epoch %d",
+        point.path,
+        state.epoch,
+        state.step,
+        state.epoch + 1,
+    )
     return state
 
 
