@@ -150,8 +150,11 @@ def test_doctor_names_missing_index_files(regdb_root):
     assert "idx/test_thermal_2.txt" in report.text() and report.errors
     # Another trial still works; the missing file of trial 2 is only a warning there.
     assert not RegDBDataset(str(regdb_root), trial=1).check().errors
-    with pytest.raises(DatasetError, match="index file missing"):
+    with pytest.raises(DatasetError, match="index file missing") as err:
         RegDBDataset(str(regdb_root), trial=2).test_split()
+    # The rest of the dataset is there: the fix is that one file, not requesting RegDB.
+    assert "Restore test_thermal_2.txt from the RegDB release" in str(err.value)
+    assert "requested from its authors" not in str(err.value)
 
 
 def test_doctor_names_missing_truncated_and_non_image_files(regdb_root):

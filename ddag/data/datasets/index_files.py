@@ -19,6 +19,14 @@ def read_index_file(path: Path, dataset: str, hint: str) -> List[Tuple[str, int]
     are refused (an index file is data, it must not make us read arbitrary files).
     """
     if not path.is_file():
+        others = sorted(p.name for p in path.parent.glob("*.txt")) if path.parent.is_dir() else []
+        if others:  # the dataset is there, one file of it is not: name that file's fix
+            raise DatasetError(
+                f"{dataset} index file missing: {path}, while {path.parent} holds "
+                f"{len(others)} other index files ({', '.join(others[:3])}, ...). Restore "
+                f"{path.name} from the {dataset} release (lines '<relative path> <label>'), "
+                "or choose a trial or split whose files are there"
+            )
         raise DatasetError(f"{dataset} index file missing: {path}. {hint}")
     text = read_text(path)
     rows = []
