@@ -99,3 +99,34 @@ def test_bench_times_the_step_training_would_run_with_two_visible_views(tmp_path
     for name in ("ddag", "backbone"):
         images = train[name]["images_per_s"] * train[name]["step_s"]["median"]
         assert images == pytest.approx(3 * 8)
+
+
+def test_inference_part_times_both_backends_and_the_reference_in_rounds(tmp_path, caplog):
+    import logging
+
+    checkout = tmp_path / "DDAG"
+    checkout.mkdir()
+    (checkout / "model_main.py").write_text("")
+    # A stand-in for the torch side environment: the reference script's protocol, progress
+    # lines on stderr and one JSON line on stdout (this environment has no torch).
+    fake = tmp_path / "fake_python"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'echo "inference 3/3 (timed), 0.50 s" >&2\n'
+        'echo \'{"torch": "0.0-fake", "threads": 1, "infer_s": [0.5, 0.5, 0.5]}\'\n'
+    )
+    fake.chmod(0o755)
+    overrides = TINY + ["task=bench", "task.parts=[infer]", "task.repeats=2", "task.rounds=2"]
+    overrides += [f"task.reference={checkout}", f"task.reference_python={fake}"]
+    cfg = compose_config(overrides + ["loader.test_batch_size=8"], output_dir=tmp_path / "run")
+    with caplog.at_level(logging.INFO):
+        report = bench.run(run_config(cfg))["infer"]
+    assert set(report["images_per_s"]) == {"mindspore", "onnxruntime", "reference"}
+    assert report["images_per_s"]["reference"] == pytest.approx(8 / 0.5)
+    assert len(report["seconds"]["mindspore"]) == len(report["seconds"]["reference"]) // 3 * 2
+    assert report["max_feature_difference"] < 1e-5  # the two backends compute one network
+    assert report["onnxruntime_over_mindspore"] > 0 and report["mindspore_over_reference"] > 0
+    text = caplog.text
+    assert "reference: inference 3/3 (timed)" in text  # the reference's progress, as it comes
+    assert "inference round 2/2: mindspore" in text
+    assert "the reference network is the paper's ResNet-50 DDAG" in text  # TINY is not

@@ -1,9 +1,16 @@
-"""Timings of built objects: embeddings of several networks in alternation, and a data pipeline."""
+"""Timings of built objects: embeddings of several networks in alternation, a data pipeline,
+and a reference script run in its own process with its progress shown."""
 
+import json
 import statistics
+import subprocess
 import time
 
+from ddag.errors import ConfigError
 from ddag.models.ddag import VISIBLE, EmbeddingNet
+from ddag.utils.logging import get_logger
+
+log = get_logger(__name__)
 
 
 def bench_inference(networks: dict, images, repeats: int, warmup: int) -> dict:
@@ -33,3 +40,23 @@ def bench_data(pipeline, steps: int) -> dict:
         if count >= steps * 2 * len(batch[0]):
             break
     return {"images_per_s": count / (time.perf_counter() - start)}
+
+
+def run_reference(command: list, python: str) -> dict:
+    """The JSON result (last stdout line) of a reference script, its progress lines (stderr)
+    logged as they come: at the paper batch a round runs for minutes."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
+    )
+    tail = []
+    for line in process.stderr:  # the script's own lines, and torch's warnings
+        tail = (tail + [line.rstrip()])[-40:]
+        if line.strip():
+            log.info("    reference: %s", line.rstrip())
+    output = process.stdout.read()
+    if process.wait() != 0 or not output.strip():
+        raise ConfigError(
+            f"the reference step failed under {python} (it needs torch and numpy):\n"
+            + "\n".join(tail)[-2000:]
+        )
+    return json.loads(output.strip().splitlines()[-1])

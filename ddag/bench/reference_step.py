@@ -15,6 +15,7 @@ import os
 import sys
 import time
 import types
+import warnings
 
 
 def _import_reference(checkout: str):
@@ -44,7 +45,9 @@ def _import_reference(checkout: str):
 def _accept_old_addmm(torch) -> None:
     """loss.py calls `addmm_(beta, alpha, m1, m2)`, a form torch 2 no longer takes."""
     try:
-        torch.zeros(1, 1).addmm_(1, -2, torch.ones(1, 1), torch.ones(1, 1))
+        with warnings.catch_warnings():  # the probe's own deprecation warning says nothing new
+            warnings.simplefilter("ignore")
+            torch.zeros(1, 1).addmm_(1, -2, torch.ones(1, 1), torch.ones(1, 1))
         return
     except (TypeError, RuntimeError):
         pass
@@ -108,14 +111,26 @@ def time_reference_step(
     }
 
 
-def timed_calls(call, steps: int, warmup: int) -> list:
-    """Seconds of each of `steps` calls of `call()` after `warmup` untimed ones."""
-    times = []
+PROGRESS_SECONDS = 10.0
+
+
+def timed_calls(call, steps: int, warmup: int, label: str = "step") -> list:
+    """Seconds of each of `steps` calls of `call()` after `warmup` untimed ones, with a progress
+    line on stderr at most every PROGRESS_SECONDS (ddag's bench shows them as they come)."""
+    times, last = [], time.perf_counter()
     for index in range(warmup + steps):
         start = time.perf_counter()
         call()
         if index >= warmup:
             times.append(time.perf_counter() - start)
+        if time.perf_counter() - last > PROGRESS_SECONDS or index + 1 == warmup + steps:
+            last = time.perf_counter()
+            done = "warm-up" if index < warmup else "timed"
+            sys.stderr.write(
+                f"{label} {index + 1}/{warmup + steps} ({done}), "
+                f"{time.perf_counter() - start:.2f} s\n"
+            )
+            sys.stderr.flush()
     return times
 
 
@@ -123,8 +138,21 @@ def timed_inference(torch, forward, count: int, steps: int, warmup: int) -> floa
     """Images/s of `forward()` over `count` images: the median of `steps` calls after
     `warmup` untimed ones, without gradients."""
     with torch.no_grad():
-        inference = sorted(timed_calls(forward, steps, warmup))
+        inference = sorted(timed_calls(forward, steps, warmup, "inference call"))
     return count / inference[len(inference) // 2]
+
+
+def time_reference_inference(checkout, height, width, steps, warmup, threads, batch) -> dict:
+    """Seconds of each of `steps` test-time forwards (visible modality, `batch` images, eager
+    mode, no gradients) of the reference network after `warmup` untimed ones."""
+    torch, model_main, _ = _import_reference(os.path.abspath(checkout))
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    net = model_main.embed_net(512, 206, drop=0.2, part=3, arch="resnet50", wpa=True).eval()
+    images = torch.randn(batch, 3, height, width)
+    with torch.no_grad():
+        times = timed_calls(lambda: net(images, images, 0, modal=1), steps, warmup, "inference")
+    return {"torch": torch.__version__, "threads": threads, "infer_s": times}
 
 
 def step_arguments(description: str, reference: str, height: int) -> argparse.ArgumentParser:
@@ -149,8 +177,15 @@ def shape_arguments(args) -> tuple:
 def main(argv=None) -> None:
     parser = step_arguments(__doc__.split("\n")[0], "checkout of mangye16/DDAG", 288)
     parser.add_argument("--infer-batch", type=int, default=32)
+    parser.add_argument("--infer-only", action="store_true", help="time inference alone")
     args = parser.parse_args(argv)
-    result = time_reference_step(args.ref, *shape_arguments(args), args.infer_batch)
+    if args.infer_only:
+        _, _, height, width, steps, warmup, threads = shape_arguments(args)
+        result = time_reference_inference(
+            args.ref, height, width, steps, warmup, threads, args.infer_batch
+        )
+    else:
+        result = time_reference_step(args.ref, *shape_arguments(args), args.infer_batch)
     sys.stdout.write(json.dumps(result) + "\n")
 
 

@@ -60,6 +60,8 @@ def table(report: dict) -> str:
                     f"{reference['ddag_over_reference_inference']:.2f}",
                 )
             )
+    if "infer" in report:
+        rows += _infer_rows(report["infer"])
     if "data" in report:
         d = report["data"]
         share = f", {100 * d['share_of_step']:.1f} % of a step" if "share_of_step" in d else ""
@@ -81,4 +83,30 @@ def _profile_rows(profile) -> list:
     rows += [(f"  {name}", f"{ms:.1f} ms") for name, ms in profile["groups_ms_per_step"].items()]
     for conv in profile["convolutions_ms_per_step"][:5]:
         rows.append((f"  conv {conv['kind']} {conv['shapes']}", f"{conv['ms']:.1f} ms"))
+    return rows
+
+
+def _infer_rows(infer: dict) -> list:
+    """Images/s per backend and their ratios (task.parts=[infer])."""
+    batch = infer["batch"]
+    rows = [
+        (f"inference {name} images/s ({batch} per call)", f"{rate:.2f}")
+        for name, rate in infer["images_per_s"].items()
+    ]
+    if "onnxruntime_over_mindspore" in infer:
+        rows.append(
+            (
+                "onnxruntime / mindspore inference",
+                f"{infer['onnxruntime_over_mindspore']:.2f} (largest feature difference "
+                f"{infer['max_feature_difference']:.1e})",
+            )
+        )
+    for name in ("mindspore", "onnxruntime"):
+        if f"{name}_over_reference" in infer:
+            rows.append(
+                (
+                    f"{name} / reference (torch {infer['torch']}) inference",
+                    f"{infer[f'{name}_over_reference']:.2f}",
+                )
+            )
     return rows

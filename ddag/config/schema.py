@@ -146,7 +146,8 @@ class BenchTask:
         repeats: timed repetitions (steps) of each measurement.
         warmup: untimed repetitions before them.
         parts: any of conv, metrics, train, data, profile (MindSpore's per-op profile of the
-            DDAG step).
+            DDAG step), infer (inference images/s of MindSpore, ONNX Runtime and, with
+            `reference`, the PyTorch reference in eager mode, alternated).
         reference: a checkout of mangye16/DDAG: also time the PyTorch reference step.
         reference_python: the Python (with torch) that runs it; null: this one.
         rounds: alternating rounds of DDAG and reference timing.

@@ -11,7 +11,10 @@ Every measurement excludes warm-up calls and reports min / median / max over rep
   images/s of both embeddings at the test batch size, timed in alternation;
 - data: images/s of the training pipeline alone, and its share of a step;
 - profile: MindSpore's profiler over a few DDAG steps: milliseconds per step by op type,
-  convolutions by kind and shape, optimizer, BatchNorm, and the time outside any kernel.
+  convolutions by kind and shape, optimizer, BatchNorm, and the time outside any kernel;
+- infer: images/s of the configured network's test-time forward at `loader.test_batch_size`
+  in MindSpore and in ONNX Runtime (`eval.backend=onnxruntime`'s engine), and with
+  `task.reference` the PyTorch reference in eager mode, in `task.rounds` alternated rounds.
 
 With `task.reference=<checkout of mangye16/DDAG>`, the PyTorch reference step (same batch and
 image size) is timed in rounds alternating with the DDAG step, in a separate process
@@ -19,6 +22,7 @@ image size) is timed in rounds alternating with the DDAG step, in a separate pro
 """
 
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -31,7 +35,7 @@ import numpy as np
 
 from ddag.bench import reference_step
 from ddag.bench.kernels import bench_conv, bench_metrics
-from ddag.bench.measure import bench_data, bench_inference
+from ddag.bench.measure import bench_data, bench_inference, run_reference
 from ddag.bench.report import machine, table
 from ddag.bench.timing import PROGRESS_SECONDS
 from ddag.bench.timing import repeat_timed as _repeat
@@ -42,6 +46,7 @@ from ddag.engine.op_profile import profile_steps
 from ddag.errors import ConfigError
 from ddag.losses.terms import CrossEntropy
 from ddag.models.architecture import build_network
+from ddag.models.ddag import VISIBLE, EmbeddingNet
 from ddag.tasks.steps.data import build_dataset, training_data
 from ddag.tasks.steps.networks import build_network as build_configured_network
 from ddag.tasks.steps.networks import build_objective
@@ -51,7 +56,8 @@ from ddag.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-PARTS = ("conv", "metrics", "train", "data", "profile")
+PARTS = ("conv", "metrics", "train", "data", "profile", "infer")
+RESNET50_SHAPE = ([3, 4, 6, 3], [64, 128, 256, 512])  # (layers, widths) of the reference's
 
 
 def _objective(config, num_classes, bare: bool, batch_pairs: int):
@@ -160,13 +166,7 @@ def bench_reference(config, run, batch, repeats: int, warmup: int) -> dict:
             start = time.perf_counter()
             run()
             ours.append(time.perf_counter() - start)
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise ConfigError(
-                f"the reference step failed under {python} (it needs torch and numpy):\n"
-                + done.stderr.strip()[-2000:]
-            )
-        result = json.loads(done.stdout.strip().splitlines()[-1])
+        result = run_reference(command, python)
         theirs += result["step_s"]
         inference.append(result["infer_images_per_s"])
         version = result["torch"]
@@ -225,6 +225,77 @@ def bench_train(config, batch: Batch, repeats: int, warmup: int, parts=("train",
     return results
 
 
+def bench_infer(config, repeats: int, warmup: int) -> dict:
+    """Images/s of the test-time forward in MindSpore, ONNX Runtime and (with task.reference)
+    the PyTorch reference, `task.rounds` rounds, each timing every backend in turn so a drift
+    of the machine's speed affects all alike; the largest feature difference of the two
+    backends on the timed batch."""
+    from ddag.evaluation.onnx_engine import onnx_engine
+
+    size, height, width = config.loader.test_batch_size, config.loader.height, config.loader.width
+    network = build_configured_network(config, 32)
+    network.set_train(False)
+    images = np.random.default_rng(0).normal(size=(size, 3, height, width)).astype(np.float32)
+    embed, tensor = EmbeddingNet(network, VISIBLE), ms.Tensor(images)
+    runners = {"mindspore": lambda: tuple(t.asnumpy() for t in embed(tensor))}
+    engine = onnx_engine(
+        network, height, width, config.runtime.num_threads, output_dir(config) / "onnx"
+    )
+    if engine is not None:
+        runners["onnxruntime"] = lambda: engine(images, VISIBLE)
+    outputs = {}
+    for name, call in runners.items():
+        log.info("  inference: %s, %d warm-up call(s)", name, max(1, warmup))
+        for _ in range(max(1, warmup)):
+            outputs[name] = call()
+    command = None
+    if config.task.reference:
+        command = [_reference_python(config), reference_step.__file__, "--infer-only"]
+        command += ["--ref", str(config.task.reference), "--infer-batch", str(size)]
+        command += ["--height", str(height), "--width", str(width)]
+        command += ["--steps", str(repeats), "--warmup", str(max(1, warmup))]
+        command += ["--threads", str(config.runtime.num_threads or os.cpu_count() or 1)]
+        backbone = config.model.get("backbone") or {}
+        shape = (list(backbone.get("layers") or []), list(backbone.get("widths") or []))
+        if shape != RESNET50_SHAPE:
+            log.warning(
+                "the reference network is the paper's ResNet-50 DDAG; this model is another: "
+                "for a like-for-like ratio use model/backbone=resnet50"
+            )
+    times = {name: [] for name in [*runners, *(["reference"] if command else [])]}
+    torch_version = None
+    for index in range(config.task.rounds):
+        for name, call in runners.items():
+            times[name] += [timed_seconds(call) for _ in range(repeats)]
+        if command:
+            result = run_reference(command, _reference_python(config))
+            times["reference"] += result["infer_s"]
+            torch_version = result["torch"]
+        log.info(
+            "  inference round %d/%d: %s",
+            index + 1,
+            config.task.rounds,
+            ", ".join(f"{n} {size / statistics.median(t):.2f} images/s" for n, t in times.items()),
+        )
+    rates = {name: size / statistics.median(t) for name, t in times.items()}
+    report = {"batch": size, "images_per_s": rates, "seconds": times, "torch": torch_version}
+    if "onnxruntime" in rates:
+        report["onnxruntime_over_mindspore"] = rates["onnxruntime"] / rates["mindspore"]
+        report["max_feature_difference"] = float(
+            max(np.abs(a - b).max() for a, b in zip(outputs["mindspore"], outputs["onnxruntime"]))
+        )
+    if "reference" in rates:
+        for name in runners:
+            report[f"{name}_over_reference"] = rates[name] / rates["reference"]
+    return report
+
+
+def timed_seconds(call) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
 def run(config: Config, context: RunContext = RunContext()) -> dict:
     setup(config)
     repeats, warmup = config.task.repeats, config.task.warmup
@@ -233,6 +304,11 @@ def run(config: Config, context: RunContext = RunContext()) -> dict:
         raise ConfigError(f"task.parts: unknown {sorted(parts - set(PARTS))}; choose from {PARTS}")
     if config.task.reference:
         check_reference(config)
+        if "infer" in parts and (_is_deen(config) or _is_pmt(config)):
+            raise ConfigError(
+                "task.parts=[infer] compares with the DDAG reference (mangye16/DDAG) only; for "
+                "DEEN or PMT, task.parts=[train] with task.reference times their inference too"
+            )
     report = {"mindspore": ms.__version__, "machine": machine(), "parts": sorted(parts)}
     log.info(
         "benchmark parts %s: %d warm-up and %d timed runs each; progress every %.0f s",
@@ -256,6 +332,8 @@ def run(config: Config, context: RunContext = RunContext()) -> dict:
             if "data" in report:
                 step_rate = report["train"]["ddag"]["images_per_s"]
                 report["data"]["share_of_step"] = step_rate / report["data"]["images_per_s"]
+    if "infer" in parts:
+        report["infer"] = bench_infer(config, repeats, warmup)
     report["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     path = output_dir(config) / "bench.json"
     path.write_text(json.dumps(report, indent=2))
