@@ -94,3 +94,33 @@ def test_a_graph_that_cannot_be_exported_falls_back_with_a_warning(trained, monk
     assert "could not be exported to ONNX (RuntimeError: no ONNX mapping" in caplog.text
     with pytest.raises(ConfigError, match="choose one of"):
         load_model(str(trained), backend="tensorrt")
+
+
+@pytest.mark.slow
+def test_resnet50_ddag_at_the_papers_input_gives_the_same_features_in_both_backends(tmp_path):
+    """The paper's network (ResNet-50 DDAG, 288x144; random weights): both modalities, with
+    flip averaging, through the FeatureExtractor each backend is used by."""
+    import mindspore as ms
+
+    from ddag.data.datasets.base import ArrayImageSet
+    from ddag.data.loader import LoaderSettings
+    from ddag.evaluation.features import FeatureExtractor
+    from ddag.evaluation.onnx_engine import onnx_engine
+    from ddag.tasks.steps.networks import build_network
+
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    config = run_config(compose_config(["model/backbone=resnet50", "loader=paper"], tmp_path))
+    ms.set_seed(0)
+    network = build_network(config, 206)
+    network.set_train(False)
+    pixels = np.random.default_rng(0).integers(0, 255, (6, 288, 144, 3), dtype=np.uint8)
+    images = ArrayImageSet(pixels, [0] * 6, [1] * 6, [f"{i}.png" for i in range(6)])
+    settings = LoaderSettings(height=288, width=144, test_batch_size=4, num_workers=1)
+    engine = onnx_engine(network, 288, 144, threads=2, cache_dir=tmp_path / "onnx")
+    assert engine is not None
+    ours = FeatureExtractor(network, settings, flip=True)
+    theirs = FeatureExtractor(network, settings, flip=True, engine=engine)
+    for modality in ("visible", "thermal"):
+        for a, b in zip(ours(images, modality), theirs(images, modality)):
+            assert a.shape == (6, 2048)
+            np.testing.assert_allclose(a, b, atol=1e-5)
