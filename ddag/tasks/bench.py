@@ -251,10 +251,11 @@ def bench_infer(config, repeats: int, warmup: int) -> dict:
     command = None
     if config.task.reference:
         command = [_reference_python(config), reference_step.__file__, "--infer-only"]
-        command += ["--ref", str(config.task.reference), "--infer-batch", str(size)]
+        command += ["--ref", config.task.reference, "--infer-batch", f"{size}"]
         command += ["--height", str(height), "--width", str(width)]
         command += ["--steps", str(repeats), "--warmup", str(max(1, warmup))]
-        command += ["--threads", str(config.runtime.num_threads or os.cpu_count() or 1)]
+        threads = config.runtime.num_threads or os.cpu_count() or 1
+        command += ["--threads", f"{threads}"]
         backbone = config.model.get("backbone") or {}
         shape = (list(backbone.get("layers") or []), list(backbone.get("widths") or []))
         if shape != RESNET50_SHAPE:
