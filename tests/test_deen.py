@@ -138,10 +138,11 @@ def test_a_deen_checkpoint_of_the_authors_code_converts_and_evaluates(tmp_path):
 
 @pytest.mark.slow
 def test_deen_learns_on_the_synthetic_data(tmp_path):
-    # The default synthetic data and schedule (20 epochs), with DEEN's own optimiser groups
-    # (everything but the neck at 0.1x): measured 70 % rank-1 (chance 1/12), loss 16.4 -> 1.6.
+    # The default synthetic data over 10 epochs, with DEEN's own optimiser groups (everything
+    # but the neck at 0.1x): measured 44-45 % rank-1 (chance 1/12), loss 16.5 -> 2.6 (20
+    # epochs: 70 %, 16.4 -> 1.6).
     overrides = ["logger=none", "model=deen", "loss=deen", "model/backbone=tiny"]
-    overrides += ["optimizer=sgd", "task.selection=last"]
+    overrides += ["optimizer=sgd", "task.selection=last", "task.epochs=10"]
     out = tmp_path / "run"
     train.run(run_config(compose_config(overrides, output_dir=out)))
     losses = [
