@@ -121,7 +121,7 @@ def part_weight_figure(images: List[np.ndarray], rows: List, weights: np.ndarray
                 (top + bottom) / 2,
                 f"{w:.2f}",
                 rotation=90,
-                color="white",
+                color="black" if w > 0.5 else "white",  # viridis is bright at the top
                 fontsize=6,
                 ha="center",
                 va="center",
