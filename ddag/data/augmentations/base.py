@@ -52,13 +52,26 @@ class Augmentation:
         raise NotImplementedError
 
 
+def _normalised_levels() -> np.ndarray:
+    """(3, 256) float32: every uint8 level of each channel normalised with the same float32
+    operations as torchvision's order (scale to [0, 1], subtract the mean, divide by the std)."""
+    levels = np.arange(256, dtype=np.float32)[None, :] / np.float32(255)
+    mean = np.asarray(IMAGENET_MEAN, np.float32)[:, None]
+    std = np.asarray(IMAGENET_STD, np.float32)[:, None]
+    return (levels - mean) / std
+
+
+_LEVELS = _normalised_levels()
+
+
 def normalise(image: np.ndarray) -> np.ndarray:
     """uint8 (H, W, 3) -> float32 (3, H, W) with ImageNet mean and std (torchvision's order:
-    scale to [0, 1], subtract the mean, divide by the std)."""
-    scaled = image.astype(np.float32) / np.float32(255)
-    mean = np.asarray(IMAGENET_MEAN, np.float32)
-    std = np.asarray(IMAGENET_STD, np.float32)
-    return np.ascontiguousarray(((scaled - mean) / std).transpose(2, 0, 1))
+    scale to [0, 1], subtract the mean, divide by the std), looked up per level: the same
+    values as computing them, in one pass instead of five (the training source's largest cost)."""
+    out = np.empty((3,) + image.shape[:2], np.float32)
+    for channel in range(3):
+        np.take(_LEVELS[channel], image[:, :, channel], out=out[channel])
+    return out
 
 
 class AugmentationPipeline:
@@ -108,10 +121,9 @@ class AugmentationPipeline:
         for item, window in self.pixels:
             if item.applies_to(view) and window.active(epoch):
                 image = item(image, rng)
-        image = np.ascontiguousarray(image)
         if not self.normalises:
-            return image
-        image = normalise(image)
+            return np.ascontiguousarray(image)
+        image = normalise(image)  # reads any strides (a flipped view) into a new array
         for item, window in self.normalised_stage:
             if item.applies_to(view) and window.active(epoch):
                 image = item(image, rng)
