@@ -188,6 +188,22 @@ def test_normalising_in_numpy_matches_the_mindspore_pipeline():
     assert plain[0].shape == (4, 3, 20, 10)
 
 
+def test_the_normalisation_lookup_equals_torchvisions_float32_arithmetic():
+    from ddag.data.augmentations.base import IMAGENET_MEAN, IMAGENET_STD, normalise
+
+    levels = np.tile(np.arange(256, dtype=np.uint8), 9).reshape(
+        32, 24, 3
+    )  # every level, each channel
+    flipped = levels[:, ::-1]  # a flipped view, as the crop-and-flip hands it on
+    for image in (levels, flipped):
+        scaled = image.astype(np.float32) / np.float32(255)  # ToTensor, then Normalize
+        mean, std = np.float32(IMAGENET_MEAN), np.float32(IMAGENET_STD)
+        direct = ((scaled - mean) / std).transpose(2, 0, 1)
+        got = normalise(image)
+        assert got.dtype == np.float32 and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, direct)  # bit for bit, every level of each channel
+
+
 def test_augmented_batches_repeat_with_any_number_of_workers():
     caj = [PadCropFlip(3), RandomErasing(fill=CAJ_FILL), ChannelExchange(probability=0.5)]
     one, two = _first_batch(caj, seed=4), _first_batch(caj, seed=4, workers=2)

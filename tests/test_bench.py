@@ -130,3 +130,32 @@ def test_inference_part_times_both_backends_and_the_reference_in_rounds(tmp_path
     assert "reference: inference 3/3 (timed)" in text  # the reference's progress, as it comes
     assert "inference round 2/2: mindspore" in text
     assert "the reference network is the paper's ResNet-50 DDAG" in text  # TINY is not
+
+
+def test_data_part_compares_with_the_reference_dataloader_in_rounds(tmp_path, caplog):
+    import logging
+
+    checkout = tmp_path / "DDAG"
+    checkout.mkdir()
+    (checkout / "model_main.py").write_text("")
+    arguments = tmp_path / "arguments.txt"
+    fake = tmp_path / "fake_python"  # the side environment's protocol, without torch
+    fake.write_text(
+        f'#!/bin/sh\necho "$@" >> {arguments}\necho "batch 2/2, 100 images/s" >&2\n'
+        'echo \'{"torch": "0.0-fake", "workers": 4, "images_per_s": 100.0}\'\n'
+    )
+    fake.chmod(0o755)
+    overrides = TINY + ["task=bench", "task.parts=[data]", "task.repeats=2", "task.rounds=2"]
+    overrides += ["loader/augment=[pad_crop_flip,random_erasing,channel_aug]"]
+    overrides += [f"task.reference={checkout}", f"task.reference_python={fake}"]
+    with caplog.at_level(logging.INFO):
+        report = bench.run(run_config(compose_config(overrides, output_dir=tmp_path / "run")))
+    reference = report["data"]["reference"]
+    assert reference["reference_images_per_s"] == 100.0 and reference["workers"] == 4
+    assert reference["ddag_over_reference"] == reference["ddag_images_per_s"] / 100.0
+    assert reference["augment"] == ["channel_aug", "random_erasing"]
+    calls = [line for line in arguments.read_text().splitlines() if "reference_data.py" in line]
+    assert len(calls) == 2  # one reference run per round
+    assert "--workers 4 --augment channel_aug random_erasing" in calls[0]
+    assert "--height 32 --width 16 --padding 2 --batch 8" in calls[0]
+    assert "data round 2/2: ddag" in caplog.text

@@ -66,6 +66,16 @@ def table(report: dict) -> str:
         d = report["data"]
         share = f", {100 * d['share_of_step']:.1f} % of a step" if "share_of_step" in d else ""
         rows.append(("data pipeline images/s", f"{d['images_per_s']:.1f}{share}"))
+        reference = d.get("reference")
+        if reference:
+            rows.append(
+                (
+                    f"reference DataLoader ({reference['workers']} workers) images/s",
+                    f"{reference['reference_images_per_s']:.0f}; ddag "
+                    f"{reference['ddag_images_per_s']:.0f} in the same rounds: ratio "
+                    f"{reference['ddag_over_reference']:.2f}",
+                )
+            )
     rows.append(("peak memory MB", f"{report['peak_memory_mb']:.0f}"))
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)

@@ -291,6 +291,60 @@ def bench_infer(config, repeats: int, warmup: int) -> dict:
     return report
 
 
+REFERENCE_LOADER_WORKERS = 4  # the references' DataLoader(num_workers=4)
+MIRRORED_AUGMENTATIONS = {  # loader.augment keys -> what reference_data.py applies
+    "pad_crop_flip": None,  # always
+    "random_erasing": "random_erasing",
+    "channel_erasing": "channel_aug",
+    "channel_exchange": "channel_aug",
+    "channel_adaptive_gray": "channel_aug",
+}
+
+
+def bench_reference_data(config, pipeline, repeats: int) -> dict:
+    """ddag's training pipeline and a torch DataLoader with the references' transforms and 4
+    workers (`ddag/bench/reference_data.py`), images/s in `task.rounds` alternated rounds."""
+    keys = list(config.loader.augment)
+    unmirrored = [k for k in keys if k not in MIRRORED_AUGMENTATIONS]
+    if unmirrored:
+        log.warning("the reference loader does not apply %s: its rate is without them", unmirrored)
+    augment = sorted({MIRRORED_AUGMENTATIONS[k] for k in keys if MIRRORED_AUGMENTATIONS.get(k)})
+    python = _reference_python(config)
+    script = Path(reference_step.__file__).with_name("reference_data.py")
+    loader = config.loader
+    command = [python, str(script), "--height", f"{loader.height}", "--width", f"{loader.width}"]
+    command += [
+        "--padding",
+        f"{loader.padding}",
+        "--batch",
+        f"{loader.num_ids * loader.num_instances}",
+    ]
+    command += ["--batches", f"{max(2, repeats)}", "--workers", f"{REFERENCE_LOADER_WORKERS}"]
+    command += ["--augment", *augment]
+    ours, theirs, version = [], [], None
+    for index in range(config.task.rounds):
+        ours.append(bench_data(pipeline, max(2, repeats))["images_per_s"])
+        result = run_reference(command, python)
+        theirs.append(result["images_per_s"])
+        version = result["torch"]
+        log.info(
+            "  data round %d/%d: ddag %.0f, reference DataLoader (%d workers) %.0f images/s",
+            index + 1,
+            config.task.rounds,
+            ours[-1],
+            REFERENCE_LOADER_WORKERS,
+            theirs[-1],
+        )
+    return {
+        "torch": version,
+        "workers": REFERENCE_LOADER_WORKERS,
+        "augment": augment,
+        "ddag_images_per_s": statistics.median(ours),
+        "reference_images_per_s": statistics.median(theirs),
+        "ddag_over_reference": statistics.median(ours) / statistics.median(theirs),
+    }
+
+
 def timed_seconds(call) -> float:
     start = time.perf_counter()
     call()
@@ -326,6 +380,8 @@ def run(config: Config, context: RunContext = RunContext()) -> dict:
         _, pipeline = training_data(config, build_dataset(config))
         if "data" in parts:
             report["data"] = bench_data(pipeline, repeats + warmup)
+            if config.task.reference:
+                report["data"]["reference"] = bench_reference_data(config, pipeline, repeats)
         if parts & {"train", "profile"}:
             batch = Batch(*next(pipeline.create_tuple_iterator(num_epochs=1)))
             report["train"] = bench_train(config, batch, repeats, warmup, parts)
