@@ -118,6 +118,9 @@ def test_a_deen_checkpoint_of_the_authors_code_converts_and_evaluates(tmp_path):
     assert summary["kind"] == "deen" and summary["model"]["backbone"]["num_stages"] == 3
     checkpoint = out / "converted.ckpt"
     common = TINY + [f"task.checkpoint={checkpoint}", *EAGER, "eval.distance=inner"]
+    # The checkpoint's 288x144 input through a ResNet-50 DEEN: six test images per modality
+    # in one padded batch of 8 (the default 32 made each call ~10 s).
+    common += ["dataset.num_test_ids=3", "dataset.images_per_id=2", "loader.test_batch_size=8"]
     evaluated = tmp_path / "evaluated"
     eval_task.run(run_config(compose_config(common + ["task=eval"], output_dir=evaluated)))
     records = json.loads((evaluated / "results.json").read_text())
