@@ -88,3 +88,12 @@ def test_a_crafted_override_is_refused_before_hydra_parses_it(argument, expected
     with pytest.raises(ConfigError, match=expected):
         _check("task=visualize", argument)
     _check("task=visualize", "task.features=[[a.npz]]", "+x={a:{b:[[1,2],[3]]}}")
+
+
+def test_a_preset_under_another_task_names_the_key_and_what_to_do():
+    with pytest.raises(ConfigError) as err:
+        _check("task=bench", "experiment=pmt_regdb_v2t")
+    message = str(err.value)
+    assert "experiment=pmt_regdb_v2t sets task.eval_every" in message
+    assert "presets are for task=train" in message and "model=pmt loss=pmt" in message
+    _check("experiment=pmt_regdb_v2t")  # under task=train it composes

@@ -8,6 +8,7 @@ Only what can be told for sure is reported; anything else is left to Hydra and t
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ValidationError
 
@@ -172,18 +173,39 @@ def check_command_line(argv: Sequence[str], conf_dir, compose) -> None:
     groups = config_groups(conf_dir)
     check_groups(overrides, groups)
     keys = plain_key_overrides(overrides, groups)
-    if not keys:
-        return
     group_args = [
         o.input_line
         for o in overrides
         if o.key_or_group in groups and not o.is_sweep_override() and o.input_line
     ]
+    presets = [o for o in overrides if o.key_or_group == "experiment"]
+    if not keys and not presets:
+        return
     try:
         composed = compose(group_args)
+    except ConfigCompositionException as err:
+        _refuse_preset_mismatch(err, presets)
+        return
     except Exception:
         return
     check_keys(keys, composed)
+
+
+def _refuse_preset_mismatch(err: Exception, presets: list) -> None:
+    """An experiment preset's training keys under a task that has no such keys (`task=bench
+    experiment=pmt_sysu_all`): say so instead of Hydra's schema message."""
+    cause = err.__cause__ or err.__context__ or err
+    missing = getattr(cause, "full_key", None)
+    if not presets or not missing or not str(missing).startswith("task."):
+        return
+    preset = presets[0].input_line
+    name = preset.split("=", 1)[1]
+    raise ConfigError(
+        f"{preset} sets {missing}, a key of the training task that the chosen task does not "
+        "take: presets are for task=train. To run another task on a preset's model, choose the "
+        f"groups it selects instead (conf/experiment/{name}.yaml lists them; for PMT: model=pmt "
+        "loss=pmt optimizer=adamw_pmt loader=paper loader.height=256 loader.width=128)"
+    )
 
 
 def help_text(conf_dir) -> str:
