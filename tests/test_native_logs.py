@@ -96,3 +96,22 @@ def test_the_last_words_of_a_process_that_dies_at_once_reach_the_console(death):
         assert result.returncode != 0
         # (faulthandler writes an abort's report straight to the console, before or after them)
         assert b"native last words\npython last words\n" in result.stderr, result.stderr
+
+
+def test_without_a_process_for_the_drain_lines_stay_on_the_console():
+    code = textwrap.dedent(
+        f"""
+        import os, subprocess, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        def refuse(*args, **kwargs):
+            raise OSError("no more processes")
+        subprocess.Popen = refuse
+        from ddag.utils.native_logs import NativeLogRouter
+        router = NativeLogRouter().start()
+        assert not router.active
+        os.write(2, b"[WARNING] ME(1,2,python):t [a.cc:1] f] still shown\\\\n")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert b"still shown" in result.stderr

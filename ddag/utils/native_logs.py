@@ -59,19 +59,25 @@ class NativeLogRouter:
         """Put the pipe on descriptor 2 (once) and start the drain; stopped again at exit."""
         if self.active:
             return self
-        self._console = os.dup(2)
+        console = os.dup(2)
         read_end, write_end = os.pipe()
         forward_read, forward_write = os.pipe()
-        self._drain = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _DRAIN_CODE, str(Path(__file__).parents[2])]
-            + [str(fd) for fd in (read_end, self._console, forward_write, self.console_level)],
-            pass_fds=(read_end, self._console, forward_write),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=self._console,
-        )
-        os.close(read_end)
+        try:
+            drain = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _DRAIN_CODE, str(Path(__file__).parents[2])]
+                + [str(fd) for fd in (read_end, console, forward_write, self.console_level)],
+                pass_fds=(read_end, console, forward_write),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=console,
+            )
+        except OSError:  # no process to spare: MindSpore's lines stay on the console
+            for fd in (console, read_end, write_end, forward_read, forward_write):
+                os.close(fd)
+            return self
+        os.close(read_end)  # the drain's ends now
         os.close(forward_write)
+        self._drain, self._console = drain, console
         os.dup2(write_end, 2)
         os.close(write_end)
         # A crash's traceback (faulthandler) must not depend on the drain.
