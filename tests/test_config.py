@@ -253,3 +253,17 @@ def test_unresolvable_interpolations_are_config_errors_naming_the_key(tmp_path, 
     ):
         with pytest.raises(ConfigError, match=f"^{key}: its value cannot be resolved"):
             run_config(compose_config([override], output_dir=tmp_path))
+
+
+def test_debug_fast_keeps_an_input_deep_resnets_can_take():
+    # ResNet-50 gave NaN features at 32x16 after +debug=fast's two steps; 64x32 tests finite.
+    def size(*overrides):
+        loader = run_config(compose_config([*overrides, "+debug=fast"])).loader
+        return loader.height, loader.width
+
+    assert size() == (32, 16)  # the tiny backbone
+    assert size("model/backbone=resnet18") == (32, 16)
+    assert size("model/backbone=resnet50", "loader=paper") == (64, 32)
+    assert size("model/backbone=resnet101") == (64, 32)
+    assert size("model/backbone=vit_tiny") == (32, 16)
+    assert size("model/backbone=resnet50", "loader.height=48") == (48, 32)  # told: kept

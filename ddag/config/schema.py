@@ -347,7 +347,11 @@ class Config:
 
 
 def register_configs() -> None:
-    """Put the schemas into Hydra's ConfigStore: `ddag_schema`, `task/<name>_schema`."""
+    """Put the schemas into Hydra's ConfigStore: `ddag_schema`, `task/<name>_schema`; register
+    ddag's resolvers."""
+    from ddag.config.resolvers import register_resolvers
+
+    register_resolvers()
     store = ConfigStore.instance()
     store.store(name=SCHEMA_NAME, node=Config)
     for name, schema in TASK_SCHEMAS.items():
