@@ -112,9 +112,29 @@ def rank_metrics(
     query_ids = np.asarray(query_ids)
     gallery_ids = np.asarray(gallery_ids)
     _check_inputs(distmat, query_ids, gallery_ids, query_cams, gallery_cams, rule)
+    num_pos, average_precision, inverse_negative_penalty, first_rank = _per_query_stats(
+        distmat, query_ids, gallery_ids, query_cams, gallery_cams, rule
+    )
+    valid = num_pos > 0
+    num_valid = int(valid.sum())
+    if num_valid == 0:
+        raise EvaluationError("no query identity appears in the gallery")
+    ranks = np.arange(1, max_rank + 1)
+    found = valid[:, None] & (first_rank[:, None] <= ranks[None, :])
+    cmc = found.sum(axis=0) / num_valid
+    return RankResult(
+        cmc=cmc.astype(np.float64),
+        mAP=float(average_precision[valid].mean()),
+        mINP=float(inverse_negative_penalty[valid].mean()),
+        num_valid_queries=num_valid,
+    )
+
+
+def _per_query_stats(distmat, query_ids, gallery_ids, query_cams, gallery_cams, rule):
+    """`_query_stats` of every query (num_pos, AP, INP, first rank; arrays of Q), computed in
+    blocks of rows (an array's or `DistanceBlocks`') on the machine's cores."""
     query_cams = None if query_cams is None else np.asarray(query_cams)
     gallery_cams = None if gallery_cams is None else np.asarray(gallery_cams)
-
     # Queries are independent: blocks of rows bound the (rows x gallery) temporaries and run on
     # the machine's cores (numpy releases the GIL in the array work).
     blocks = _row_blocks(*distmat.shape)
@@ -137,22 +157,7 @@ def rank_metrics(
     else:
         with ThreadPoolExecutor(max_workers=min(len(blocks), _WORKERS)) as pool:
             parts = list(pool.map(block_stats, blocks))
-    num_pos, average_precision, inverse_negative_penalty, first_rank = (
-        np.concatenate(column) for column in zip(*parts)
-    )
-    valid = num_pos > 0
-    num_valid = int(valid.sum())
-    if num_valid == 0:
-        raise EvaluationError("no query identity appears in the gallery")
-    ranks = np.arange(1, max_rank + 1)
-    found = valid[:, None] & (first_rank[:, None] <= ranks[None, :])
-    cmc = found.sum(axis=0) / num_valid
-    return RankResult(
-        cmc=cmc.astype(np.float64),
-        mAP=float(average_precision[valid].mean()),
-        mINP=float(inverse_negative_penalty[valid].mean()),
-        num_valid_queries=num_valid,
-    )
+    return tuple(np.concatenate(column) for column in zip(*parts))
 
 
 # Rows per block: about 4 M distance entries, the size at which the block's arrays stay in cache
@@ -320,11 +325,9 @@ def average_precision_per_query(distmat, query_ids, gallery_ids) -> np.ndarray:
     rule), NaN where the gallery holds none of the query's identity."""
     distmat = np.asarray(distmat, dtype=np.float64)
     query_ids, gallery_ids = np.asarray(query_ids), np.asarray(gallery_ids)
-    parts = [
-        _query_stats(distmat[rows], query_ids[rows], gallery_ids, None, None, REGDB)[1]
-        for rows in _row_blocks(*distmat.shape)
-    ]
-    return np.concatenate(parts) if parts else np.zeros(0)
+    if distmat.size == 0:
+        return np.full(len(distmat), np.nan)
+    return _per_query_stats(distmat, query_ids, gallery_ids, None, None, REGDB)[1]
 
 
 def known_average_precision(distmat, query_ids, gallery_ids) -> Optional[np.ndarray]:
