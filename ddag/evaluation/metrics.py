@@ -309,6 +309,10 @@ class DistanceBlocks:
         """The whole (num_query, num_gallery) matrix."""
         return self[:]
 
+    def row_blocks(self) -> List[slice]:
+        """Slices of query rows whose blocks stay near `_BLOCK_ENTRIES` distances each."""
+        return _row_blocks(*self.shape)
+
 
 def cosine_distance(query_features: np.ndarray, gallery_features: np.ndarray) -> np.ndarray:
     """Cosine distances (`DistanceBlocks`, "cosine"), (num_query, num_gallery)."""

@@ -15,6 +15,8 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from ddag.evaluation.metrics import ranking_scores  # noqa: E402
+
 MARKERS = {"visible": "o", "thermal": "^"}
 
 
@@ -162,6 +164,7 @@ def actmap_figure(
 
 
 MATCH, MISMATCH, UNKNOWN = "#00aa00", "#dc0000", "#969696"
+SCORE_LABELS = {"similarity": "sim", "distance": "dist"}  # `ranking_scores` names, abridged
 
 
 def match_colour(query_id: int, match_id: int) -> str:
@@ -189,13 +192,12 @@ def ranking_figure(rows, distance: str = "cosine", thumb=(48, 96), notes=None) -
     figure, axes = plt.subplots(
         len(rows), columns, figsize=(columns * width, len(rows) * height), dpi=100, squeeze=False
     )
-    score_name = "sim" if distance != "euclidean" else "dist"
     for r, (query, query_id, matches) in enumerate(rows):
         note = f"\n{notes[r]}" if notes and notes[r] else ""
         cells = [(query, f"query\nid {query_id}{note}", "black", 1)]
-        for k, (image, match_id, value) in enumerate(matches):
-            score = -value if distance != "euclidean" else value
-            title = f"#{k + 1} id {match_id}\n{score_name} {score:.2f}"
+        name, scores = ranking_scores([value for _, _, value in matches], distance)
+        for k, ((image, match_id, _), score) in enumerate(zip(matches, scores)):
+            title = f"#{k + 1} id {match_id}\n{SCORE_LABELS[name]} {score:.2f}"
             cells.append((image, title, match_colour(query_id, match_id), 4))
         for c, axis in enumerate(axes[r]):
             axis.set(xticks=[], yticks=[])

@@ -42,19 +42,13 @@ def embed_2d(features: np.ndarray, seed: int = 0) -> np.ndarray:
     return tsne.fit_transform(features.astype(np.float64))
 
 
-# Rows of the (rows x samples) distance block: about 4 M entries, so 24,000 samples take
-# ~100 MB at a time instead of a 4.6 GB matrix of every pair.
-_BLOCK_ENTRIES = 4_000_000
-
-
 def _pair_blocks(features, ids, modality, distance):
-    """(kind, distances) of every unordered pair of samples, a block of rows at a time."""
+    """(kind, distances) of every unordered pair of samples, a block of rows at a time (a few
+    million distances each: 24,000 samples take ~100 MB at a time instead of a 4.6 GB matrix of
+    every pair)."""
     blocks = DistanceBlocks(features, features, distance)
-    count = len(features)
-    step = max(1, _BLOCK_ENTRIES // max(1, count))
-    columns = np.arange(count)
-    for start in range(0, count, step):
-        rows = slice(start, min(start + step, count))
+    columns = np.arange(len(features))
+    for rows in blocks.row_blocks():
         dist = blocks[rows]
         if distance == "cosine":
             dist = 1.0 + dist  # the blocks hold -similarity; 1 - similarity is >= 0
