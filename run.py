@@ -106,27 +106,32 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated("SIGTERM")
 
 
+def _signal_of(err: KeyboardInterrupt):
+    """(signal name, the exit status a shell reports for it) of a stop."""
+    return ("SIGTERM", 143) if isinstance(err, Terminated) else ("SIGINT", 130)
+
+
 def _stopped(err: KeyboardInterrupt, task: str) -> None:
     """One line for a task stopped by SIGINT or SIGTERM outside training, then its exit status
     (130, 143), as a shell reports a process the signal ended."""
-    name = "SIGTERM" if isinstance(err, Terminated) else "SIGINT"
+    name, status = _signal_of(err)
     message = (
         f"stopped by {name} during task={task}; its outputs are written when it finishes, so "
         "this run folder keeps only run.log and .hydra/. Run the same command again"
     )
     log.error(message)
     _mark_not_finished(message)
-    sys.exit(143 if isinstance(err, Terminated) else 130)
+    sys.exit(status)
 
 
 def _stopped_while_starting(err: KeyboardInterrupt) -> None:
     """SIGINT or SIGTERM while Hydra composes the config and prepares the run folder."""
-    name = "SIGTERM" if isinstance(err, Terminated) else "SIGINT"
+    name, status = _signal_of(err)
     message = f"stopped by {name} while the run was starting: nothing was run"
     sys.stderr.write(
         message + (" (the folder keeps only its config)\n" if _mark_not_finished(message) else "\n")
     )
-    sys.exit(143 if isinstance(err, Terminated) else 130)
+    sys.exit(status)
 
 
 def _mark_not_finished(message: str) -> bool:

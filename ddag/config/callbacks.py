@@ -90,8 +90,6 @@ def set_aside_replaced_run(folder: Path) -> Path:
     """Move everything of the run `folder` holds (but its lock and earlier replaced runs) into
     `folder/replaced/<time>/`, so the run that replaces it (overwrite=true) writes into a clean
     folder: its results never stand beside the old checkpoints, and nothing is deleted."""
-    import time
-
     aside = folder / REPLACED_FOLDER / time.strftime("%Y%m%d-%H%M%S")
     while aside.exists():
         aside = aside.with_name(aside.name + "+")
@@ -113,6 +111,12 @@ def finished_run_refusal(folder: Path, key: str, resuming: bool, overwrite: bool
             "purpose with overwrite=true"
         )
     return None
+
+
+def _owns_folders() -> bool:
+    """Whether this process checks and locks run folders: not ranks other than 0 of an msrun
+    job, nor its scheduler process (which runs this script too)."""
+    return current_rank() == 0 and os.environ.get("MS_ROLE") != "MS_SCHED"
 
 
 class OutputFolderLock(Callback):
@@ -156,7 +160,7 @@ class OutputFolderLock(Callback):
     @staticmethod
     def _refuse_live(folder: Path, holder_folder: Path, key: str) -> None:
         holder = live_holder(holder_folder / LOCK_NAME)
-        if holder is None or current_rank() != 0 or os.environ.get("MS_ROLE") == "MS_SCHED":
+        if holder is None or not _owns_folders():
             return
         what = "a live run" if folder == holder_folder else f"the live sweep in {holder_folder}"
         log.error(
@@ -172,7 +176,7 @@ class OutputFolderLock(Callback):
     def _lock(self, folder: Path, key: str, config: DictConfig, records) -> None:
         """Refuse a file or dataset root, lock the folder (or stop: a live run holds it), then
         refuse a finished run's folder; the order gives the most precise message."""
-        if current_rank() != 0 or os.environ.get("MS_ROLE") == "MS_SCHED":
+        if not _owns_folders():
             return
         refusal = place_refusal(folder, key)
         if refusal:
