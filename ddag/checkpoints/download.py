@@ -224,15 +224,12 @@ def _open(url: str, limits: DownloadLimits):
     """urlopen(url) whose response headers must all arrive within `limits.headers_s`."""
     watch = _HeaderWatch(limits.headers_s)
 
-    class Http(urllib.request.HTTPHandler):
+    class Watching:  # before urllib's HTTP(S) handler: their connections register here
         def do_open(self, http_class, req, **kwargs):
             return super().do_open(watch.connection(http_class), req, **kwargs)
 
-    class Https(urllib.request.HTTPSHandler):
-        def do_open(self, http_class, req, **kwargs):
-            return super().do_open(watch.connection(http_class), req, **kwargs)
-
-    opener = urllib.request.build_opener(Http, Https)
+    handlers = (urllib.request.HTTPHandler, urllib.request.HTTPSHandler)
+    opener = urllib.request.build_opener(*(type("Watched", (Watching, h), {}) for h in handlers))
     try:
         with watch:
             return opener.open(url, timeout=limits.read_timeout_s)
