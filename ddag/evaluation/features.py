@@ -72,7 +72,7 @@ class FeatureExtractor:
                 f"the network gave NaN or infinite features for {bad} of {len(images)} "
                 f"{modality} images at the {size} input (loader.height x loader.width). An input "
                 "far smaller than the backbone is meant for (ResNet-50: 288x144 as in the "
-                "paper; +debug=fast uses 32x16) or BatchNorm statistics that have seen only a "
+                "paper) or BatchNorm statistics that have seen only a "
                 "few steps give them: use a larger input (+debug=smoke for a short run), train "
                 "longer, or check the checkpoint"
             )

@@ -67,6 +67,12 @@ def read_records(path) -> List[ResultRecord]:
     ]
 
 
+def record_means(records: List[ResultRecord]) -> Dict[str, float]:
+    """{"<protocol>/<feature>/<metric>": mean over trials} of records: what tasks return and
+    TensorBoard shows."""
+    return {f"{r.protocol}/{r.feature}/{m}": v for r in records for m, v in r.mean.items()}
+
+
 def markdown_table(records: List[ResultRecord]) -> str:
     """One row per (protocol, feature): mean (± std over trials when more than one), in percent."""
     header = "| protocol | feature | trials | " + " | ".join(METRICS) + " |"

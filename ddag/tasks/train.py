@@ -19,7 +19,7 @@ from ddag.engine.trainer import StopRequested, Trainer, TrainState
 from ddag.errors import CheckpointError, ConfigError, Interrupted
 from ddag.evaluation.evaluator import evaluate
 from ddag.evaluation.features import FeatureExtractor
-from ddag.evaluation.results import read_records
+from ddag.evaluation.results import read_records, record_means
 from ddag.losses.objective import Objective
 from ddag.tasks.steps.data import build_dataset, build_protocols, check_protocols, training_data
 from ddag.tasks.steps.networks import build_network, build_objective, feature_extractor
@@ -357,7 +357,7 @@ def _finished(config: Config, point: ResumePoint) -> Optional[dict]:
         config.task.epochs,
         config.task.epochs,
     )
-    return {f"{r.protocol}/{r.feature}/{m}": v for r in records for m, v in r.mean.items()}
+    return record_means(records)
 
 
 def run(config: Config, context: RunContext = RunContext()) -> dict:

@@ -14,7 +14,7 @@ from ddag.data.datasets.base import ArrayImageSet
 from ddag.evaluation.evaluator import evaluate_features
 from ddag.evaluation.features import FeatureExtractor
 from ddag.evaluation.metrics import known_average_precision, nearest, pairwise_distance
-from ddag.evaluation.results import markdown_table, write_records
+from ddag.evaluation.results import markdown_table, record_means, write_records
 from ddag.reporting.plots import cmc_image, ranking_image, save_cmc_image, shown_queries
 from ddag.reporting.visual_stats import sample_identities
 from ddag.utils.logging import get_logger
@@ -183,7 +183,7 @@ def report_records(records: list, out_dir: Path, what: str, tensorboard=None, st
     save_cmc_image(records, out_dir / "cmc.png")
     table = markdown_table(records)
     log.info("test results (%s), written to %s\n%s", what, path, table)
-    summary = {f"{r.protocol}/{r.feature}/{m}": v for r in records for m, v in r.mean.items()}
+    summary = record_means(records)
     if tensorboard is not None:
         tensorboard.log_metrics("test", summary, step)
         tensorboard.log_image("test/cmc", cmc_image(records), step)
